@@ -1,0 +1,216 @@
+"""Caption families, the grammar that gives a caption's digit, and the splits.
+
+The parser exists to build datasets and to score generated images; models
+never call it (they see token ids only, see vocab.py).
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import random
+
+SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+SENTENCE_WORDS = ["this", "is", "the", "a", "that", "'s", "number", "black", "on", "white",
+                  "background", "with"]
+LOGIC_WORDS = ["min", "max", "or", "plus", "minus"]
+WORDS = SPECIALS + DIGIT_WORDS + SENTENCE_WORDS + LOGIC_WORDS  # the paper's 31 tokens
+CAPTION_WORDS = DIGIT_WORDS + SENTENCE_WORDS + LOGIC_WORDS
+DIGIT_VALUE = {w: i for i, w in enumerate(DIGIT_WORDS)}
+
+TEMPLATES = [
+    "<label>",
+    "that 's <label>",
+    "that 's a <label>",
+    "this is a <label>",
+    "this number is <label>",
+    "this number is a <label>",
+    "this is the number <label>",
+    "black <label> on white",
+    "black <label> on white background",
+    "that 's a <label> on a white background",
+    "that is a black <label> with a white background",
+    "this is a black <label> on a white background",
+]
+MAX_TOKENS = 64
+FAMILIES = ("label", "sentence", "logic", "arithmetic", "mixed")
+SPLITS = ("train", "valid", "test")
+
+
+class CaptionError(ValueError):
+    """A caption that no family produces; the message is one line for the user."""
+
+
+def words(caption: str) -> list[str]:
+    """Lower-case whitespace split, checked against the vocabulary."""
+    if not isinstance(caption, str):
+        raise CaptionError(f"caption must be text, got {type(caption).__name__}")
+    tokens = caption.lower().split()
+    if not tokens:
+        raise CaptionError("empty caption: write e.g. 'five', 'three plus two' or 'min nine five seven'")
+    if len(tokens) > MAX_TOKENS:
+        raise CaptionError(f"caption has {len(tokens)} words; at most {MAX_TOKENS} are allowed")
+    for w in tokens:
+        if w not in CAPTION_WORDS:
+            close = difflib.get_close_matches(w, CAPTION_WORDS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "allowed words: " + " ".join(CAPTION_WORDS)
+            raise CaptionError(f"unknown word '{w}' in '{caption.strip()}': {hint}")
+    return tokens
+
+
+def parse(caption: str) -> int:
+    """The digit a caption means, or CaptionError naming what is wrong."""
+    tokens = words(caption)
+    text = " ".join(tokens)
+    head = tokens[0]
+    if head in ("min", "max"):
+        operands = tokens[1:]
+        if len(operands) < 2 or any(w not in DIGIT_VALUE for w in operands):
+            raise CaptionError(f"'{text}': {head} takes two or more digit words, e.g. '{head} three seven'")
+        values = [DIGIT_VALUE[w] for w in operands]
+        return min(values) if head == "min" else max(values)
+    if "plus" in tokens or "minus" in tokens:
+        return _evaluate_chain(tokens, text)
+    digits = [i for i, w in enumerate(tokens) if w in DIGIT_VALUE]
+    if len(digits) == 1:
+        i = digits[0]
+        template = " ".join(tokens[:i] + ["<label>"] + tokens[i + 1:])
+        if template in TEMPLATES:
+            return DIGIT_VALUE[tokens[i]]
+    if "or" in tokens:
+        raise CaptionError(f"'{text}': 'or' is in the paper's vocabulary but no caption family uses it")
+    raise CaptionError(f"'{text}' is not a caption form ved knows: a digit word, one of the "
+                       f"{len(TEMPLATES)} sentence templates, 'min|max d d ...' or 'd plus|minus d ...'")
+
+
+def _evaluate_chain(tokens: list[str], text: str) -> int:
+    # Left to right, no precedence: the paper's arithmetic has only + and -.
+    if tokens[-1] in ("plus", "minus"):
+        raise CaptionError(f"'{text}' ends with the operator '{tokens[-1]}'; an operator needs a digit after it")
+    if tokens[0] in ("plus", "minus"):
+        raise CaptionError(f"'{text}' starts with the operator '{tokens[0]}'; write 'd plus|minus d ...'")
+    value = None
+    for i, w in enumerate(tokens):
+        expect_digit = i % 2 == 0
+        if expect_digit and w not in DIGIT_VALUE:
+            raise CaptionError(f"'{text}': expected a digit word at word {i + 1}, got '{w}'")
+        if not expect_digit and w not in ("plus", "minus"):
+            raise CaptionError(f"'{text}': expected 'plus' or 'minus' at word {i + 1}, got '{w}'")
+        if expect_digit:
+            v = DIGIT_VALUE[w]
+            value = v if value is None else (value + v if tokens[i - 1] == "plus" else value - v)
+    if not 0 <= value <= 9:
+        raise CaptionError(f"'{text}' evaluates to {value}; the result must be a digit 0..9")
+    return value
+
+
+def operation_count(caption: str) -> int:
+    """Number of plus/minus/min/max operations (0 for label and sentence captions)."""
+    tokens = caption.split()
+    if tokens and tokens[0] in ("min", "max"):
+        return len(tokens) - 2
+    return sum(w in ("plus", "minus") for w in tokens)
+
+
+# ---------------------------------------------------------------- families
+
+def _split_of(caption: str, seed: int) -> str:
+    # A stable hash gives disjoint caption sets per split, independent of draw order.
+    h = int.from_bytes(hashlib.sha256(f"{seed}:{caption}".encode()).digest()[:4], "big") % 10
+    return "train" if h < 8 else ("valid" if h == 8 else "test")
+
+
+def label_pool() -> dict[int, list[str]]:
+    return {d: [DIGIT_WORDS[d]] for d in range(10)}
+
+
+def sentence_pool() -> dict[int, list[str]]:
+    return {d: [t.replace("<label>", DIGIT_WORDS[d]) for t in TEMPLATES] for d in range(10)}
+
+
+def logic_pool(split: str, seed: int = 0, k_range: tuple[int, int] = (1, 3),
+               per_digit: int | None = None) -> dict[int, list[str]]:
+    """min/max over the label and k distractors (larger for min, smaller for max).
+
+    Caption sets of the three splits are disjoint by a seeded hash; `k_range`
+    sets the distractor counts this split uses (longer ones for a length test).
+    """
+    per_digit = per_digit or (300 if split == "train" else 60)
+    rng = random.Random(f"logic:{seed}:{split}:{k_range}")
+    pools: dict[int, list[str]] = {}
+    for d in range(10):
+        found: set[str] = set()
+        ops = [op for op in ("min", "max") if (op == "min" and d < 9) or (op == "max" and d > 0)]
+        for _ in range(per_digit * 200):
+            if len(found) >= per_digit:
+                break
+            op = rng.choice(ops)
+            k = rng.randint(*k_range)
+            others = range(d + 1, 10) if op == "min" else range(0, d)
+            operands = [rng.choice(others) for _ in range(k)]
+            operands.insert(rng.randint(0, k), d)
+            caption = " ".join([op] + [DIGIT_WORDS[v] for v in operands])
+            if _split_of(caption, seed) == split:
+                found.add(caption)
+        pools[d] = sorted(found)
+    return pools
+
+
+def arithmetic_train_pool() -> dict[int, list[str]]:
+    """The paper's per-digit pools: the digit, every single a+b / a-b, and one plus one ..."""
+    pools = {d: [DIGIT_WORDS[d]] for d in range(10)}
+    for a in range(10):
+        for b in range(10):
+            if a + b <= 9:
+                pools[a + b].append(f"{DIGIT_WORDS[a]} plus {DIGIT_WORDS[b]}")
+            if a - b >= 0:
+                pools[a - b].append(f"{DIGIT_WORDS[a]} minus {DIGIT_WORDS[b]}")
+    for d in range(2, 10):
+        pools[d].append(" plus ".join(["one"] * d))
+    return pools
+
+
+def arithmetic_test_pool(seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5),
+                         per_cell: int = 15) -> dict[int, list[str]]:
+    """Unseen captions with several operations, balanced over digits and operation counts."""
+    rng = random.Random(f"arithmetic-test:{seed}:{ops}")
+    seen = {c for pool in arithmetic_train_pool().values() for c in pool}
+    pools: dict[int, list[str]] = {d: [] for d in range(10)}
+    for m in ops:
+        for d in range(10):
+            cell: set[str] = set()
+            while len(cell) < per_cell:
+                values = [rng.randint(0, 9) for _ in range(m + 1)]
+                signs = [rng.choice(("plus", "minus")) for _ in range(m)]
+                total = values[0] + sum(v if s == "plus" else -v for s, v in zip(signs, values[1:]))
+                if total != d:
+                    continue
+                caption = DIGIT_WORDS[values[0]] + "".join(
+                    f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, values[1:]))
+                if caption not in seen:
+                    cell.add(caption)
+            pools[d].extend(sorted(cell))
+    return pools
+
+
+def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int] = (1, 3),
+                 logic_test_k: tuple[int, int] | None = None) -> dict[int, list[str]]:
+    """Captions a split may give an image of each digit: {digit: [caption, ...]}."""
+    if family not in FAMILIES:
+        raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
+    if split not in SPLITS:
+        raise CaptionError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    if family == "label":
+        return label_pool()
+    if family == "sentence":
+        return sentence_pool()
+    if family == "logic":
+        k = logic_test_k if (split == "test" and logic_test_k) else logic_k
+        return logic_pool(split, seed, k)
+    if family == "arithmetic":
+        return arithmetic_test_pool(seed) if split == "test" else arithmetic_train_pool()
+    merged: dict[int, list[str]] = {d: [] for d in range(10)}
+    for fam in ("label", "sentence", "logic", "arithmetic"):
+        for d, pool in caption_pool(fam, split, seed, logic_k, logic_test_k).items():
+            merged[d].extend(pool)
+    return merged

@@ -1,0 +1,123 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ved import captions, vocab
+from ved.captions import CaptionError, parse
+
+
+@pytest.mark.parametrize("family", captions.FAMILIES)
+@pytest.mark.parametrize("split", captions.SPLITS)
+def test_every_pool_caption_parses_to_its_digit(family, split):
+    pool = captions.caption_pool(family, split)
+    for digit, pool_captions in pool.items():
+        assert pool_captions, (family, split, digit)
+        for c in pool_captions:
+            assert parse(c) == digit, c
+            assert len(vocab.tokenize(c)) <= captions.MAX_TOKENS + 2
+
+
+@pytest.mark.parametrize("caption,digit", [
+    ("five", 5), ("this is a black five on a white background", 5), ("that 's a seven", 7),
+    ("min nine five seven", 5), ("max one four", 4), ("three plus two", 5),
+    ("one plus two plus one plus one", 5), ("nine minus five minus four", 0), ("one minus two plus one", 0),
+    ("  THREE   plus TWO ", 5),
+])
+def test_paper_examples(caption, digit):
+    assert parse(caption) == digit
+
+
+@pytest.mark.parametrize("caption,fragment", [
+    ("", "empty caption"), ("fiv", "did you mean 'five'"), ("three plus", "ends with the operator"),
+    ("nine plus nine", "evaluates to 18"), ("one minus two", "evaluates to -1"), ("min five", "two or more"),
+    ("plus one two", "starts with the operator"), ("one plus plus two", "expected a digit word"),
+    ("the five", "not a caption form"), ("one or two", "'or'"), (" ".join(["one"] * 65), "at most 64"),
+])
+def test_errors_are_one_line_and_name_the_problem(caption, fragment):
+    with pytest.raises(CaptionError) as e:
+        parse(caption)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+VOCAB_WORDS = st.sampled_from(captions.CAPTION_WORDS + ["fiv", "", "<start>", "PLUS", "nine9", "é"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(VOCAB_WORDS, max_size=12).map(" ".join))
+def test_random_word_strings_parse_or_raise_caption_error(text):
+    try:
+        assert 0 <= parse(text) <= 9
+    except CaptionError as e:
+        assert str(e) and "\n" not in str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_random_text_parses_or_raises_caption_error(text):
+    try:
+        parse(text)
+    except CaptionError:
+        pass
+
+
+def test_arithmetic_pools_are_the_papers():
+    pool = captions.arithmetic_train_pool()
+    assert [len(pool[d]) for d in range(10)] == [12, 12, 13, 13, 13, 13, 13, 13, 13, 13]
+    assert "one plus one plus one plus one plus one" in pool[5]
+    assert "nine minus four" in pool[5] and "zero plus five" in pool[5]
+
+
+def test_arithmetic_test_split_is_unseen_long_and_balanced():
+    train = {c for p in captions.caption_pool("arithmetic", "train").values() for c in p}
+    test = captions.caption_pool("arithmetic", "test")
+    flat = [c for p in test.values() for c in p]
+    assert len(flat) >= 500 and len(set(flat)) == len(flat)
+    assert not train & set(flat)
+    counts = {}
+    for d, pool in test.items():
+        for c in pool:
+            counts[(d, captions.operation_count(c))] = counts.get((d, captions.operation_count(c)), 0) + 1
+    assert set(k[1] for k in counts) == {2, 3, 4, 5}
+    assert len(set(counts.values())) == 1  # the same number in every (digit, operations) cell
+
+
+def test_logic_splits_are_disjoint_and_follow_the_rules():
+    pools = {s: {c for p in captions.caption_pool("logic", s).values() for c in p} for s in captions.SPLITS}
+    assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]
+    assert not pools["valid"] & pools["test"]
+    for digit, pool in captions.caption_pool("logic", "train").items():
+        for c in pool:
+            op, *words = c.split()
+            values = [captions.DIGIT_VALUE[w] for w in words]
+            others = list(values)
+            others.remove(digit)
+            assert all(v > digit for v in others) if op == "min" else all(v < digit for v in others)
+            assert 1 <= len(others) <= 3
+
+
+def test_logic_distractor_counts_are_configurable():
+    pool = captions.caption_pool("logic", "test", logic_k=(1, 2), logic_test_k=(4, 5))
+    assert {captions.operation_count(c) for p in pool.values() for c in p} == {4, 5}
+
+
+def test_pools_are_deterministic_from_the_seed():
+    assert captions.caption_pool("mixed", "test", seed=3) == captions.caption_pool("mixed", "test", seed=3)
+    assert captions.caption_pool("logic", "train", seed=3) != captions.caption_pool("logic", "train", seed=4)
+
+
+def test_vocabulary_and_binary_embedding():
+    assert len(captions.WORDS) == 31
+    emb = vocab.binary_embedding()
+    assert emb.shape == (31, 5)
+    as_int = (emb * torch_powers()).sum(1).long().tolist()
+    assert [as_int[vocab.WORD_ID[w]] for w in captions.DIGIT_WORDS] == list(range(10))
+    assert sorted(as_int) == list(range(31))  # every word its own code
+    ids, lengths = vocab.encode(["five", "three plus two"])
+    assert lengths.tolist() == [3, 5] and ids[0, 0] == vocab.START and ids[0, 2] == vocab.END
+
+
+def torch_powers():
+    import torch
+
+    return torch.tensor([16, 8, 4, 2, 1])

@@ -1,0 +1,32 @@
+from conftest import run_ved
+
+
+def test_captions_parse_prints_digits():
+    code, out, err = run_ved("captions", "parse", "three plus two", "min nine five seven")
+    assert code == 0 and out.split() == ["5", "5"]
+
+
+def test_captions_parse_bad_caption_is_one_line_exit_2():
+    code, out, err = run_ved("captions", "parse", "five", "thre plus two")
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "did you mean 'three'" in err and "Traceback" not in err
+
+
+def test_captions_list_prints_caption_tab_digit():
+    code, out, err = run_ved("captions", "list", "--family", "arithmetic", "--split", "test", "-n", "5")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 5
+    for line in lines:
+        caption, digit = line.split("\t")
+        code2, out2, _ = run_ved("captions", "parse", caption)
+        assert out2.strip() == digit
+
+
+def test_unknown_family_is_refused_by_argparse():
+    code, out, err = run_ved("captions", "list", "--family", "poetry")
+    assert code == 2 and "invalid choice" in err
+
+
+def test_data_command_reports_where_mnist_is(mnist_data):
+    code, out, err = run_ved("data", "--quiet")
+    assert code == 0 and "MNIST verified" in out and "test: 10000 images" in out
