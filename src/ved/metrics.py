@@ -1,0 +1,171 @@
+"""Scores for generated digits: judge accuracy, Frechet judge distance, diversity, losses.
+
+Every generated image is scored against the digit of the caption it was
+generated from, by construction: images and digits are produced together,
+row by row, and never re-sorted apart.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import captions, checkpoint, mnist
+from .batches import CaptionedImages, CaptionPool
+
+SAMPLES_PER_SPLIT = 5000  # generated images per family and split (about 500 per digit)
+
+
+@torch.no_grad()
+def mean_losses(model, dataset: CaptionedImages, batch_size: int = 2000, seed: int = 1) -> dict:
+    """Reconstruction and KL over a whole split, with fixed caption and noise draws."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    cpu_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    totals, n = {}, 0
+    for batch in dataset.batches(batch_size, g, shuffle=False):
+        for k, v in model.loss(batch).items():
+            totals[k] = totals.get(k, 0.0) + v.item() * len(batch.digits)
+        n += len(batch.digits)
+    torch.set_rng_state(cpu_state)  # evaluation must not shift the training noise
+    return {k: v / n for k, v in totals.items()}
+
+
+@torch.no_grad()
+def judged_accuracy(model, judge, batch, seed: int = 0) -> float:
+    """One image generated per caption row, scored against that caption's digit."""
+    g = torch.Generator().manual_seed(seed)
+    images = model.generate(batch.tokens, batch.lengths, 1, g)[:, 0]
+    return (judge.predict(images) == batch.digits).float().mean().item()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (rows are samples)."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    c1, c2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    # tr sqrt(c1 c2) = sum of sqrt eigenvalues of the symmetric sqrt(c1) c2 sqrt(c1)
+    w, v = np.linalg.eigh(c1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ c2 @ root1), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * cross)
+
+
+def mean_pairwise_distance(x: torch.Tensor) -> float:
+    """Mean L2 distance between distinct rows of x (images flattened, pixels in [0, 1])."""
+    x = x.reshape(len(x), -1).double()
+    if len(x) < 2:
+        return float("nan")
+    d = torch.cdist(x, x)
+    return (d.sum() / (len(x) * (len(x) - 1))).item()
+
+
+class RealReference:
+    """Judge features and within-digit spread of real test images: what generated ones are compared to."""
+
+    def __init__(self, judge, data: mnist.MNIST, device="cpu", seed: int = 0):
+        images, labels = data.split("test")
+        self.images = torch.as_tensor(images).float().div(255).to(device)
+        self.labels = torch.as_tensor(labels).long()
+        self.features = features(judge, self.images).cpu().numpy()
+        g = np.random.default_rng(seed)
+        self.spread, self.floor = [], []
+        for d in range(10):
+            idx = np.flatnonzero(self.labels.numpy() == d)
+            sub = g.choice(idx, size=min(200, len(idx)), replace=False)
+            self.spread.append(mean_pairwise_distance(self.images[sub]))
+            half = g.permutation(idx)
+            self.floor.append(frechet_distance(self.features[half[: len(half) // 2]],
+                                               self.features[half[len(half) // 2:]]))
+
+    def digit_features(self, d: int) -> np.ndarray:
+        return self.features[self.labels.numpy() == d]
+
+
+@torch.no_grad()
+def features(judge, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    return torch.cat([judge.features(images[i: i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReference, device="cpu",
+               samples: int = SAMPLES_PER_SPLIT, seed: int = 0) -> dict:
+    """Generate for every caption of a pool and score: accuracy (overall, by operations, by digit),
+    confusion matrix, FJD per digit, diversity."""
+    caption_pool = CaptionPool(pool, device)
+    per_caption = max(2, math.ceil(samples / len(caption_pool)))
+    g = torch.Generator().manual_seed(seed)
+    predicted, generated_features, spread = [], [], []
+    for lo in range(0, len(caption_pool), 256):
+        rows = slice(lo, lo + 256)
+        tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
+        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g)  # (C, n, 28, 28)
+        flat = images.reshape(-1, 28, 28)
+        feats = features(judge, flat)
+        predicted.append(judge.head(feats).argmax(1).view(len(images), per_caption).cpu())
+        generated_features.append(feats.view(len(images), per_caption, -1).cpu())
+        spread += [mean_pairwise_distance(im) for im in images]
+    predicted = torch.cat(predicted)  # (captions, per_caption), row i belongs to caption i
+    generated_features = torch.cat(generated_features)
+    digits = caption_pool.digits.cpu()
+    correct = (predicted == digits[:, None]).float()
+    ops = torch.tensor([captions.operation_count(c) for c in caption_pool.captions])
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion.index_put_((digits[:, None].expand_as(predicted).reshape(-1), predicted.reshape(-1)),
+                         torch.ones(predicted.numel(), dtype=torch.long), accumulate=True)
+    fjd = [frechet_distance(generated_features[digits == d].reshape(-1, generated_features.shape[-1]).numpy(),
+                            reference.digit_features(d)) for d in range(10)]
+    diversity = [s / reference.spread[int(d)] for s, d in zip(spread, digits)]
+    return {
+        "accuracy": correct.mean().item(),
+        "by_operations": {int(k): correct[ops == k].mean().item() for k in ops.unique()},
+        "by_digit": [correct[digits == d].mean().item() for d in range(10)],
+        "confusion": confusion.tolist(),
+        "fjd": float(np.mean(fjd)),
+        "fjd_by_digit": fjd,
+        "fjd_floor": float(np.mean(reference.floor)),
+        "diversity": float(np.mean(diversity)),
+        "captions": len(caption_pool),
+        "images": int(predicted.numel()),
+    }
+
+
+def evaluate_model(folder, families=None, splits=None, device="cpu", samples: int = SAMPLES_PER_SPLIT,
+                   progress: bool = True, judge=None, data=None, reference=None) -> dict:
+    """Every metric for a trained model, per family and split (default: its own family; valid, test)."""
+    from .pipeline import load_generator, load_judge  # the loading helpers live with the user contract
+
+    config = checkpoint.load_config(folder)
+    model = load_generator(folder, device)
+    judge = judge or load_judge(device=device)
+    data = data or mnist.load(progress=progress)
+    reference = reference or RealReference(judge, data, device)
+    families = families or [config["data"]["family"]]
+    splits = splits or ["valid", "test"]
+    dcfg = config["data"]
+    results = {}
+    jobs = [(f, s) for f in families for s in splits]
+    for family, split in tqdm(jobs, desc="evaluate", disable=not progress, leave=False):
+        logic_test = dcfg.get("logic_test_k")
+        pool = captions.caption_pool(family, split, dcfg["caption_seed"], tuple(dcfg["logic_k"]),
+                                     tuple(logic_test) if logic_test else None)
+        row = score_pool(model, judge, pool, reference, device, samples)
+        images, labels = data.split(split)
+        losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))
+        row.update({f"{k}": v for k, v in losses.items() if k != "loss"})
+        if getattr(model, "likelihood", "") == "bernoulli":
+            row["elbo_nats"] = -(losses["recon"] + losses["kl"])
+        results.setdefault(family, {})[split] = row
+    return {"model": str(folder), "config": config, "results": results}
+
+
+def summary_table(result: dict) -> str:
+    """A Markdown table of the headline numbers of evaluate_model's result."""
+    lines = ["| family | split | accuracy | FJD (floor) | diversity | recon | KL |", "|---|---|---|---|---|---|---|"]
+    for family, splits in result["results"].items():
+        for split, r in splits.items():
+            lines.append(f"| {family} | {split} | {r['accuracy']:.1%} | {r['fjd']:.2f} ({r['fjd_floor']:.2f}) | "
+                         f"{r['diversity']:.2f} | {r['recon']:.4f} | {r['kl']:.4f} |")
+    return "\n".join(lines)

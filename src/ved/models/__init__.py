@@ -1,0 +1,17 @@
+"""Model families. Each is an nn.Module built from its config dict, with
+loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator) -> images in [0, 1]."""
+from .judge import Judge
+from .paper_ved import PaperVED
+
+GENERATORS = {"paper_ved": PaperVED}
+
+
+def build(config: dict):
+    """A generative model from the [model] table of a config."""
+    kind = config.get("family", "paper_ved")
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown model family '{kind}'; choose one of: {', '.join(GENERATORS)}")
+    return GENERATORS[kind](**{k: v for k, v in config.items() if k != "family"})
+
+
+__all__ = ["Judge", "PaperVED", "GENERATORS", "build"]

@@ -1,0 +1,82 @@
+"""The paper's variational encoder-decoder: the caption alone gives z; an MLP draws the digit.
+
+Faithful to the published code: fixed binary word embeddings (width 5), a
+GRU (hidden 30) whose last state gives the means and log-variances of 100
+latent units (10 Gaussians of dimension 10), and a 100 -> 500 -> 784 decoder.
+Loss `KL + 2 * MSE` on normalised images, the KL averaged over latent
+elements and the MSE over pixels. `likelihood = "bernoulli"` swaps in the
+usual ELBO: summed Bernoulli log-likelihood and summed KL, in nats per image.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import vocab
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class BinaryGRUEncoder(nn.Module):
+    """Caption -> last GRU state, over the paper's fixed (untrained) binary embeddings."""
+
+    def __init__(self, hidden: int = 30):
+        super().__init__()
+        self.register_buffer("embedding", vocab.binary_embedding())
+        self.gru = nn.GRU(vocab.EMBED_WIDTH, hidden, batch_first=True)
+        self.out_dim = hidden
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        states, _ = self.gru(self.embedding[tokens])
+        # The GRU runs one way, so padding after a caption never changes its last real state.
+        return states[torch.arange(len(tokens), device=tokens.device), lengths - 1]
+
+
+class PaperVED(nn.Module):
+    def __init__(self, gru_hidden: int = 30, latent: int = 100, decoder_hidden: int = 500,
+                 likelihood: str = "mse", mse_weight: float = 2.0):
+        super().__init__()
+        if likelihood not in ("mse", "bernoulli"):
+            raise ValueError(f"likelihood must be 'mse' or 'bernoulli', got '{likelihood}'")
+        self.likelihood, self.mse_weight = likelihood, mse_weight
+        self.encoder = BinaryGRUEncoder(gru_hidden)
+        self.to_mean = nn.Linear(gru_hidden, latent)
+        self.to_logvar = nn.Linear(gru_hidden, latent)
+        self.decoder = nn.Sequential(nn.Linear(latent, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, 784))
+
+    def encode(self, tokens, lengths):
+        h = self.encoder(tokens, lengths)
+        return self.to_mean(h), self.to_logvar(h)
+
+    def caption_features(self, tokens, lengths):
+        """What the model makes of a caption (for the encoding plot): the latent means."""
+        return self.encode(tokens, lengths)[0]
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        mean, logvar = self.encode(batch.tokens, batch.lengths)
+        mean, logvar = mean[batch.caption_of], logvar[batch.caption_of]
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        out = self.decoder(z)
+        kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
+        x = batch.images.flatten(1)
+        if self.likelihood == "mse":
+            recon = F.mse_loss(out, (x - MNIST_MEAN) / MNIST_STD)  # mean over pixels and batch
+            kl = kl.mean()  # mean over latent elements and batch, as the paper's code
+            return {"loss": kl + self.mse_weight * recon, "recon": recon, "kl": kl}
+        recon = F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1).mean()
+        kl = kl.sum(1).mean()
+        return {"loss": recon + kl, "recon": recon, "kl": kl}
+
+    forward = loss
+
+    @torch.no_grad()
+    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian."""
+        mean, logvar = self.encode(tokens, lengths)
+        eps = torch.randn((n, *mean.shape), generator=generator,
+                          device=generator.device if generator else "cpu").to(mean.device)
+        z = (mean + eps * torch.exp(0.5 * logvar)).transpose(0, 1)
+        out = self.decoder(z)
+        images = torch.sigmoid(out) if self.likelihood == "bernoulli" else out * MNIST_STD + MNIST_MEAN
+        return images.clamp(0, 1).view(len(tokens), n, 28, 28)

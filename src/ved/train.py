@@ -1,0 +1,253 @@
+"""Training: the one loop for generative models (early stopping, metrics, resume) and the judge's.
+
+A run folder holds the best weights (model.safetensors + config.json, what
+`ved sample` loads), metrics.jsonl, and last/ with the newest weights,
+optimizer and random states, so that `--resume` continues exactly.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import captions, checkpoint, mnist, models
+from .batches import CaptionedImages, CaptionPool
+from .metrics import judged_accuracy, mean_losses
+
+# Defaults for every config; a TOML file overrides any of them, the command line a few.
+DEFAULTS = {
+    "model": {"family": "paper_ved"},  # the rest are the model class's own keyword arguments
+    "data": {
+        "family": "arithmetic",  # label | sentence | logic | arithmetic | mixed
+        "caption_seed": 0,  # seeds the logic pools and the arithmetic test captions
+        "logic_k": [1, 3],  # distractor counts for logic captions in train and valid
+        "logic_test_k": None,  # distractor counts for logic test captions (None: as logic_k)
+    },
+    "train": {
+        "batch_size": 128,
+        "lr": 1e-3,  # Adam
+        "max_epochs": 200,
+        "patience": 10,  # epochs without a better validation reconstruction before stopping
+        "min_epochs": 0,
+        "seed": 0,
+        "threads": 0,  # torch CPU threads; 0 leaves torch's default
+        "eval_images": 2000,  # validation (and train) images generated and judged each epoch
+        "kl_warmup_epochs": 0,  # KL weight rises linearly from 0 to 1 over these epochs
+    },
+}
+
+
+def resolve(config: dict) -> dict:
+    """DEFAULTS overlaid with a config's tables; unknown tables or keys are errors."""
+    out = copy.deepcopy(DEFAULTS)
+    for table, values in config.items():
+        if table not in out:
+            raise ValueError(f"unknown config table [{table}]; allowed: {', '.join(out)}")
+        for key, value in values.items():
+            if table != "model" and key not in out[table]:
+                raise ValueError(f"unknown key '{key}' in [{table}]; allowed: {', '.join(out[table])}")
+            out[table][key] = value
+    return out
+
+
+def load_config(path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as f:
+        return resolve(tomllib.load(f))
+
+
+def make_pool(data_cfg: dict, split: str, device) -> CaptionPool:
+    logic_test = data_cfg.get("logic_test_k")
+    return CaptionPool(captions.caption_pool(
+        data_cfg["family"], split, data_cfg["caption_seed"], tuple(data_cfg["logic_k"]),
+        tuple(logic_test) if logic_test else None), device)
+
+
+def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> CaptionedImages:
+    images, labels = data.split(split)
+    return CaptionedImages(images, labels, make_pool(data_cfg, split, device), device)
+
+
+def fixed_batch(dataset: CaptionedImages, size: int, seed: int):
+    """The same images and caption draws every epoch, so epochs compare like with like."""
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(dataset), generator=g)[:size].to(dataset.device)
+    return dataset.batch(index, dataset.pool.draw(dataset.labels[index], g), dedupe=False)
+
+
+def _rng_states(generator, dist=None):
+    """Random states for an exact resume; the global stream per rank (it drives z noise)."""
+    own = torch.get_rng_state()
+    states = {"generator": generator.get_state(), "torch": dist.gather(own) if dist else [own]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(generator, states, rank: int = 0):
+    generator.set_state(states["generator"])
+    torch.set_rng_state(states["torch"][rank])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=None,
+          progress: bool = True, log=print, dist=None) -> dict:
+    """Train a generative model; returns the final train state summary. `dist`: see distributed.py."""
+    out = Path(out)
+    cfg = resolve(config)
+    tcfg = cfg["train"]
+    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    is_main = rank == 0
+    if tcfg["threads"]:
+        torch.set_num_threads(tcfg["threads"])
+    torch.manual_seed(tcfg["seed"] + rank)
+    generator = torch.Generator().manual_seed(tcfg["seed"])  # identical on every rank: same epoch order
+
+    data = mnist.load(progress=progress and is_main, log=log)
+    train_set = make_split(data, cfg["data"], "train", device)
+    valid_set = make_split(data, cfg["data"], "valid", device)
+    model = models.build(cfg["model"]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    state = {"epoch": 0, "best_recon": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
+    last = out / "last"
+    if resume and (last / checkpoint.TRAIN_STATE).exists():
+        saved = checkpoint.load_train_state(last)
+        model.load_state_dict(checkpoint.load_weights(last, device))
+        optimizer.load_state_dict(saved["optimizer"])
+        _set_rng_states(generator, saved["rng"], rank)
+        state = saved["state"]
+        if is_main:
+            log(f"resuming {out} after epoch {state['epoch']}")
+    elif resume and is_main:
+        log(f"nothing to resume in {out}; starting fresh")
+    net = dist.wrap(model) if dist else model
+    metrics_path = out / "metrics.jsonl"
+    history = _read_metrics(metrics_path)[: state["epoch"]]  # drop epochs logged after the last checkpoint
+    valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
+    train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
+    per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
+    full_config = {**cfg, "model": {**cfg["model"]}}
+
+    while state["epoch"] < tcfg["max_epochs"]:
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        model.train()
+        warm = tcfg["kl_warmup_epochs"]
+        if hasattr(model, "kl_weight"):
+            model.kl_weight = min(1.0, epoch / warm) if warm else 1.0
+        sums = {}
+        bar = tqdm(train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
+                   total=per_rank, desc=f"epoch {epoch}", leave=False, disable=not (progress and is_main))
+        for batch in bar:
+            losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.detach()
+        train_losses = {k: (v / per_rank).item() for k, v in sums.items()}
+        if dist:
+            train_losses = dist.mean(train_losses)
+        state["seconds"] += time.perf_counter() - t0
+        valid_losses = mean_losses(model, valid_set)
+        row = {"epoch": epoch, "seconds": round(state["seconds"], 3),
+               **{f"train_{k}": v for k, v in train_losses.items()},
+               **{f"valid_{k}": v for k, v in valid_losses.items()}}
+        if judge is not None:
+            model.eval()
+            row["train_accuracy"] = judged_accuracy(model, judge, train_probe)
+            row["valid_accuracy"] = judged_accuracy(model, judge, valid_probe)
+        history.append(row)
+        improved = valid_losses["recon"] < state["best_recon"]
+        if improved:
+            state.update(best_recon=valid_losses["recon"], best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        stop = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
+        rng = _rng_states(generator, dist)  # every rank takes part in gathering its own stream
+        if is_main:
+            # Order matters for a kill at any point: metrics and best weights first,
+            # the resume state last, so that resume never skips an epoch's outputs.
+            checkpoint.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+            if improved:
+                checkpoint.save_model(out, model, full_config)
+            checkpoint.save_model(last, model, full_config,
+                                  {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)})
+            acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
+            if progress:
+                tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
+                           f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)")
+        if stop:
+            break
+    return {"state": state, "history": history}
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- the judge
+
+def _shift(images: torch.Tensor, generator: torch.Generator, pixels: float = 2.0) -> torch.Tensor:
+    """Random per-image translations (and slight rotation): the judge must not depend on centring."""
+    n = len(images)
+    angle = (torch.rand(n, generator=generator) - 0.5) * 0.3
+    shift = (torch.rand(n, 2, generator=generator) - 0.5) * 2 * pixels / 14
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(images.device), images.shape, align_corners=False)
+    return F.grid_sample(images, grid, align_corners=False)
+
+
+def train_judge(out, device: str = "cpu", epochs: int = 12, batch_size: int = 128, lr: float = 2e-3,
+                seed: int = 0, progress: bool = True, log=print) -> dict:
+    """Train the evaluator CNN on the 50k training split; keep the epoch best on validation."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    data = mnist.load(progress=progress, log=log)
+    x_train, y_train = (torch.as_tensor(a).to(device) for a in data.split("train"))
+    x_valid, y_valid = (torch.as_tensor(a).to(device) for a in data.split("valid"))
+    x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
+    judge = models.Judge().to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(y_train) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    best, history = -1.0, []
+    for epoch in range(1, epochs + 1):
+        judge.train()
+        order = torch.randperm(len(y_train), generator=g).to(device)
+        batches = range(0, len(order), batch_size)
+        for lo in tqdm(batches, desc=f"judge epoch {epoch}", leave=False, disable=not progress):
+            idx = order[lo: lo + batch_size]
+            x = _shift(x_train[idx].unsqueeze(1).float() / 255, g)
+            loss = F.cross_entropy(judge(x), y_train[idx].long())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        judge.eval()
+        valid_acc = (judge.predict(x_valid.float() / 255) == y_valid).float().mean().item()
+        history.append({"epoch": epoch, "valid_accuracy": valid_acc})
+        log(f"judge epoch {epoch}: valid accuracy {valid_acc:.4f}")
+        if valid_acc > best:
+            best = valid_acc
+            test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
+            config = {"family": "judge", "valid_accuracy": valid_acc, "test_accuracy": test_acc,
+                      "epoch": epoch, "command": f"ved judge train --epochs {epochs} --seed {seed}"}
+            checkpoint.save_model(Path(out), judge, config)
+    log(f"judge: best valid accuracy {best:.4f}, test accuracy {test_acc:.4f} -> {out}")
+    return {"valid_accuracy": best, "test_accuracy": test_acc, "history": history}
