@@ -62,6 +62,7 @@ def cmd_train(args):
     from . import distributed
 
     dist = distributed.setup(device)
+    device = dist.device if dist else device  # under torchrun each rank takes its own GPU
     try:
         result = train(config, out, device=device, resume=args.resume, judge=load_judge(device=device),
                        progress=not args.quiet, dist=dist)
@@ -131,7 +132,8 @@ def cmd_evaluate(args):
 def cmd_reproduce(args):
     from .reproduce import reproduce
 
-    path = reproduce(Path(args.out), quick=args.quick, device=args.device, retrain_judge=args.train_judge)
+    path = reproduce(Path(args.out), quick=args.quick, device=args.device, retrain_judge=args.train_judge,
+                     readme=args.readme, ship=args.ship)
     print(f"report: {path}")
 
 
@@ -207,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out/reproduce", help="(default: out/reproduce)")
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
     s.add_argument("--train-judge", action="store_true", help="retrain the judge instead of using the shipped one")
+    s.add_argument("--readme", help="also rewrite the results block of this README (default: off)")
+    s.add_argument("--ship", action="store_true", help="copy the trained models into the package's shipped "
+                                                         "weights (default: off)")
     s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     s.set_defaults(run=cmd_reproduce)
 

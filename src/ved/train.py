@@ -38,7 +38,6 @@ DEFAULTS = {
         "seed": 0,
         "threads": 0,  # torch CPU threads; 0 leaves torch's default
         "eval_images": 2000,  # validation (and train) images generated and judged each epoch
-        "kl_warmup_epochs": 0,  # KL weight rises linearly from 0 to 1 over these epochs
     },
 }
 
@@ -47,6 +46,9 @@ def resolve(config: dict) -> dict:
     """DEFAULTS overlaid with a config's tables; unknown tables or keys are errors."""
     out = copy.deepcopy(DEFAULTS)
     for table, values in config.items():
+        if table == "name":  # the run's name (the config file's stem), kept with the weights
+            out["name"] = values
+            continue
         if table not in out:
             raise ValueError(f"unknown config table [{table}]; allowed: {', '.join(out)}")
         for key, value in values.items():
@@ -117,7 +119,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     train_set = make_split(data, cfg["data"], "train", device)
     valid_set = make_split(data, cfg["data"], "valid", device)
     model = models.build(cfg["model"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], foreach=True)  # measured faster on CPU
     state = {"epoch": 0, "best_recon": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
     last = out / "last"
     if resume and (last / checkpoint.TRAIN_STATE).exists():
@@ -136,15 +138,11 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
-    full_config = {**cfg, "model": {**cfg["model"]}}
 
-    while state["epoch"] < tcfg["max_epochs"]:
+    while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
         model.train()
-        warm = tcfg["kl_warmup_epochs"]
-        if hasattr(model, "kl_weight"):
-            model.kl_weight = min(1.0, epoch / warm) if warm else 1.0
         sums = {}
         bar = tqdm(train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
                    total=per_rank, desc=f"epoch {epoch}", leave=False, disable=not (progress and is_main))
@@ -163,8 +161,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         row = {"epoch": epoch, "seconds": round(state["seconds"], 3),
                **{f"train_{k}": v for k, v in train_losses.items()},
                **{f"valid_{k}": v for k, v in valid_losses.items()}}
-        if judge is not None:
-            model.eval()
+        if judge is not None:  # mean_losses left the model in eval mode
             row["train_accuracy"] = judged_accuracy(model, judge, train_probe)
             row["valid_accuracy"] = judged_accuracy(model, judge, valid_probe)
         history.append(row)
@@ -174,22 +171,20 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        stop = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
+        state["stopped"] = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
         rng = _rng_states(generator, dist)  # every rank takes part in gathering its own stream
         if is_main:
             # Order matters for a kill at any point: metrics and best weights first,
             # the resume state last, so that resume never skips an epoch's outputs.
             checkpoint.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
             if improved:
-                checkpoint.save_model(out, model, full_config)
-            checkpoint.save_model(last, model, full_config,
+                checkpoint.save_model(out, model, cfg)
+            checkpoint.save_model(last, model, cfg,
                                   {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)})
             acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
             if progress:
                 tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
                            f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)")
-        if stop:
-            break
     return {"state": state, "history": history}
 
 
