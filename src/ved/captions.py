@@ -214,3 +214,10 @@ def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int
         for d, pool in caption_pool(fam, split, seed, logic_k, logic_test_k).items():
             merged[d].extend(pool)
     return merged
+
+
+def pool_for(data: dict, split: str) -> dict[int, list[str]]:
+    """The caption pool that a config's [data] table gives a split."""
+    logic_test = data.get("logic_test_k")
+    return caption_pool(data["family"], split, data.get("caption_seed", 0), tuple(data.get("logic_k", (1, 3))),
+                        tuple(logic_test) if logic_test else None)

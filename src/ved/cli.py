@@ -143,13 +143,25 @@ def cmd_serve(args):
     run(args.host, args.port, args.model)
 
 
+def add_device(p):
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
+def add_quiet(p):
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+
+
+def add_model(p):
+    p.add_argument("--model", help="shipped model name or run folder (default: the best shipped model)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")
     s.add_argument("--data-dir", help="folder of MNIST IDX files to use first (default: $VED_DATA_DIR)")
-    s.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    add_quiet(s)
     s.set_defaults(run=cmd_data)
 
     s = sub.add_parser("captions", help="list a family's captions or parse captions")
@@ -170,39 +182,39 @@ def parser() -> argparse.ArgumentParser:
     j.add_argument("--out", default="runs/judge", help="(default: runs/judge)")
     j.add_argument("--epochs", type=int, default=12, help="(default: 12)")
     j.add_argument("--seed", type=int, default=0, help="(default: 0)")
-    j.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    j.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    add_device(j)
+    add_quiet(j)
     j.set_defaults(run=cmd_judge_train)
 
     s = sub.add_parser("train", help="train a generator from a config file")
     s.add_argument("--config", required=True, help="TOML file, e.g. configs/paper-arithmetic.toml")
     s.add_argument("--out", help="run folder (default: runs/<config name>)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_device(s)
     s.add_argument("--seed", type=int, help="override [train] seed (default: the config's)")
     s.add_argument("--epochs", type=int, help="override [train] max_epochs (default: the config's)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
-    s.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    add_quiet(s)
     s.set_defaults(run=cmd_train)
 
     s = sub.add_parser("sample", help="draw digits for captions into a .npy array or a .png grid")
     s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
-    s.add_argument("--model", help="shipped model name or run folder (default: the best shipped model)")
+    add_model(s)
     s.add_argument("-n", type=int, default=8, help="samples per caption (default: 8)")
     s.add_argument("--seed", type=int, default=0, help="(default: 0)")
     s.add_argument("--captions-file", help="file with one caption per line")
     s.add_argument("--out", default="samples.png", help=".npy (uint8, captions x n x 28 x 28) or .png grid "
                                                          "(default: samples.png)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_device(s)
     s.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
-    s.add_argument("--model", help="shipped model name or run folder (default: the best shipped model)")
+    add_model(s)
     s.add_argument("--family", action="append", choices=captions.FAMILIES,
                    help="repeatable (default: the model's training family)")
     s.add_argument("--split", action="append", choices=captions.SPLITS, help="repeatable (default: valid, test)")
     s.add_argument("--json", help="also write the full results here")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    s.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+    add_device(s)
+    add_quiet(s)
     s.set_defaults(run=cmd_evaluate)
 
     s = sub.add_parser("reproduce", help="the whole study in one command: models, metrics, figures, report")
@@ -212,13 +224,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--readme", help="also rewrite the results block of this README (default: off)")
     s.add_argument("--ship", action="store_true", help="copy the trained models into the package's shipped "
                                                          "weights (default: off)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    add_device(s)
     s.set_defaults(run=cmd_reproduce)
 
     s = sub.add_parser("serve", help="the web demo and HTTP API")
     s.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="(default: 8000)")
-    s.add_argument("--model", help="shipped model name or run folder (default: the best shipped model)")
+    add_model(s)
     s.set_defaults(run=cmd_serve)
     return p
 

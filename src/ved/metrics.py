@@ -91,7 +91,7 @@ def features(judge, images: torch.Tensor, batch_size: int = 2000) -> torch.Tenso
 
 @torch.no_grad()
 def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReference, device="cpu",
-               samples: int = SAMPLES_PER_SPLIT, seed: int = 0) -> dict:
+               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, temperature: float = 1.0) -> dict:
     """Generate for every caption of a pool and score: accuracy (overall, by operations, by digit),
     confusion matrix, FJD per digit, diversity."""
     caption_pool = CaptionPool(pool, device)
@@ -101,7 +101,8 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     for lo in range(0, len(caption_pool), 256):
         rows = slice(lo, lo + 256)
         tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
-        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g)  # (C, n, 28, 28)
+        extra = {} if temperature == 1.0 else {"temperature": temperature}
+        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g, **extra)  # (C, n, 28, 28)
         flat = images.reshape(-1, 28, 28)
         feats = features(judge, flat)
         predicted.append(judge.head(feats).argmax(1).view(len(images), per_caption).cpu())
@@ -144,13 +145,10 @@ def evaluate_model(folder, families=None, splits=None, device="cpu", samples: in
     reference = reference or RealReference(judge, data, device)
     families = families or [config["data"]["family"]]
     splits = splits or ["valid", "test"]
-    dcfg = config["data"]
     results = {}
     jobs = [(f, s) for f in families for s in splits]
     for family, split in tqdm(jobs, desc="evaluate", disable=not progress, leave=False):
-        logic_test = dcfg.get("logic_test_k")
-        pool = captions.caption_pool(family, split, dcfg["caption_seed"], tuple(dcfg["logic_k"]),
-                                     tuple(logic_test) if logic_test else None)
+        pool = captions.pool_for({**config["data"], "family": family}, split)
         row = score_pool(model, judge, pool, reference, device, samples)
         images, labels = data.split(split)
         losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))

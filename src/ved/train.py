@@ -67,16 +67,9 @@ def load_config(path) -> dict:
         return resolve(tomllib.load(f))
 
 
-def make_pool(data_cfg: dict, split: str, device) -> CaptionPool:
-    logic_test = data_cfg.get("logic_test_k")
-    return CaptionPool(captions.caption_pool(
-        data_cfg["family"], split, data_cfg["caption_seed"], tuple(data_cfg["logic_k"]),
-        tuple(logic_test) if logic_test else None), device)
-
-
 def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> CaptionedImages:
     images, labels = data.split(split)
-    return CaptionedImages(images, labels, make_pool(data_cfg, split, device), device)
+    return CaptionedImages(images, labels, CaptionPool(captions.pool_for(data_cfg, split), device), device)
 
 
 def fixed_batch(dataset: CaptionedImages, size: int, seed: int):

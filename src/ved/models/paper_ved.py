@@ -71,12 +71,14 @@ class PaperVED(nn.Module):
     forward = loss
 
     @torch.no_grad()
-    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian."""
+    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None,
+                 temperature: float = 1.0) -> torch.Tensor:
+        """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,
+        its spread scaled by `temperature` (0: decode the mean)."""
         mean, logvar = self.encode(tokens, lengths)
         eps = torch.randn((n, *mean.shape), generator=generator,
                           device=generator.device if generator else "cpu").to(mean.device)
-        z = (mean + eps * torch.exp(0.5 * logvar)).transpose(0, 1)
+        z = (mean + temperature * eps * torch.exp(0.5 * logvar)).transpose(0, 1)
         out = self.decoder(z)
         images = torch.sigmoid(out) if self.likelihood == "bernoulli" else out * MNIST_STD + MNIST_MEAN
         return images.clamp(0, 1).view(len(tokens), n, 28, 28)

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+import ved
+from conftest import run_ved
+
+
+def test_python_api_returns_uint8_mnist_convention():
+    images = ved.load("paper-arithmetic").generate(["three plus two", "five"], n=6, seed=1)
+    assert images.shape == (2, 6, 28, 28) and images.dtype == np.uint8
+    assert images.mean() < 80  # mostly background (0), ink towards 255
+    again = ved.load("paper-arithmetic").generate(["three plus two", "five"], n=6, seed=1)
+    assert np.array_equal(images, again)
+
+
+def test_cli_npy_matches_python_api(tmp_path):
+    out = tmp_path / "x.npy"
+    code, _, err = run_ved("sample", "--model", "paper-arithmetic", "-n", "5", "--seed", "3",
+                           "--out", str(out), "three plus two", "one plus two plus one plus one")
+    assert code == 0, err
+    array = np.load(out)
+    assert array.shape == (2, 5, 28, 28) and array.dtype == np.uint8
+    expected = ved.load("paper-arithmetic").generate(["three plus two", "one plus two plus one plus one"], 5, 3)
+    assert np.array_equal(array, expected)
+
+
+def test_cli_png_grid_and_captions_file(tmp_path):
+    captions = tmp_path / "captions.txt"
+    captions.write_text("seven\nmin nine five seven\n\n")
+    out = tmp_path / "grid.png"
+    code, _, err = run_ved("sample", "-n", "4", "--captions-file", str(captions), "--out", str(out), "two")
+    assert code == 0, err
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(out).shape[:2]
+    assert width > height  # three rows of four, captions to the left
+
+
+@pytest.mark.parametrize("caption,fragment", [("thre plus two", "did you mean 'three'"), ("", "empty caption")])
+def test_bad_caption_writes_nothing(tmp_path, caption, fragment):
+    out = tmp_path / "x.npy"
+    code, stdout, err = run_ved("sample", "--out", str(out), "five", caption)
+    assert code == 2 and fragment in err and err.count("\n") == 1 and "Traceback" not in err
+    assert f"caption '{caption}'" in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_model_lists_the_shipped_ones(tmp_path):
+    code, _, err = run_ved("sample", "--model", "paper-poetry", "--out", str(tmp_path / "x.npy"), "five")
+    assert code == 2 and "paper-arithmetic" in err
+
+
+def test_shipped_models_include_every_paper_family():
+    assert {f"paper-{f}" for f in ("label", "sentence", "logic", "arithmetic")} <= set(ved.shipped_models())

@@ -1,0 +1,98 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_ved
+from ved import checkpoint, models, vocab
+from ved.pipeline import load_judge
+
+TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
+
+
+def test_shipped_judge_reaches_99_3_percent_on_mnist_test(mnist_data):
+    judge = load_judge()
+    assert not judge.training and not any(p.requires_grad for p in judge.parameters())
+    images, labels = mnist_data.split("test")
+    predicted = judge.predict(torch.as_tensor(images).float() / 255)
+    assert (predicted.numpy() == labels).mean() >= 0.993
+
+
+def test_paper_model_is_the_papers():
+    model = models.PaperVED()
+    assert "encoder.embedding" not in dict(model.named_parameters())  # fixed, not trained
+    assert torch.equal(model.encoder.embedding, vocab.binary_embedding())
+    assert model.encoder.gru.hidden_size == 30 and model.encoder.gru.input_size == 5
+    assert model.to_mean.out_features == 100 and model.to_logvar.out_features == 100
+    assert [m.weight.shape for m in model.decoder if hasattr(m, "weight")] == [(500, 100), (784, 500)]
+
+
+def test_models_never_touch_the_parser():
+    """Models see token ids only: no model module may import the caption grammar."""
+    for path in Path(models.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "captions" not in text and "parse(" not in text, path.name
+
+
+def weights(folder):
+    return load_file(str(Path(folder) / "last" / checkpoint.WEIGHTS))
+
+
+def test_training_learns_and_logs_metrics(tmp_path):
+    code, out, err = run_ved("train", "--config", TINY, "--out", str(tmp_path), "--quiet")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    for key in ("train_recon", "train_kl", "valid_recon", "valid_kl", "train_accuracy", "valid_accuracy"):
+        assert all(np.isfinite(r[key]) for r in rows), key
+    assert rows[-1]["valid_recon"] < rows[0]["valid_recon"]
+    assert rows[-1]["valid_accuracy"] >= 0.9  # label captions: each image judged against its own digit
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["data"]["family"] == "label" and config["model"]["family"] == "paper_ved"
+
+
+def test_kill_then_resume_ends_with_the_same_weights(tmp_path):
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    code, _, err = run_ved("train", "--config", TINY, "--out", str(straight), "--quiet")
+    assert code == 0, err
+    proc = subprocess.Popen([sys.executable, "-m", "ved", "train", "--config", TINY, "--out", str(broken),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = broken / "last" / checkpoint.TRAIN_STATE
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and checkpoint.load_train_state(broken / "last")["state"]["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = checkpoint.load_train_state(broken / "last")["state"]["epoch"]
+    assert 2 <= killed_at < 4
+    code, out, err = run_ved("train", "--config", TINY, "--out", str(broken), "--resume", "--quiet")
+    assert code == 0, err
+    a, b = weights(straight), weights(broken)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = [json.loads(line) for line in (broken / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_bad_config_and_device_are_one_line_errors(tmp_path):
+    code, _, err = run_ved("train", "--config", str(tmp_path / "nope.toml"))
+    assert code == 2 and "not found" in err and "Traceback" not in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nbatch_sise = 3\n")
+    code, _, err = run_ved("train", "--config", str(bad))
+    assert code == 2 and "unknown key 'batch_sise'" in err
+    if not torch.cuda.is_available():
+        code, _, err = run_ved("train", "--config", TINY, "--device", "cuda", "--out", str(tmp_path / "c"))
+        assert code == 2 and "no CUDA device" in err
