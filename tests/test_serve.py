@@ -1,0 +1,146 @@
+"""The web demo and API against a real uvicorn server on loopback, and a real browser."""
+import base64
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_ved
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ved", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/api/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("ved serve did not start: " + proc.stdout.read())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def decode(png_b64):
+    return np.array(Image.open(io.BytesIO(base64.b64decode(png_b64))))
+
+
+def test_generate_returns_digit_and_images(server):
+    r = httpx.post(server + "/api/generate", json={"caption": "three plus two", "seed": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["digit"] == 5 and body["n"] == 16 and len(body["images"]) == 16
+    first = decode(body["images"][0])
+    assert first.shape == (28, 28) and first.dtype == np.uint8
+    again = httpx.post(server + "/api/generate", json={"caption": "three plus two", "seed": 5}).json()
+    assert again["images"] == body["images"]
+
+
+def test_generate_png_grid(server):
+    r = httpx.post(server + "/api/generate?format=png", json={"caption": "seven", "n": 10})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert np.array(Image.open(io.BytesIO(r.content))).shape == (56, 224)
+
+
+def test_parse_and_models(server):
+    assert httpx.get(server + "/api/parse", params={"caption": "min nine five seven"}).json()["digit"] == 5
+    models = httpx.get(server + "/api/models").json()
+    assert "paper-arithmetic" in models["models"] and models["default"] in models["models"]
+
+
+def test_errors_are_json_with_the_cli_message(server):
+    r = httpx.get(server + "/api/parse", params={"caption": "thre plus two"})
+    code, _, err = run_ved("captions", "parse", "thre plus two")
+    assert r.status_code == 400 and r.json()["detail"] in err
+    r = httpx.post(server + "/api/generate", json={"caption": "nine plus nien"})
+    assert r.status_code == 400 and "did you mean 'nine'" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [{"caption": "one " * 65}, {"caption": "five", "n": 0},
+                                  {"caption": "five", "n": 65}, {"n": 3}])
+def test_out_of_range_requests_are_422(server, body):
+    assert httpx.post(server + "/api/generate", json=body).status_code == 422
+
+
+def test_models_are_looked_up_by_name_only(server, tmp_path):
+    for name in ("../weights/judge", "/etc", str(tmp_path)):
+        r = httpx.post(server + "/api/generate", json={"caption": "five", "model": name})
+        assert r.status_code == 400 and "unknown model" in r.json()["detail"]
+    r = httpx.post(server + "/api/generate", json={"caption": "five", "model": "paper-label", "n": 2})
+    assert r.status_code == 200 and r.json()["model"] == "paper-label"
+
+
+def test_concurrent_requests_are_safe(server):
+    def call(seed):
+        return httpx.post(server + "/api/generate", json={"caption": "nine minus five minus four", "seed": seed,
+                                                          "n": 8}, timeout=30).json()["images"]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(call, [1, 2] * 16))
+    assert all(r == results[0] for r in results[0::2]) and all(r == results[1] for r in results[1::2])
+    assert results[0] != results[1]
+
+
+def chromium_path():
+    """Debian's Chromium, installed with apt where possible; None where it cannot be."""
+    if shutil.which("chromium"):
+        return shutil.which("chromium")
+    if shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+        if not shutil.which("chromium"):
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=300)
+            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=600)
+    return shutil.which("chromium")
+
+
+def test_page_in_a_real_browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Debian's chromium could not be installed with apt-get on this machine")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(server + "/")
+        page.fill("#caption", "one plus two plus one plus one")
+        page.click("#generate")
+        page.wait_for_function("document.querySelectorAll('#grid img').length === 16", timeout=15000)
+        assert "means 5" in page.text_content("#status")
+        assert page.eval_on_selector_all("#grid img", "imgs => imgs.every(i => i.complete && i.naturalWidth === 28)")
+        page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+        page.fill("#caption", "one plus tow")
+        page.click("#generate")
+        page.wait_for_selector("#status.error", timeout=15000)
+        assert "did you mean 'two'" in page.text_content("#status")
+        assert page.eval_on_selector_all("#grid img", "imgs => imgs.length") == 0
+        page.click("text=min nine five seven")
+        page.wait_for_function("document.getElementById('status').textContent.includes('means 5')", timeout=15000)
+        browser.close()
