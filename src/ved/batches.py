@@ -20,6 +20,16 @@ class Batch:
     caption_of: torch.Tensor  # (B,) row of `tokens` that captions each image
     digits: torch.Tensor  # (B,) the digit each image's caption means (for scoring only)
 
+    def per_image(self, per_caption: torch.Tensor) -> torch.Tensor:
+        """Rows for the distinct captions -> one row per image.
+
+        A one-hot product rather than indexing: the backward of indexing
+        scatter-adds in an order that varies between CPU threads, and the same
+        seed must give the same weights.
+        """
+        one_hot = torch.nn.functional.one_hot(self.caption_of, len(self.tokens)).to(per_caption.dtype)
+        return one_hot @ per_caption
+
 
 class CaptionPool:
     """All captions of one family and split, tokenised once, grouped by digit."""

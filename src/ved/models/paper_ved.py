@@ -55,7 +55,7 @@ class PaperVED(nn.Module):
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         mean, logvar = self.encode(batch.tokens, batch.lengths)
-        mean, logvar = mean[batch.caption_of], logvar[batch.caption_of]
+        mean, logvar = batch.per_image(mean), batch.per_image(logvar)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         out = self.decoder(z)
         kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
