@@ -23,12 +23,11 @@ class Batch:
     def per_image(self, per_caption: torch.Tensor) -> torch.Tensor:
         """Rows for the distinct captions -> one row per image.
 
-        A one-hot product rather than indexing: the backward of indexing
-        scatter-adds in an order that varies between CPU threads, and the same
-        seed must give the same weights.
+        index_select rather than x[index]: the backward of indexing scatter-adds
+        in an order that varies between CPU threads on large batches, and the
+        same seed must give the same weights.
         """
-        one_hot = torch.nn.functional.one_hot(self.caption_of, len(self.tokens)).to(per_caption.dtype)
-        return one_hot @ per_caption
+        return per_caption.index_select(0, self.caption_of)
 
 
 class CaptionPool:
