@@ -149,8 +149,11 @@ def main():
     print(f"| s per 50k-image epoch, batch 128 | {result['ved_epoch_s']:.2f} | {result['reference_epoch_s']:.2f} |")
     print(f"| speed-up | {result['speedup']:.1f}x | 1x |")
     if "ved_s_to_99" in result:
-        print(f"| s of training to 99% valid accuracy | {result['ved_s_to_99']} ({result['ved_best_settings']}) "
-              f"| {result['reference_s_to_99']} (paper settings) |")
+        def reached(seconds, epochs):
+            return f"{seconds:.0f}" if seconds else f"not reached in {epochs} epochs"
+
+        print(f"| s of training to 99% valid accuracy | {reached(result['ved_s_to_99'], len(best))} "
+              f"({result['ved_best_settings']}) | {reached(result['reference_s_to_99'], len(ref))} (paper settings) |")
         print(f"| final valid accuracy | {result['ved_final_accuracy']:.3f} | {result['reference_final_accuracy']:.3f} |")
     if args.json:
         with open(args.json, "w") as f:

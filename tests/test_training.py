@@ -107,3 +107,20 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     if not torch.cuda.is_available():
         code, _, err = run_ved("train", "--config", TINY, "--device", "cuda", "--out", str(tmp_path / "c"))
         assert code == 2 and "no CUDA device" in err
+
+
+def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
+    config = tmp_path / "bernoulli.toml"
+    config.write_text(Path(TINY).read_text().replace('family = "paper_ved"',
+                                                     'family = "paper_ved"\nlikelihood = "bernoulli"')
+                      .replace("max_epochs = 4", "max_epochs = 2"))
+    code, _, err = run_ved("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0, err
+    out = tmp_path / "r.json"
+    code, _, err = run_ved("evaluate", "--model", str(tmp_path / "run"), "--split", "valid", "--json", str(out),
+                           "--quiet")
+    assert code == 0, err
+    r = json.loads(out.read_text())["results"]["label"]["valid"]
+    # nats per image: summed Bernoulli NLL over 784 pixels (a blank guess costs ~540) plus summed KL
+    assert 60 < r["recon"] < 300 and r["kl"] > 0
+    assert r["elbo_nats"] == pytest.approx(-(r["recon"] + r["kl"]))
