@@ -144,3 +144,10 @@ def test_page_in_a_real_browser(server):
         page.click("text=min nine five seven")
         page.wait_for_function("document.getElementById('status').textContent.includes('means 5')", timeout=15000)
         browser.close()
+
+
+def test_serve_refuses_bad_arguments_in_one_line():
+    code, _, err = run_ved("serve", "--model", "nope", "--port", str(free_port()), timeout=60)
+    assert code == 2 and "unknown model 'nope'" in err and "Traceback" not in err
+    code, _, err = run_ved("serve", "--workers", "0", timeout=60)
+    assert code == 2 and "--workers must be 1 or more" in err

@@ -140,7 +140,9 @@ def cmd_reproduce(args):
 def cmd_serve(args):
     from .serve import run
 
-    run(args.host, args.port, args.model)
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more, got {args.workers}")
+    run(args.host, args.port, args.model, args.workers)
 
 
 def add_device(p):
@@ -230,6 +232,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="the web demo and HTTP API")
     s.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="(default: 8000)")
+    s.add_argument("--workers", type=int, default=2, help="server processes, each with its own copy of the "
+                                                           "model; one per core (default: 2)")
     add_model(s)
     s.set_defaults(run=cmd_serve)
     return p

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gc
 import io
+import os
 import threading
 from pathlib import Path
 
@@ -102,13 +103,22 @@ def create_app(model: str | None = None, device: str = "cpu") -> FastAPI:
     return app
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None) -> None:
+def app_from_env() -> FastAPI:
+    """What each uvicorn worker process builds: the model named in VED_SERVE_MODEL, loaded once."""
     import torch
-    import uvicorn
 
     torch.set_num_threads(1)  # requests are tiny; extra intra-op threads only contend with the server
-
-    app = create_app(model)
+    app = create_app(os.environ.get("VED_SERVE_MODEL") or None)
     gc.freeze()  # the loaded model and app stay; collections need not scan them under load
-    print(f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return app
+
+
+def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, workers: int = 1) -> None:
+    import uvicorn
+
+    from .pipeline import resolve_model
+
+    resolve_model(model)  # a bad name fails here, in one line, before any worker starts
+    os.environ["VED_SERVE_MODEL"] = model or ""
+    print(f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))", flush=True)
+    uvicorn.run("ved.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
