@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import captions, checkpoint, models, vocab
+from . import checkpoint, models, vocab
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "paper-arithmetic"  # the best shipped generator; see README "Results"
@@ -88,11 +88,6 @@ class Pipeline:
         g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
         images = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g)
         return (images * 255).round().to(torch.uint8).cpu().numpy()
-
-    @staticmethod
-    def meaning(caption: str) -> int:
-        """The digit a caption means (the parser; for display and scoring, never for the model)."""
-        return captions.parse(caption)
 
 
 def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths: bool = True) -> Pipeline:

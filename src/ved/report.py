@@ -20,13 +20,14 @@ def save_figure(fig, path: Path) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def grid_image(images: np.ndarray) -> np.ndarray:
-    """(rows, n, 28, 28) -> one (rows*30, n*30) mosaic with 2-pixel gutters."""
+def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
+    """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""
     rows, n = images.shape[:2]
-    mosaic = np.full((rows * 30, n * 30), 40, dtype=np.uint8)
+    cell = 28 + 2 * pad
+    mosaic = np.full((rows * cell, n * cell), 40, dtype=np.uint8)
     for r in range(rows):
         for c in range(n):
-            mosaic[r * 30 + 1: r * 30 + 29, c * 30 + 1: c * 30 + 29] = images[r, c]
+            mosaic[r * cell + pad: r * cell + pad + 28, c * cell + pad: c * cell + pad + 28] = images[r, c]
     return mosaic
 
 
@@ -37,7 +38,7 @@ def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: st
     fig = plt.figure(figsize=(label_width + n * 0.42, rows * 0.42 + (0.35 if title else 0.05)))
     ax = fig.add_axes([label_width / (label_width + n * 0.42), 0, 1 - label_width / (label_width + n * 0.42), 1])
     ax.imshow(grid_image(images), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels, fontsize=9)
+    ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels, fontsize=9)  # 30 = 28 + 2 * pad
     ax.set_xticks([])
     ax.tick_params(length=0)
     for spine in ax.spines.values():

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from . import captions
 from .captions import CaptionError
 from .pipeline import DEFAULT_MODEL, ModelError, Pipeline, load, shipped_models
+from .report import grid_image
 
 STATIC = Path(__file__).parent / "static"
 MAX_CAPTION_CHARS = 256
@@ -42,15 +43,12 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def grid(images: np.ndarray) -> np.ndarray:
-    """(n, 28, 28) -> one row-major mosaic, up to 8 digits a row."""
-    n = len(images)
-    cols = min(8, n)
-    rows = -(-n // cols)
-    mosaic = np.zeros((rows * 28, cols * 28), dtype=np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, cols)
-        mosaic[r * 28:(r + 1) * 28, c * 28:(c + 1) * 28] = im
-    return mosaic
+    """(n, 28, 28) -> one row-major mosaic, up to 8 digits a row, blank cells black."""
+    cols = min(8, len(images))
+    rows = -(-len(images) // cols)
+    cells = np.zeros((rows * cols, 28, 28), dtype=np.uint8)
+    cells[: len(images)] = images
+    return grid_image(cells.reshape(rows, cols, 28, 28), pad=0)
 
 
 def create_app(model: str | None = None, device: str = "cpu") -> FastAPI:
