@@ -150,6 +150,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         if dist:
             train_losses = dist.mean(train_losses)
         state["seconds"] += time.perf_counter() - t0
+        # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
         valid_losses = mean_losses(model, valid_set)
         row = {"epoch": epoch, "seconds": round(state["seconds"], 3),
                **{f"train_{k}": v for k, v in train_losses.items()},
