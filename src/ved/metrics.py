@@ -152,7 +152,7 @@ def evaluate_model(folder, families=None, splits=None, device="cpu", samples: in
         row = score_pool(model, judge, pool, reference, device, samples)
         images, labels = data.split(split)
         losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))
-        row.update({f"{k}": v for k, v in losses.items() if k != "loss"})
+        row.update({k: v for k, v in losses.items() if k != "loss"})
         if getattr(model, "likelihood", "") == "bernoulli":
             row["elbo_nats"] = -(losses["recon"] + losses["kl"])
         results.setdefault(family, {})[split] = row

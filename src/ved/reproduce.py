@@ -23,7 +23,6 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PAPER_FAMILIES = ("label", "sentence", "logic", "arithmetic")
 FULL_MAX_EPOCHS = 30  # the paper's run early-stopped at 48; this cap keeps the full study under 15 minutes
 PUBLISHED = "14–15%"  # the paper's Figure 3 (its code's own scoring), all families
-FIGURE4_CAPTIONS = 10
 
 
 def config_for(name: str) -> dict:
@@ -53,17 +52,17 @@ def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge
 
     def stage(name):
         bar.set_description(f"reproduce: {name}")
-        bar.update(1) if bar.n < len(stages) else None
+        bar.update(1)
 
     stage("MNIST")
     data = mnist.load(log=tqdm.write)
     stage("judge")
-    if retrain_judge or not (WEIGHTS_DIR / "judge" / checkpoint.WEIGHTS).exists():
-        train_judge(out / "runs" / "judge", device, epochs=2 if quick else 12, log=tqdm.write)
-        judge = load_judge(out / "runs" / "judge", device)
-    else:
-        judge = load_judge(device=device)
-    judge_info = checkpoint.load_config(out / "runs" / "judge" if retrain_judge else WEIGHTS_DIR / "judge")
+    judge_dir = WEIGHTS_DIR / "judge"
+    if retrain_judge or not (judge_dir / checkpoint.WEIGHTS).exists():
+        judge_dir = out / "runs" / "judge"
+        train_judge(judge_dir, device, epochs=2 if quick else 12, log=tqdm.write)
+    judge = load_judge(judge_dir, device)
+    judge_info = checkpoint.load_config(judge_dir)
 
     histories, runs = {}, {}
     for name in names:
