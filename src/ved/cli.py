@@ -71,7 +71,7 @@ def cmd_train(args):
     if dist is None or dist.rank == 0:
         s = result["state"]
         print(f"trained {s['epoch']} epochs in {s['seconds']:.1f}s; best epoch {s['best_epoch']} "
-              f"(valid recon {s['best_recon']:.4f}) -> {out}")
+              f"(valid {config['train']['early_stop_on']} {s['best_valid']:.4f}) -> {out}")
 
 
 def read_captions(args) -> list[str]:

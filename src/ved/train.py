@@ -33,7 +33,8 @@ DEFAULTS = {
         "batch_size": 128,
         "lr": 1e-3,  # Adam
         "max_epochs": 200,
-        "patience": 10,  # epochs without a better validation reconstruction before stopping
+        "patience": 10,  # epochs without a better validation score before stopping
+        "early_stop_on": "recon",  # the validation loss term that picks the best epoch: "recon" or "loss"
         "min_epochs": 0,
         "seed": 0,
         "threads": 0,  # torch CPU threads; 0 leaves torch's default
@@ -113,7 +114,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     valid_set = make_split(data, cfg["data"], "valid", device)
     model = models.build(cfg["model"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], foreach=True)  # measured faster on CPU
-    state = {"epoch": 0, "best_recon": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
+    state = {"epoch": 0, "best_valid": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
     last = out / "last"
     if resume and (last / checkpoint.TRAIN_STATE).exists():
         saved = checkpoint.load_train_state(last)
@@ -159,9 +160,9 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             row["train_accuracy"] = judged_accuracy(model, judge, train_probe)
             row["valid_accuracy"] = judged_accuracy(model, judge, valid_probe)
         history.append(row)
-        improved = valid_losses["recon"] < state["best_recon"]
+        improved = valid_losses[tcfg["early_stop_on"]] < state["best_valid"]
         if improved:
-            state.update(best_recon=valid_losses["recon"], best_epoch=epoch, bad_epochs=0)
+            state.update(best_valid=valid_losses[tcfg["early_stop_on"]], best_epoch=epoch, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch

@@ -1,9 +1,10 @@
 """Model families. Each is an nn.Module built from its config dict, with
 loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator) -> images in [0, 1]."""
+from .cvae import ConditionalVAE
 from .judge import Judge
 from .paper_ved import PaperVED
 
-GENERATORS = {"paper_ved": PaperVED}
+GENERATORS = {"paper_ved": PaperVED, "cvae": ConditionalVAE}
 
 
 def build(config: dict):
@@ -14,4 +15,4 @@ def build(config: dict):
     return GENERATORS[kind](**{k: v for k, v in config.items() if k != "family"})
 
 
-__all__ = ["Judge", "PaperVED", "GENERATORS", "build"]
+__all__ = ["ConditionalVAE", "Judge", "PaperVED", "GENERATORS", "build"]

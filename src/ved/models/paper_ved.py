@@ -3,6 +3,8 @@
 Faithful to the published code: fixed binary word embeddings (width 5), a
 GRU (hidden 30) whose last state gives the means and log-variances of 100
 latent units (10 Gaussians of dimension 10), and a 100 -> 500 -> 784 decoder.
+`caption_encoder` swaps in another caption encoder (see caption_encoders.py)
+and leaves the rest as published.
 Loss `KL + 2 * MSE` on normalised images, the KL averaged over latent
 elements and the MSE over pixels. `likelihood = "bernoulli"` swaps in the
 usual ELBO: summed Bernoulli log-likelihood and summed KL, in nats per image.
@@ -13,36 +15,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import vocab
+from . import caption_encoders
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-class BinaryGRUEncoder(nn.Module):
-    """Caption -> last GRU state, over the paper's fixed (untrained) binary embeddings."""
-
-    def __init__(self, hidden: int = 30):
-        super().__init__()
-        self.register_buffer("embedding", vocab.binary_embedding())
-        self.gru = nn.GRU(vocab.EMBED_WIDTH, hidden, batch_first=True)
-        self.out_dim = hidden
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        states, _ = self.gru(self.embedding[tokens])
-        # The GRU runs one way, so padding after a caption never changes its last real state.
-        return states[torch.arange(len(tokens), device=tokens.device), lengths - 1]
-
-
 class PaperVED(nn.Module):
     def __init__(self, gru_hidden: int = 30, latent: int = 100, decoder_hidden: int = 500,
-                 likelihood: str = "mse", mse_weight: float = 2.0):
+                 likelihood: str = "mse", mse_weight: float = 2.0, caption_encoder: str = "binary-gru",
+                 caption_width: int = 64):
         super().__init__()
         if likelihood not in ("mse", "bernoulli"):
             raise ValueError(f"likelihood must be 'mse' or 'bernoulli', got '{likelihood}'")
         self.likelihood, self.mse_weight = likelihood, mse_weight
-        self.encoder = BinaryGRUEncoder(gru_hidden)
-        self.to_mean = nn.Linear(gru_hidden, latent)
-        self.to_logvar = nn.Linear(gru_hidden, latent)
+        self.encoder = caption_encoders.build(caption_encoder, hidden=gru_hidden, width=caption_width)
+        self.to_mean = nn.Linear(self.encoder.out_dim, latent)
+        self.to_logvar = nn.Linear(self.encoder.out_dim, latent)
         self.decoder = nn.Sequential(nn.Linear(latent, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, 784))
 
     def encode(self, tokens, lengths):
