@@ -104,6 +104,12 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     bad.write_text("[train]\nbatch_sise = 3\n")
     code, _, err = run_ved("train", "--config", str(bad))
     assert code == 2 and "unknown key 'batch_sise'" in err
+    bad.write_text("[train]\nearly_stop_on = 'elbo'\n")
+    code, _, err = run_ved("train", "--config", str(bad))
+    assert code == 2 and "early_stop_on = 'elbo'; allowed: recon, loss" in err
+    bad.write_text("[model]\nfamily = 'cvae'\nlatnet = 4\n")
+    code, _, err = run_ved("train", "--config", str(bad))
+    assert code == 2 and "unknown key 'latnet' in [model]" in err and "Traceback" not in err
     if not torch.cuda.is_available():
         code, _, err = run_ved("train", "--config", TINY, "--device", "cuda", "--out", str(tmp_path / "c"))
         assert code == 2 and "no CUDA device" in err

@@ -56,6 +56,8 @@ def resolve(config: dict) -> dict:
             if table != "model" and key not in out[table]:
                 raise ValueError(f"unknown key '{key}' in [{table}]; allowed: {', '.join(out[table])}")
             out[table][key] = value
+    if out["train"]["early_stop_on"] not in ("recon", "loss"):
+        raise ValueError(f"[train] early_stop_on = '{out['train']['early_stop_on']}'; allowed: recon, loss")
     return out
 
 

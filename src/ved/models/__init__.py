@@ -1,5 +1,7 @@
 """Model families. Each is an nn.Module built from its config dict, with
 loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator) -> images in [0, 1]."""
+import inspect
+
 from .cvae import ConditionalVAE
 from .judge import Judge
 from .paper_ved import PaperVED
@@ -12,7 +14,12 @@ def build(config: dict):
     kind = config.get("family", "paper_ved")
     if kind not in GENERATORS:
         raise ValueError(f"unknown model family '{kind}'; choose one of: {', '.join(GENERATORS)}")
-    return GENERATORS[kind](**{k: v for k, v in config.items() if k != "family"})
+    cls = GENERATORS[kind]
+    allowed = list(inspect.signature(cls).parameters)
+    unknown = [k for k in config if k != "family" and k not in allowed]
+    if unknown:
+        raise ValueError(f"unknown key '{unknown[0]}' in [model] for family '{kind}'; allowed: {', '.join(allowed)}")
+    return cls(**{k: v for k, v in config.items() if k != "family"})
 
 
 __all__ = ["ConditionalVAE", "Judge", "PaperVED", "GENERATORS", "build"]
