@@ -1,12 +1,13 @@
 """A conditional VAE: a conv encoder q(z | x[, caption]), a learned prior p(z | caption),
 a transposed-conv decoder p(x | z[, caption]) with a Bernoulli likelihood.
 
-Sampling draws z from the caption's prior. The prior's mean and log-variance
-are affine in the caption vector: with a `word-sum` caption encoder this is
-what lets captions longer than any seen in training land on the right digit
-(see caption_encoders.py). Whether the posterior and the decoder also see
-the caption is a switch, because letting them see it gives the prior less
-reason to hold one point per digit; the report measures both.
+Sampling draws z from the caption's prior. The prior's mean (and, with
+`learned_prior_scale`, its log-variance) is affine in the caption vector:
+with a `word-sum` caption encoder that is what should let captions longer
+than any seen in training land on the right digit (see caption_encoders.py).
+Whether the posterior and the decoder also see the caption is a switch,
+because letting them see it gives the prior less reason to hold one point
+per digit; the README records what each setting measured.
 
 Loss: the negative ELBO in nats per image, Bernoulli log-likelihood summed
 over pixels and KL summed over latent units, the KL weight ramped from 0 to 1
