@@ -19,6 +19,7 @@ class Batch:
     lengths: torch.Tensor  # (U,) tokens including <start> and <end>
     caption_of: torch.Tensor  # (B,) row of `tokens` that captions each image
     digits: torch.Tensor  # (B,) the digit each image's caption means (for scoring only)
+    classes: torch.Tensor | None = None  # (B,) each caption's discovered content class (content.py), if any
 
     def per_image(self, per_caption: torch.Tensor) -> torch.Tensor:
         """Rows for the distinct captions -> one row per image.
@@ -43,6 +44,7 @@ class CaptionPool:
         self.digits = torch.repeat_interleave(torch.arange(10), torch.tensor(counts)).to(device)
         self.count = torch.tensor(counts, device=device)
         self.start = torch.cumsum(self.count, 0) - self.count
+        self.classes: torch.Tensor | None = None  # set by content.discover
 
     def draw(self, digits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One random pool index per digit, uniform within that digit's captions."""
@@ -75,7 +77,8 @@ class CaptionedImages:
         tokens, lengths = self.pool.tokens[rows], self.pool.lengths[rows]
         tokens = tokens[:, : int(lengths.max())]  # the pool pads to its longest caption
         images = self.images[index].unsqueeze(1).float().div_(255.0)
-        return Batch(images, tokens, lengths, caption_of, self.pool.digits[caption_index])
+        classes = None if self.pool.classes is None else self.pool.classes[caption_index]
+        return Batch(images, tokens, lengths, caption_of, self.pool.digits[caption_index], classes)
 
     def batches(self, batch_size: int, generator: torch.Generator, shuffle: bool = True,
                 rank: int = 0, world_size: int = 1):

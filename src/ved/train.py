@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import captions, checkpoint, mnist, models
+from . import captions, checkpoint, content, mnist, models
 from .batches import CaptionedImages, CaptionPool
 from .metrics import judged_accuracy, mean_losses
 
@@ -28,6 +28,8 @@ DEFAULTS = {
         "caption_seed": 0,  # seeds the logic pools and the arithmetic test captions
         "logic_k": [1, 3],  # distractor counts for logic captions in train and valid
         "logic_test_k": None,  # distractor counts for logic test captions (None: as logic_k)
+        "train_max_ops": 1,  # arithmetic: most operations in a training caption; tests have more (up to 5)
+        "hold_out_pairs": 0,  # arithmetic: one-operation captions kept out of training, to test on
     },
     "train": {
         "batch_size": 128,
@@ -115,6 +117,8 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     train_set = make_split(data, cfg["data"], "train", device)
     valid_set = make_split(data, cfg["data"], "valid", device)
     model = models.build(cfg["model"]).to(device)
+    if getattr(model, "content_classes", 0):  # seeded: a resumed run discovers the same classes
+        content.discover(train_set, model.content_classes, seed=tcfg["seed"])
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], foreach=True)  # measured faster on CPU
     state = {"epoch": 0, "best_valid": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
     last = out / "last"
@@ -126,8 +130,16 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         state = saved["state"]
         if is_main:
             log(f"resuming {out} after epoch {state['epoch']}")
-    elif resume and is_main:
-        log(f"nothing to resume in {out}; starting fresh")
+    else:
+        if resume and is_main:
+            log(f"nothing to resume in {out}; starting fresh")
+        if hasattr(model, "fit_captions"):
+            t0 = time.perf_counter()
+            pool = train_set.pool
+            loss = model.fit_captions(pool.tokens, pool.lengths, pool.classes, progress=progress and is_main)
+            state["seconds"] += time.perf_counter() - t0
+            if is_main:
+                log(f"caption classes fitted: loss {loss:.3f} ({state['seconds']:.1f}s)")
     net = dist.wrap(model) if dist else model
     metrics_path = out / "metrics.jsonl"
     history = _read_metrics(metrics_path)[: state["epoch"]]  # drop epochs logged after the last checkpoint
@@ -152,6 +164,8 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         train_losses = {k: (v / per_rank).item() for k, v in sums.items()}
         if dist:
             train_losses = dist.mean(train_losses)
+        if hasattr(model, "fit_style_prior"):  # seeded by the epoch: every rank, and a resume, fits the same
+            model.fit_style_prior(train_set, torch.Generator().manual_seed(tcfg["seed"] + epoch))
         state["seconds"] += time.perf_counter() - t0
         # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
         valid_losses = mean_losses(model, valid_set)
