@@ -82,6 +82,31 @@ def test_arithmetic_test_split_is_unseen_long_and_balanced():
     assert len(set(counts.values())) == 1  # the same number in every (digit, operations) cell
 
 
+@pytest.mark.parametrize("options", [{"train_max_ops": 2}, {"train_max_ops": 3}, {"hold_out_pairs": 30}])
+def test_scan_style_arithmetic_splits(options):
+    """Length: training has 1..k operations and the test only more. Operand pairs: the held-out
+    one-operation captions are the whole test split, three per digit, and no training caption."""
+    train, test = (captions.caption_pool("arithmetic", s, **options) for s in ("train", "test"))
+    train_ops = {captions.operation_count(c) for p in train.values() for c in p if not c.startswith("one plus one")}
+    test_ops = {captions.operation_count(c) for p in test.values() for c in p}
+    assert not {c for p in train.values() for c in p} & {c for p in test.values() for c in p}
+    assert all(parse(c) == d for split in (train, test) for d, p in split.items() for c in p)
+    if "train_max_ops" in options:
+        k = options["train_max_ops"]
+        assert train_ops == set(range(k + 1)) and test_ops == set(range(k + 1, 6))
+    else:
+        assert test_ops == {1} and [len(test[d]) for d in range(10)] == [3] * 10
+        assert len(train_ops) == 2 and all(len(p) >= 9 for p in train.values())
+
+
+@pytest.mark.parametrize("options,fragment", [({"train_max_ops": 5}, "train_max_ops = 5; allowed: 1 to 4"),
+                                              ({"hold_out_pairs": 99}, "hold_out_pairs = 99; allowed: 0 to 50"),
+                                              ({"hold_out_pairs": 5, "train_max_ops": 2}, "set one of them")])
+def test_bad_split_options_are_clear_errors(options, fragment):
+    with pytest.raises(CaptionError, match=fragment):
+        captions.caption_pool("arithmetic", "train", **options)
+
+
 def test_logic_splits_are_disjoint_and_follow_the_rules():
     pools = {s: {c for p in captions.caption_pool("logic", s).values() for c in p} for s in captions.SPLITS}
     assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]

@@ -193,8 +193,40 @@ def arithmetic_test_pool(seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5),
     return pools
 
 
+def arithmetic_pool(split: str, seed: int = 0, train_max_ops: int = 1,
+                    hold_out_pairs: int = 0) -> dict[int, list[str]]:
+    """The arithmetic family's splits (validation images get the training captions). The paper's
+    protocol trains on one operation at most and tests on 2-5. Two SCAN-style variants:
+
+    - `train_max_ops = k` (length): training also gets captions of 2..k operations (as many per
+      digit and count as the test has); the test keeps the counts above k, up to 5;
+    - `hold_out_pairs = n` (operand pairs): n seeded one-operation captions (`a plus b`,
+      `a minus b`), spread over the digits, leave training, and they are the test split.
+    """
+    if not 1 <= train_max_ops <= 4:
+        raise CaptionError(f"train_max_ops = {train_max_ops}; allowed: 1 to 4 (tests go up to 5 operations)")
+    if not 0 <= hold_out_pairs <= 50:
+        raise CaptionError(f"hold_out_pairs = {hold_out_pairs}; allowed: 0 to 50 (training keeps 5+ per digit)")
+    if hold_out_pairs and train_max_ops > 1:
+        raise CaptionError("hold_out_pairs and train_max_ops > 1 are two different splits; set one of them")
+    rng = random.Random(f"pairs:{seed}")
+    by_digit = [rng.sample(p, len(p)) for p in
+                ([c for c in pool if operation_count(c) == 1] for pool in arithmetic_train_pool().values())]
+    held = {by_digit[i % 10][i // 10] for i in range(hold_out_pairs)}  # round the digits, so each has some
+    if split == "test":
+        if held:
+            return {d: [c for c in pool if c in held] for d, pool in arithmetic_train_pool().items()}
+        return arithmetic_test_pool(seed, ops=tuple(range(train_max_ops + 1, 6)))
+    pools = {d: [c for c in pool if c not in held] for d, pool in arithmetic_train_pool().items()}
+    if train_max_ops > 1:  # another seed than the test's: the counts differ anyway, so no overlap
+        for d, extra in arithmetic_test_pool(seed + 1, ops=tuple(range(2, train_max_ops + 1))).items():
+            pools[d].extend(extra)
+    return pools
+
+
 def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int] = (1, 3),
-                 logic_test_k: tuple[int, int] | None = None) -> dict[int, list[str]]:
+                 logic_test_k: tuple[int, int] | None = None, train_max_ops: int = 1,
+                 hold_out_pairs: int = 0) -> dict[int, list[str]]:
     """Captions a split may give an image of each digit: {digit: [caption, ...]}."""
     if family not in FAMILIES:
         raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
@@ -208,10 +240,10 @@ def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int
         k = logic_test_k if (split == "test" and logic_test_k) else logic_k
         return logic_pool(split, seed, k)
     if family == "arithmetic":
-        return arithmetic_test_pool(seed) if split == "test" else arithmetic_train_pool()
+        return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs)
     merged: dict[int, list[str]] = {d: [] for d in range(10)}
     for fam in ("label", "sentence", "logic", "arithmetic"):
-        for d, pool in caption_pool(fam, split, seed, logic_k, logic_test_k).items():
+        for d, pool in caption_pool(fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs).items():
             merged[d].extend(pool)
     return merged
 
@@ -220,4 +252,5 @@ def pool_for(data: dict, split: str) -> dict[int, list[str]]:
     """The caption pool that a config's [data] table gives a split."""
     logic_test = data.get("logic_test_k")
     return caption_pool(data["family"], split, data.get("caption_seed", 0), tuple(data.get("logic_k", (1, 3))),
-                        tuple(logic_test) if logic_test else None)
+                        tuple(logic_test) if logic_test else None, data.get("train_max_ops", 1),
+                        data.get("hold_out_pairs", 0))
