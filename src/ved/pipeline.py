@@ -14,7 +14,7 @@ import torch
 from . import checkpoint, models, vocab
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "paper-arithmetic"  # the best shipped generator; see README "Results"
+DEFAULT_MODEL = "cvae-arithmetic"  # the best shipped generator; see README "Beyond the paper"
 
 
 class ModelError(ValueError):
