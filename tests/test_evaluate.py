@@ -105,5 +105,8 @@ def test_reproduce_quick(tmp_path):
     for name in ("fig2_reconstruction", "fig3_accuracy", "fig4_samples", "accuracy_by_operations",
                  "confusion_arithmetic_test", "caption_encodings"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Beyond the paper" in report and "| arithmetic | test | conditional VAE |" in report
+    assert (tmp_path / "figures" / "samples_cvae-arithmetic.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["minutes"] < 2
+    assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] > 0.5
+    assert results["minutes"] < 3
