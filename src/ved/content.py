@@ -52,14 +52,12 @@ def kmeans(points: torch.Tensor, weights: torch.Tensor, k: int, generator: torch
     return best
 
 
-def discover(train: CaptionedImages, k: int, seed: int = 0, others: tuple[CaptionedImages, ...] = ()) -> torch.Tensor:
-    """Give every caption of `train` (and of `others`, by the nearest training centre) a content class
-    in 0..k-1, stored as `pool.classes`; returns the centres (k, 784)."""
+def discover(train: CaptionedImages, k: int, seed: int = 0) -> torch.Tensor:
+    """Give every caption of `train` a content class in 0..k-1, stored as `pool.classes`; returns the
+    centres (k, 784). Captions outside training get theirs from the model's caption prior."""
     g = torch.Generator().manual_seed(seed)
     means, counts = caption_means(train, g)
     seen = counts > 0
     centres = kmeans(means[seen], counts[seen], k, g)
-    for dataset in (train, *others):
-        means, _ = caption_means(dataset, g)
-        dataset.pool.classes = torch.cdist(means, centres).argmin(1)
+    train.pool.classes = torch.cdist(means, centres).argmin(1)
     return centres
