@@ -111,11 +111,10 @@ class ConditionalVAE(nn.Module):
             logits = batch.per_image(self.class_logits(batch.tokens, batch.lengths))
         # Training pairs carry their discovered class; elsewhere the caption's likeliest class stands in.
         k = batch.classes if batch.classes is not None else logits.argmax(1)
-        content = F.one_hot(k, self.content_classes).float()
         h = self.image_encoder(batch.images)
-        mean, logvar = self.to_style(torch.cat([h, content], -1)).chunk(2, -1)
+        mean, logvar = self.style_posterior(h, k)
         s = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-        recon = F.binary_cross_entropy_with_logits(self.decoder(torch.cat([s, content], -1)).flatten(1),
+        recon = F.binary_cross_entropy_with_logits(self.decode(s, k).flatten(1),
                                                    batch.images.flatten(1), reduction="none").sum(1).mean()
         kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
         weight = self.kl_weight
@@ -137,7 +136,7 @@ class ConditionalVAE(nn.Module):
         """Cross-entropy of the critic's class for images decoded from styles drawn from N(0, I), wider
         than the fitted p(s | k): the decoder learns to draw class k wherever s falls."""
         s = torch.randn(len(k), self.to_style.out_features // 2, device=k.device)
-        images = torch.sigmoid(self.decoder(torch.cat([s, F.one_hot(k, self.content_classes).float()], -1)))
+        images = torch.sigmoid(self.decode(s, k))
         # the image encoder and critic are frozen here, so that only the decoder learns to please them
         frozen = {name: p.detach() for name, p in self.named_parameters()
                   if name.startswith(("image_encoder.", "critic."))}
@@ -146,6 +145,14 @@ class ConditionalVAE(nn.Module):
         return F.cross_entropy(logits, k)
 
     forward = loss
+
+    def style_posterior(self, features, k):
+        """Mean and log-variance of q(s | x, k) from the image encoder's features and the class."""
+        return self.to_style(torch.cat([features, F.one_hot(k, self.content_classes).float()], -1)).chunk(2, -1)
+
+    def decode(self, style, k):
+        """Pixel logits of p(x | s, k), (N, 1, 28, 28)."""
+        return self.decoder(torch.cat([style, F.one_hot(k, self.content_classes).float()], -1))
 
     @torch.no_grad()
     def fit_style_prior(self, dataset, generator: torch.Generator, chunk: int = 5000):
@@ -158,8 +165,7 @@ class ConditionalVAE(nn.Module):
         styles = []
         for lo in range(0, len(dataset), chunk):
             images = dataset.images[lo: lo + chunk].unsqueeze(1).float().div(255)
-            content = F.one_hot(k[lo: lo + chunk], self.content_classes).float()
-            mean, logvar = self.to_style(torch.cat([self.image_encoder(images), content], -1)).chunk(2, -1)
+            mean, logvar = self.style_posterior(self.image_encoder(images), k[lo: lo + chunk])
             noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
             styles.append(mean + noise * torch.exp(0.5 * logvar))
         styles = torch.cat(styles)
@@ -180,11 +186,10 @@ class ConditionalVAE(nn.Module):
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits (README "Beyond the paper").
         k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
-        content = F.one_hot(k, self.content_classes).float()
         eps = torch.randn((len(tokens) * n, self.to_style.out_features // 2), generator=generator, device=device)
-        eps = temperature * eps.to(content.device)
+        eps = temperature * eps.to(k.device)
         style = self.style_mean[k] + (self.style_scale[k] @ eps[:, :, None])[..., 0]
-        images = torch.sigmoid(self.decoder(torch.cat([style, content], -1)))
+        images = torch.sigmoid(self.decode(style, k))
         return images.view(len(tokens), n, 28, 28)
 
 
