@@ -209,15 +209,15 @@ def arithmetic_pool(split: str, seed: int = 0, train_max_ops: int = 1,
         raise CaptionError(f"hold_out_pairs = {hold_out_pairs}; allowed: 0 to 50 (training keeps 5+ per digit)")
     if hold_out_pairs and train_max_ops > 1:
         raise CaptionError("hold_out_pairs and train_max_ops > 1 are two different splits; set one of them")
+    paper = arithmetic_train_pool()
     rng = random.Random(f"pairs:{seed}")
-    by_digit = [rng.sample(p, len(p)) for p in
-                ([c for c in pool if operation_count(c) == 1] for pool in arithmetic_train_pool().values())]
+    by_digit = [rng.sample(p, len(p)) for p in ([c for c in pool if operation_count(c) == 1] for pool in paper.values())]
     held = {by_digit[i % 10][i // 10] for i in range(hold_out_pairs)}  # round the digits, so each has some
     if split == "test":
         if held:
-            return {d: [c for c in pool if c in held] for d, pool in arithmetic_train_pool().items()}
+            return {d: [c for c in pool if c in held] for d, pool in paper.items()}
         return arithmetic_test_pool(seed, ops=tuple(range(train_max_ops + 1, 6)))
-    pools = {d: [c for c in pool if c not in held] for d, pool in arithmetic_train_pool().items()}
+    pools = {d: [c for c in pool if c not in held] for d, pool in paper.items()}
     if train_max_ops > 1:  # another seed than the test's: the counts differ anyway, so no overlap
         for d, extra in arithmetic_test_pool(seed + 1, ops=tuple(range(2, train_max_ops + 1))).items():
             pools[d].extend(extra)
