@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import captions, checkpoint, metrics, mnist, report, vocab
-from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, device_of, load_generator, load_judge
+from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
 from .train import load_config, make_split, train, train_judge
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -46,6 +46,12 @@ def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) ->
     counts = sorted({captions.operation_count(c) for p in pool.values() for c in p})
     return [rng.choice([c for c in pool[d] if captions.operation_count(c) == counts[d % len(counts)]] or pool[d])
             for d in range(10)]
+
+
+def caption_grid(model, rows: list[str], device: str, path: Path, title: str) -> None:
+    """Eight samples (seed 0) per caption, one row each, the caption and its digit at the left."""
+    images = Pipeline(model, device=device).generate(rows, n=8, seed=0)
+    report.sample_grid(images, [f"{c}  (= {captions.parse(c)})" for c in rows], path, title=title)
 
 
 def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge: bool = False,
@@ -110,20 +116,12 @@ def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge
     figures = out / "figures"
     for name in beyond:  # Figure 4's layout for each new run: its test captions, one per digit
         model, cfg = load_generator(runs[name], device), checkpoint.load_config(runs[name])
-        rows = figure4_captions(pool=captions.pool_for(cfg["data"], "test"))
-        tokens, lengths = vocab.encode(rows)
-        images = model.generate(tokens.to(device), lengths.to(device), 8, torch.Generator().manual_seed(0))
-        report.sample_grid((images * 255).round().byte().cpu().numpy(), [f"{c}  (= {captions.parse(c)})" for c in rows],
-                           figures / f"samples_{name}.png", title=f"{name}, test captions")
+        caption_grid(model, figure4_captions(pool=captions.pool_for(cfg["data"], "test")), device,
+                     figures / f"samples_{name}.png", f"{name}, test captions")
     report.loss_curves(histories, figures / "fig2_reconstruction.png")
     report.accuracy_curves(histories, figures / "fig3_accuracy.png")
     model = load_generator(runs["paper-arithmetic"], device)
-    fig4 = figure4_captions()
-    tokens, lengths = vocab.encode(fig4)
-    images = model.generate(tokens.to(device), lengths.to(device), 8, torch.Generator().manual_seed(0))
-    report.sample_grid((images * 255).round().byte().cpu().numpy(),
-                       [f"{c}  (= {captions.parse(c)})" for c in fig4], figures / "fig4_samples.png",
-                       title="paper VED, unseen test captions")
+    caption_grid(model, figure4_captions(), device, figures / "fig4_samples.png", "paper VED, unseen test captions")
     arithmetic_test = results["arithmetic"]["test"]
     report.accuracy_by_operations({"paper VED": arithmetic_test["by_operations"]}, figures / "accuracy_by_operations.png")
     report.confusion_matrix(arithmetic_test["confusion"], figures / "confusion_arithmetic_test.png",
