@@ -71,3 +71,29 @@ def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_da
     predicted = load_judge().predict(torch.as_tensor(images.reshape(-1, 28, 28)).float() / 255).numpy()
     assert (predicted == digits).mean() >= 0.95
     assert all(len({im.tobytes() for im in row}) == 5 for row in images)
+
+
+def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
+    """The shipped cvae-arithmetic samples at temperature 0.9 with its logits doubled (config.json):
+    on validation captions that must keep 99% of samples right, vary at least 0.9 times as much as
+    real digits (measured 0.93) and sit nearer real digits in the judge's features (FJD) than the
+    plain Bernoulli means do (measured 24 against 36 on 2,000 samples)."""
+    from ved import captions, metrics, vocab
+    from ved.pipeline import load_generator, load_judge, resolve_model
+
+    model, judge = load_generator(resolve_model(None)), load_judge()
+    assert (model.temperature, model.sharpness) == (0.9, 2.0)
+    tokens, lengths = vocab.encode(["three plus two", "one plus two plus one plus one"])
+    sharp = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0))
+    model.sharpness = 1.0
+    plain = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0))
+    # the same styles, only the pixels' logits doubled
+    torch.testing.assert_close(sharp, torch.sigmoid(2 * torch.logit(plain.double())).float(), atol=1e-4, rtol=0)
+
+    reference = metrics.RealReference(judge, mnist_data)
+    pool = captions.caption_pool("arithmetic", "valid")
+    plain = metrics.score_pool(model, judge, pool, reference, samples=1000)
+    model.sharpness = 2.0
+    shipped = metrics.score_pool(model, judge, pool, reference, samples=1000)
+    assert shipped["accuracy"] >= 0.99 and shipped["diversity"] >= 0.9
+    assert shipped["fjd"] < 0.8 * plain["fjd"]

@@ -91,9 +91,9 @@ def features(judge, images: torch.Tensor, batch_size: int = 2000) -> torch.Tenso
 
 @torch.no_grad()
 def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReference, device="cpu",
-               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, temperature: float = 1.0) -> dict:
+               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, temperature: float | None = None) -> dict:
     """Generate for every caption of a pool and score: accuracy (overall, by operations, by digit),
-    confusion matrix, FJD per digit, diversity."""
+    confusion matrix, FJD per digit, diversity. `temperature` None: the model's own sampling setting."""
     caption_pool = CaptionPool(pool, device)
     per_caption = max(2, math.ceil(samples / len(caption_pool)))
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +101,7 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     for lo in range(0, len(caption_pool), 256):
         rows = slice(lo, lo + 256)
         tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
-        extra = {} if temperature == 1.0 else {"temperature": temperature}
+        extra = {} if temperature is None else {"temperature": temperature}
         images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g, **extra)  # (C, n, 28, 28)
         flat = images.reshape(-1, 28, 28)
         feats = features(judge, flat)

@@ -5,7 +5,8 @@
     p(x | s, k): transposed-conv decoder, Bernoulli likelihood
     p(s | k) = N(0, I) in the ELBO; for sampling, a Gaussian fitted to each class's styles
 
-Sampling takes the caption's likeliest k, then draws s from p(s | k).
+Sampling takes the caption's likeliest k, draws s from p(s | k) with its spread scaled by
+`temperature`, and shows sigmoid(sharpness x the decoder's logits).
 
 Why a content class: the digit is worth at most log 10 = 2.3 of the ~100
 nats of an image, so a conditional VAE that must find out from the ELBO
@@ -49,7 +50,8 @@ class ConditionalVAE(nn.Module):
     def __init__(self, caption_encoder: str = "word-sum", caption_hidden: int = 64, caption_width: int = 64,
                  content_classes: int = 10, content_dim: int = 8, style: int = 16, channels: int = 32,
                  hidden: int = 256, kl_warmup_steps: int = 0, kl_weight: float = 1.0, pull: float = 10.0,
-                 caption_steps: int = 1500, consistency: float = 5.0):
+                 caption_steps: int = 1500, consistency: float = 5.0, temperature: float = 1.0,
+                 sharpness: float = 1.0):
         super().__init__()
         self.content_classes = content_classes  # the trainer discovers this many classes (content.py)
         self.caption = caption_encoders.build(caption_encoder, hidden=caption_hidden, width=caption_width)
@@ -57,6 +59,8 @@ class ConditionalVAE(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(content_classes, content_dim))
         self.kl_warmup_steps, self.kl_weight, self.pull = kl_warmup_steps, kl_weight, pull
         self.caption_steps, self.consistency = caption_steps, consistency
+        # Sampling settings only (training never reads them), kept in the config beside the weights
+        self.temperature, self.sharpness = temperature, sharpness
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
         self.image_encoder = nn.Sequential(
@@ -179,9 +183,16 @@ class ConditionalVAE(nn.Module):
 
     @torch.no_grad()
     def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None,
-                 temperature: float = 1.0) -> torch.Tensor:
-        """(captions, n, 28, 28) pixel probabilities: k the caption's likeliest class, the style drawn
-        from p(s | k) with its spread scaled by `temperature` (0: the class's mean style)."""
+                 temperature: float | None = None) -> torch.Tensor:
+        """(captions, n, 28, 28) images in [0, 1]: k the caption's likeliest class, the style drawn
+        from p(s | k) with its spread scaled by `temperature` (0: the class's mean style; None: the
+        model's own), pixels sigmoid(sharpness x decoder logits).
+
+        sharpness 1 gives the Bernoulli means, which are smoother than real strokes: even styles
+        of real training digits decode to images with 6 times the real-vs-real FJD. Doubling the
+        logits halves that and makes samples vary as much as real digits do (README "Beyond the
+        paper"); the image stays a deterministic function of (s, k)."""
+        temperature = self.temperature if temperature is None else temperature
         device = generator.device if generator else "cpu"
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits (README "Beyond the paper").
@@ -189,7 +200,7 @@ class ConditionalVAE(nn.Module):
         eps = torch.randn((len(tokens) * n, self.to_style.out_features // 2), generator=generator, device=device)
         eps = temperature * eps.to(k.device)
         style = self.style_mean[k] + (self.style_scale[k] @ eps[:, :, None])[..., 0]
-        images = torch.sigmoid(self.decode(style, k))
+        images = torch.sigmoid(self.sharpness * self.decode(style, k))
         return images.view(len(tokens), n, 28, 28)
 
 
