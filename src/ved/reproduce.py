@@ -275,7 +275,8 @@ The conditional VAE (`models/cvae.py`, `configs/cvae-*.toml`) beside the paper's
 same judge and metrics. `arithmetic-pairs`: 30 one-operation captions (3 per digit) never seen
 in training are the test split; `arithmetic-length`: training captions have up to 2 operations,
 test captions 3 to 5; logic test captions have 4 to 8 distractors for the conditional VAE (trained
-on 1 to 3), 1 to 3 for the paper's runs above.
+on 1 to 3), 1 to 3 for the paper's runs above. The conditional VAE samples as its configs say:
+styles at temperature 0.9, pixels sigmoid(2 x the decoder's logits) (`temperature`, `sharpness`).
 
 {beyond}
 
