@@ -254,3 +254,13 @@ def pool_for(data: dict, split: str) -> dict[int, list[str]]:
     return caption_pool(data["family"], split, data.get("caption_seed", 0), tuple(data.get("logic_k", (1, 3))),
                         tuple(logic_test) if logic_test else None, data.get("train_max_ops", 1),
                         data.get("hold_out_pairs", 0))
+
+
+def pool_families(data: dict, split: str) -> list[str]:
+    """The family each caption of pool_for(data, split) comes from, in CaptionPool's order (digit by
+    digit): what a `routed` caption encoder's router learns from."""
+    family = data["family"]
+    if family != "mixed":
+        return [family for d, pool in sorted(pool_for(data, split).items()) for _ in pool]
+    parts = [(f, pool_for({**data, "family": f}, split)) for f in FAMILIES if f != "mixed"]
+    return [f for d in range(10) for f, pool in parts for _ in pool[d]]

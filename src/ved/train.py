@@ -136,7 +136,8 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         if hasattr(model, "fit_captions"):
             t0 = time.perf_counter()
             pool = train_set.pool
-            loss = model.fit_captions(pool.tokens, pool.lengths, pool.classes, progress=progress and is_main)
+            loss = model.fit_captions(pool.tokens, pool.lengths, pool.classes,
+                                      captions.pool_families(cfg["data"], "train"), progress=progress and is_main)
             state["seconds"] += time.perf_counter() - t0
             if is_main:
                 log(f"caption classes fitted: loss {loss:.3f} ({state['seconds']:.1f}s)")
