@@ -110,3 +110,20 @@ def test_reproduce_quick(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] > 0.5
     assert results["minutes"] < 3
+
+
+def test_update_readme_replaces_both_marked_blocks(tmp_path):
+    from ved.reproduce import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle\n"
+                      "<!-- beyond:start -->\nold too\n<!-- beyond:end -->\nend\n")
+    out = tmp_path / "docs" / "results"
+    update_readme(readme, "| new table |", out, "| new comparison |")
+    text = readme.read_text()
+    assert "old" not in text and "| new table |" in text and "| new comparison |" in text
+    assert "(docs/results/figures/fig4_samples.png)" in text
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    with pytest.raises(ValueError, match="no '<!-- beyond:start -->"):
+        update_readme(readme, "t", out, "b")

@@ -223,7 +223,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="out/reproduce", help="(default: out/reproduce)")
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
     s.add_argument("--train-judge", action="store_true", help="retrain the judge instead of using the shipped one")
-    s.add_argument("--readme", help="also rewrite the results block of this README (default: off)")
+    s.add_argument("--readme", help="also rewrite the results and beyond-the-paper blocks of this README "
+                                    "(default: off)")
     s.add_argument("--ship", action="store_true", help="copy the trained models into the package's shipped "
                                                          "weights (default: off)")
     add_device(s)

@@ -30,6 +30,7 @@ SPLIT_VARIANTS = ("arithmetic-pairs", "arithmetic-length")
 BEYOND = ([f"cvae-{f}" for f in (*PAPER_FAMILIES, "mixed", *SPLIT_VARIANTS)]
           + [f"paper-{v}" for v in SPLIT_VARIANTS])
 QUICK_BEYOND = ["cvae-arithmetic"]  # --quick smoke-tests the section with one short run
+SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
 
 
 def config_for(name: str) -> dict:
@@ -161,9 +162,9 @@ def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge
          "beyond_the_paper": comparison,
          "minutes": minutes, "train_minutes": train_minutes}, indent=2))
     if readme:
-        update_readme(Path(readme), table, out)
+        update_readme(Path(readme), table, out, None if quick else beyond_table)
     if ship:
-        for name in names + [n for n in beyond if n == DEFAULT_MODEL]:
+        for name in names + [n for n in beyond if n in SHIPPED_BEYOND]:
             ship_model(runs[name], name)
     bar.close()
     return out / "report.md"
@@ -211,15 +212,20 @@ def findings(results: dict, at_mean: dict) -> str:
             f"On unseen arithmetic captions it reaches {arith['accuracy']:.0%} ({by_ops}).")
 
 
-def update_readme(readme: Path, table: str, out: Path) -> None:
-    """Replace the README's results block with the table and Figure 4 of this run."""
+def update_readme(readme: Path, table: str, out: Path, beyond_table: str | None = None) -> None:
+    """Replace the README's results block with the table and Figure 4 of this run, and its
+    beyond-the-paper block with the comparison table, when there is one."""
     text = readme.read_text()
     fig = (out / "figures" / "fig4_samples.png").resolve().relative_to(readme.resolve().parent)
-    block = f"<!-- results:start -->\n{table}\n\n![Figure 4: samples for unseen test captions]({fig})\n<!-- results:end -->"
-    new, n = re.subn(r"<!-- results:start -->.*?<!-- results:end -->", block, text, flags=re.S)
-    if n != 1:
-        raise ValueError(f"{readme} has no '<!-- results:start -->...<!-- results:end -->' block")
-    checkpoint.atomic_write_text(readme, new)
+    blocks = {"results": f"{table}\n\n![Figure 4: samples for unseen test captions]({fig})"}
+    if beyond_table:
+        blocks["beyond"] = beyond_table
+    for name, body in blocks.items():
+        text, n = re.subn(rf"<!-- {name}:start -->.*?<!-- {name}:end -->",
+                          lambda _: f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->", text, flags=re.S)
+        if n != 1:
+            raise ValueError(f"{readme} has no '<!-- {name}:start -->...<!-- {name}:end -->' block")
+    checkpoint.atomic_write_text(readme, text)
 
 
 def ship_model(run: Path, name: str) -> None:
