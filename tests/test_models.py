@@ -126,3 +126,15 @@ def test_routed_encoder_reads_every_family_and_longer_captions():
         assert right >= least, (family, right)
     with pytest.raises(ValueError, match="no expert for caption family 'shapes'"):
         router.routes(["logic", "shapes"])
+
+
+def test_routed_encoder_on_one_family_without_arithmetic():
+    """The prototypes are placed by the first family present, not by arithmetic alone."""
+    torch.manual_seed(0)
+    data = {"family": "label"}
+    pool = CaptionPool(captions.pool_for(data, "train"))
+    model = models.build({"family": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8,
+                          "hidden": 32})
+    model.fit_captions(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
+    with torch.no_grad():
+        assert (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.digits).all()

@@ -261,6 +261,6 @@ def pool_families(data: dict, split: str) -> list[str]:
     digit): what a `routed` caption encoder's router learns from."""
     family = data["family"]
     if family != "mixed":
-        return [family for d, pool in sorted(pool_for(data, split).items()) for _ in pool]
+        return [family] * sum(map(len, pool_for(data, split).values()))
     parts = [(f, pool_for({**data, "family": f}, split)) for f in FAMILIES if f != "mixed"]
     return [f for d in range(10) for f, pool in parts for _ in pool[d]]

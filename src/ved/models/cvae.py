@@ -120,9 +120,11 @@ class ConditionalVAE(nn.Module):
         if families is None:
             raise ValueError("caption_encoder 'routed' needs each training caption's family")
         routes = self.caption.routes(families).to(tokens.device)
-        first, (expert, *others) = routes == 0, self.caption.experts
+        lead = int(routes.min())  # the first family in the experts' order that has captions here
+        first = routes == lead
         self._fit_classes(tokens[first], lengths[first], classes[first], routes[first],
-                          [*expert.parameters(), *point_map], lr, progress)
+                          [*self.caption.experts[lead].parameters(), *point_map], lr, progress)
+        others = [e for i, e in enumerate(self.caption.experts) if i != lead]
         rest = [p for e in others for p in e.parameters()] + list(self.caption.votes.parameters())
         return self._fit_classes(tokens, lengths, classes, routes, rest, lr, progress, decay=True)
 
