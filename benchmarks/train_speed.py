@@ -72,12 +72,28 @@ class PaperCollate:
         return Batch(images, ids, lengths, torch.arange(len(drawn)), digits)
 
 
+def paper_model(lr: float, seed: int):
+    """The paper's VED with the optimizer code ved's trainer uses."""
+    torch.manual_seed(seed)
+    model = models.build(load_config(CONFIG)["model"])
+    return model, torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+def timed_steps(model, optimizer, batches) -> float:
+    """Seconds for forward, backward and an optimizer step on each batch, however they are made."""
+    t0 = time.perf_counter()
+    for batch in batches:
+        loss = model(batch)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - t0
+
+
 def reference_run(data, judge, epochs: int, target: float | None, batch_size=128, lr=1e-3, seed=0):
     """The paper's way: DataLoader + Python collate. Returns per-epoch seconds and accuracies."""
-    torch.manual_seed(seed)
     config = load_config(CONFIG)
-    model = models.build(config["model"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)  # the same optimizer code as ved
+    model, optimizer = paper_model(lr, seed)
     pools = captions.caption_pool("arithmetic", "train")
     loader = DataLoader(CaptionedMNIST(*data.split("train")), batch_size=batch_size, shuffle=True,
                         collate_fn=PaperCollate(pools, seed))
@@ -85,13 +101,7 @@ def reference_run(data, judge, epochs: int, target: float | None, batch_size=128
     rows, seconds = [], 0.0
     for epoch in range(1, epochs + 1):
         model.train()
-        t0 = time.perf_counter()
-        for batch in loader:
-            loss = model(batch)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        seconds += time.perf_counter() - t0
+        seconds += timed_steps(model, optimizer, loader)
         model.eval()
         acc = judged_accuracy(model, judge, probe)
         rows.append({"epoch": epoch, "seconds": seconds, "valid_accuracy": acc})
@@ -117,16 +127,7 @@ def model_only_epoch(data, batch_size=128, seed=0) -> float:
     config = load_config(CONFIG)
     dataset = make_split(data, config["data"], "train", "cpu")
     batches = list(dataset.batches(batch_size, torch.Generator().manual_seed(seed)))
-    torch.manual_seed(seed)
-    model = models.build(config["model"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
-    t0 = time.perf_counter()
-    for batch in batches:
-        loss = model(batch)["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return time.perf_counter() - t0
+    return timed_steps(*paper_model(1e-3, seed), batches)
 
 
 def first_reaching(rows, target):
