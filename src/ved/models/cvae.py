@@ -131,15 +131,16 @@ class ConditionalVAE(nn.Module):
     def _fit_classes(self, tokens, lengths, classes, routes, params, lr, progress, decay=False):
         optimizer = torch.optim.Adam(params, lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.caption_steps) if decay else None
+        tokens = tokens[:, : int(lengths.max())]
+        families = [] if routes is None else [routes == r for r in routes.unique()]
         for _ in tqdm(range(self.caption_steps), desc="caption classes", leave=False, disable=not progress):
-            logits = self.class_logits(tokens[:, : int(lengths.max())], lengths, routes)
+            logits = self.class_logits(tokens, lengths, routes)
             if routes is None:
                 loss = self.class_loss(logits, classes)
             else:  # every family weighs the same, however many captions it has (logic has 3,000, label 10)
                 votes = self.caption.router_logits(tokens)
-                loss = torch.stack([F.cross_entropy(votes[routes == r], routes[routes == r])
-                                    + self.class_loss(logits[routes == r], classes[routes == r])
-                                    for r in routes.unique()]).mean()
+                loss = torch.stack([F.cross_entropy(votes[f], routes[f]) + self.class_loss(logits[f], classes[f])
+                                    for f in families]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
