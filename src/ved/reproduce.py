@@ -122,8 +122,9 @@ def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge
     for name in beyond:  # Figure 4's layout for each new run: its test captions, one per digit
         model, cfg = load_generator(runs[name], device), checkpoint.load_config(runs[name])
         if cfg["data"]["family"] == "mixed":  # the families take turns, digit by digit
-            pools = [captions.pool_for({**cfg["data"], "family": f}, "test") for f in PAPER_FAMILIES]
-            rows = [figure4_captions(pool=pools[d % len(pools)])[d] for d in range(10)]
+            per_family = [figure4_captions(pool=captions.pool_for({**cfg["data"], "family": f}, "test"))
+                          for f in PAPER_FAMILIES]
+            rows = [per_family[d % len(per_family)][d] for d in range(10)]
         else:
             rows = figure4_captions(pool=captions.pool_for(cfg["data"], "test"))
         caption_grid(model, rows, device, figures / f"samples_{name}.png", f"{name}, test captions")
