@@ -57,6 +57,9 @@ def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference):
     assert r["accuracy"] >= 0.99  # the judge's own accuracy on real digits
     assert 0.9 <= r["diversity"] <= 1.1
     assert r["fjd"] < 3 * r["fjd_floor"] + 1
+    # held-out real digits, as many as were drawn: the bar a perfect generator meets at this count
+    assert r["fjd_floor"] < r["fjd_real"] < 3 * r["fjd_floor"]
+    assert r["fjd"] < r["fjd_real"] + 1  # these samples are the reference's own images
     assert set(r["by_operations"]) == {2, 3, 4, 5}
     confusion = np.array(r["confusion"])
     assert confusion.sum() == r["images"] and np.trace(confusion) / confusion.sum() >= 0.99
@@ -88,7 +91,7 @@ def test_evaluate_cli_writes_json(tmp_path):
     code, stdout, err = run_ved("evaluate", "--model", "paper-label", "--split", "test", "--json", str(out), "--quiet")
     assert code == 0, err
     result = json.loads(out.read_text())["results"]["label"]["test"]
-    for key in ("accuracy", "by_operations", "by_digit", "confusion", "fjd", "fjd_by_digit", "fjd_floor",
+    for key in ("accuracy", "by_operations", "by_digit", "confusion", "fjd", "fjd_by_digit", "fjd_floor", "fjd_real",
                 "diversity", "recon", "kl"):
         assert key in result
     assert "| label | test |" in stdout

@@ -173,19 +173,19 @@ def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge
 
 def results_table(results: dict, published: dict, at_mean: dict) -> str:
     lines = ["| family | split | paper (published) | paper's code as published, replayed | "
-             "**ved: paper VED, scored correctly** | same, latent mean (no sampling) | FJD (real floor) | diversity |",
+             "**ved: paper VED, scored correctly** | same, latent mean (no sampling) | FJD (held-out real; floor) | diversity |",
              "|---|---|---|---|---|---|---|---|"]
     for family, splits in results.items():
         for split, r in splits.items():
             lines.append(f"| {family} | {split} | {PUBLISHED} | {published[family][split]:.1%} | "
                          f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
-                         f"{r['fjd']:.1f} ({r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+                         f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
     return "\n".join(lines)
 
 
 def comparison_table(paper: dict, comparison: dict) -> str:
     """The paper's VED beside the conditional VAE on every family and split this run trained."""
-    lines = ["| captions | split | model | accuracy | FJD (real floor) | diversity |", "|---|---|---|---|---|---|"]
+    lines = ["| captions | split | model | accuracy | FJD (held-out real; floor) | diversity |", "|---|---|---|---|---|---|"]
     rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
     for name, result in comparison.items():
         model, _, variant = name.partition("-")
@@ -195,7 +195,7 @@ def comparison_table(paper: dict, comparison: dict) -> str:
             captions_of = variant if len(result) == 1 else f"{variant}: {family}"  # mixed: one row per family
             for split, r in splits.items():
                 lines.append(f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
-                             f"{r['fjd']:.1f} ({r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+                             f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
     return "\n".join(lines)
 
 
@@ -259,7 +259,9 @@ runs' own training time is {train_minutes:.1f} minutes (runs already in OUT/runs
 - **latent mean**: the same model with z set to the mean of its caption's Gaussian (one image
   per caption): what the encoder knows, apart from the sampling noise.
 - **FJD**: Frechet distance between judge features of generated and real test images, per digit,
-  averaged; the floor is real-vs-real (two halves of the test set), {floor:.1f} here.
+  averaged. In brackets, two real-vs-real scores: held-out real digits (validation images, as many
+  per digit as were generated: what a perfect generator scores at this sample count), and the
+  floor (two halves of the test set), {floor:.1f} here.
 - **diversity**: mean pairwise distance between samples of one caption over that between real
   test images of the same digit (1.0 = as varied as real data).
 
