@@ -6,6 +6,8 @@ Chosen by name in a model config (`caption_encoder = "..."`):
 - `gru`: a GRU over learned embeddings, last state;
 - `attention`: each word with the word before it, one layer of self-attention
   over the words, then sum and max pooling (the paper's future work);
+- `attention-mean`: the same with mean and max pooling, which no number of
+  distractors moves far (the `routed` model's logic expert);
 - `word-sum`: each word read with the word before it, then summed;
 - `routed`: one of the above per caption family, and a router that learns from
   the words which family a caption is (for the `mixed` family).
@@ -97,13 +99,25 @@ class Attention(nn.Module):
         mixed, _ = self.attention(x, x, x, key_padding_mask=tokens == vocab.PAD, need_weights=False)
         h = self.mlp(self.norm(x + mixed))
         words = _words(tokens).unsqueeze(-1)
-        pooled = torch.cat([h.masked_fill(~words, 0).sum(1), h.masked_fill(~words, -1e4).amax(1)], -1)
-        return self.out(pooled)
+        return self.out(torch.cat([self.pool(h, words), h.masked_fill(~words, -1e4).amax(1)], -1))
+
+    def pool(self, h, words):
+        return h.masked_fill(~words, 0).sum(1)
+
+
+class AttentionMean(Attention):
+    """`attention` with the words' mean in place of their sum, beside the max: nothing in it grows
+    with the caption's length. In the `routed` model the sum drifted with every distractor: the
+    caption side put 78% of logic captions with 8 distractors in their digit's class, against 100%
+    with the mean (and 100% at 4 to 7; trained on 1 to 3; two seeds, README "Beyond the paper")."""
+
+    def pool(self, h, words):
+        return h.masked_fill(~words, 0).sum(1) / words.sum(1).clamp_min(1)
 
 
 # The expert that generalises on each family (README "Beyond the paper")
 # (the first family's expert places the class prototypes alone: see ConditionalVAE.fit_captions)
-DEFAULT_EXPERTS = {"arithmetic": "word-sum", "label": "word-sum", "sentence": "word-sum", "logic": "attention"}
+DEFAULT_EXPERTS = {"arithmetic": "word-sum", "label": "word-sum", "sentence": "word-sum", "logic": "attention-mean"}
 
 
 class Routed(nn.Module):
@@ -148,7 +162,8 @@ class Routed(nn.Module):
         return out
 
 
-ENCODERS = {"binary-gru": BinaryGRU, "gru": GRU, "attention": Attention, "word-sum": WordSum, "routed": Routed}
+ENCODERS = {"binary-gru": BinaryGRU, "gru": GRU, "attention": Attention, "attention-mean": AttentionMean,
+            "word-sum": WordSum, "routed": Routed}
 
 
 def build(name: str, **kwargs) -> nn.Module:
