@@ -59,16 +59,15 @@ def test_shipped_models_include_every_paper_family():
 def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_data):
     """The default shipped model (cvae-mixed) on captions of every family: unseen arithmetic ones
     with 2-5 operations, logic and sentence ones, and logic ones with 4-8 distractors (trained on
-    1-3). The judge must see the caption's digit in 95% of samples (measured 99.3% or more on each
-    whole split), 80% for the longer logic captions (measured 86% on these, 91.5% on the whole
-    split), and samples of one caption must vary."""
+    1-3). The judge must see the caption's digit in 95% of samples (measured 99.4% on each of these
+    four sets, and 99.4% or more on each whole split), and samples of one caption must vary."""
     from ved import captions
     from ved.pipeline import DEFAULT_MODEL, load_judge
 
     assert DEFAULT_MODEL == "cvae-mixed"
     judge = load_judge()
     for family, split, least in [("arithmetic", "test", 0.95), ("logic", "valid", 0.95),
-                                 ("sentence", "test", 0.95), ("logic", "test", 0.8)]:
+                                 ("sentence", "test", 0.95), ("logic", "test", 0.95)]:
         pool = captions.caption_pool(family, split, logic_test_k=(4, 8))
         chosen = [(c, d) for d in range(10) for c in pool[d][:10]]
         images = ved.load().generate([c for c, _ in chosen], n=5, seed=0)
