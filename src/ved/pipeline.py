@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, models, vocab
+from .models import caption_encoders
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see README "Beyond the paper"
@@ -48,8 +49,10 @@ def device_of(name: str | None) -> torch.device:
 
 
 def load_generator(folder: Path, device="cpu") -> torch.nn.Module:
-    config = checkpoint.load_config(folder)
-    model = models.build(config["model"])
+    model_config = checkpoint.load_config(folder)["model"]
+    if model_config.get("caption_encoder") == "routed" and "experts" not in model_config:
+        model_config = {**model_config, "experts": caption_encoders.UNRECORDED_EXPERTS}
+    model = models.build(model_config)
     model.load_state_dict(checkpoint.load_weights(folder, device))
     return model.to(device).eval()
 

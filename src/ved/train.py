@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import captions, checkpoint, content, mnist, models
+from .models import caption_encoders
 from .batches import CaptionedImages, CaptionPool
 from .metrics import judged_accuracy, mean_losses
 
@@ -58,6 +59,8 @@ def resolve(config: dict) -> dict:
             if table != "model" and key not in out[table]:
                 raise ValueError(f"unknown key '{key}' in [{table}]; allowed: {', '.join(out[table])}")
             out[table][key] = value
+    if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
+        out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
     if out["train"]["early_stop_on"] not in ("recon", "loss"):
         raise ValueError(f"[train] early_stop_on = '{out['train']['early_stop_on']}'; allowed: recon, loss")
     return out

@@ -118,6 +118,9 @@ class AttentionMean(Attention):
 # The expert that generalises on each family (README "Beyond the paper")
 # (the first family's expert places the class prototypes alone: see ConditionalVAE.fit_captions)
 DEFAULT_EXPERTS = {"arithmetic": "word-sum", "label": "word-sum", "sentence": "word-sum", "logic": "attention-mean"}
+# Training writes a routed model's experts into its config (train.resolve). Configs saved before that
+# were trained with these, and their weights load into `attention-mean` without any error.
+UNRECORDED_EXPERTS = {**DEFAULT_EXPERTS, "logic": "attention"}
 
 
 class Routed(nn.Module):
@@ -136,7 +139,10 @@ class Routed(nn.Module):
     def __init__(self, hidden: int = 64, width: int = 64, experts: dict[str, str] | None = None, **_):
         super().__init__()
         experts = experts or DEFAULT_EXPERTS
-        self.families = list(experts)
+        # In DEFAULT_EXPERTS' order whatever the config's: config.json sorts its keys, and the order
+        # numbers the weights and picks the family that places the prototypes (fit_captions).
+        known = list(DEFAULT_EXPERTS)
+        self.families = sorted(experts, key=lambda f: (known.index(f) if f in known else len(known), f))
         self.experts = nn.ModuleList(build(experts[f], hidden=hidden, width=width) for f in self.families)
         self.votes = nn.Embedding(VOCAB_SIZE, len(self.families))
         self.out_dim = hidden
