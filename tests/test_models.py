@@ -154,3 +154,54 @@ def test_routed_encoder_on_one_family_without_arithmetic():
     model.fit_captions(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
     with torch.no_grad():
         assert (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.digits).all()
+
+
+def test_style_mixture_finds_separate_clusters():
+    """p(s | k) as a mixture (`style_components`): EM recovers the shares, centres and spreads of two
+    clusters of styles that one Gaussian would smear into a cloud between them."""
+    from ved.models.cvae import fit_mixture
+
+    g = torch.Generator().manual_seed(0)
+    styles = torch.cat([0.5 * torch.randn(3000, 8, generator=g), 10 + 2 * torch.randn(1000, 8, generator=g)])
+    weights, means, covs = fit_mixture(styles, 2, g)
+    order = means.mean(1).argsort()
+    torch.testing.assert_close(weights[order], torch.tensor([0.75, 0.25]), atol=0.03, rtol=0)
+    torch.testing.assert_close(means[order].mean(1), torch.tensor([0.0, 10.0]), atol=0.2, rtol=0)
+    torch.testing.assert_close(covs[order].diagonal(dim1=1, dim2=2).mean(1), torch.tensor([0.25, 4.0]),
+                               atol=0.3, rtol=0)
+
+
+def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
+    """Models saved before p(s | k) became a mixture hold (classes, style) means, (classes, style,
+    style) scales and no weights; they load and draw exactly what they drew before."""
+    torch.manual_seed(0)
+    config = {"family": "cvae", "channels": 8, "hidden": 32, "style": 4, "caption_steps": 0}
+    model = models.build(config).eval()
+    model.style_mean.normal_()
+    model.style_scale.copy_(torch.linalg.cholesky(torch.eye(4) + 0.3 * torch.ones(4, 4)))
+    old = {k: v for k, v in model.state_dict().items() if k != "style_weights"}
+    old["style_mean"], old["style_scale"] = old["style_mean"][:, 0], old["style_scale"][:, 0]
+    loaded = models.build(config).eval()
+    loaded.load_state_dict(old)
+    tokens, lengths = vocab.encode(["three plus two", "nine"])
+    torch.testing.assert_close(loaded.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
+                               model.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)), rtol=0, atol=0)
+
+
+def test_accept_redraws_only_what_the_models_critic_doubts():
+    """`accept` (shipped cvae-arithmetic: 0.9): an image whose class the model's own critic q(k | x)
+    believes less gets a fresh style; the images it believes stay as drawn, bit for bit."""
+    from ved.pipeline import load_generator, resolve_model
+
+    model = load_generator(resolve_model("cvae-arithmetic"))
+    assert model.accept == 0.9
+    tokens, lengths = vocab.encode(["three plus two", "one plus two plus one plus one", "nine minus one"])
+    k = model.class_logits(tokens, lengths).argmax(1).repeat_interleave(200)
+    kept = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0)).reshape(-1, 1, 28, 28)
+    model.accept = 0.0
+    drawn = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0)).reshape(-1, 1, 28, 28)
+    with torch.no_grad():
+        believed = model.critic_belief(drawn, k) >= 0.9
+        assert (model.critic_belief(kept, k) >= 0.9).all()
+    assert 0 < (~believed).sum() < 0.2 * len(k)  # measured: 89 of 600 redrawn
+    assert torch.equal(kept[believed], drawn[believed])

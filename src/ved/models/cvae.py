@@ -3,10 +3,12 @@
     caption -> point c; p(k | caption) = softmax(-|c - prototype_k|^2)   (the learned caption prior)
     image, k -> q(s | x, k)                                                (image + caption encoder)
     p(x | s, k): transposed-conv decoder, Bernoulli likelihood
-    p(s | k) = N(0, I) in the ELBO; for sampling, a Gaussian fitted to each class's styles
+    p(s | k) = N(0, I) in the ELBO; for sampling, a Gaussian (or a mixture of `style_components`)
+               fitted to each class's styles
 
 Sampling takes the caption's likeliest k, draws s from p(s | k) with its spread scaled by
-`temperature`, and shows sigmoid(sharpness x the decoder's logits).
+`temperature`, and shows sigmoid(sharpness x the decoder's logits); with `accept`, images the
+model's own critic q(k | x) doubts are drawn again.
 
 Why a content class: the digit is worth at most log 10 = 2.3 of the ~100
 nats of an image, so a conditional VAE that must find out from the ELBO
@@ -31,6 +33,11 @@ the fitted p(s | k) (refitted after every epoch, `fit_style_prior`) does
 not. `consistency` > 0 adds a critic q(k | x) and trains the decoder to
 make prior samples look like their class to it (0 turns it off).
 
+A small `kl_weight` with a mixture p(s | k) is the two-stage recipe (Ghosh et al. 2020, "From
+variational to deterministic autoencoders": fit the latent density after the autoencoder): the
+style then carries more of the image, so the decoder draws sharper strokes, and the mixture
+follows the styles' clusters that one Gaussian would smear over (README "Beyond the paper").
+
 Loss in nats per image: Bernoulli reconstruction + kl_weight x warm-up x KL
 of the style [+ critic cross-entropy + consistency x its cross-entropy on prior
 samples]. Validation and test batches carry no classes: the caption's
@@ -48,13 +55,20 @@ from . import caption_encoders
 
 class ConditionalVAE(nn.Module):
     likelihood = "bernoulli"
+    REDRAWS = 10  # with `accept`: at most this many fresh styles for an image its critic doubts
+    STYLE_FIT_STEPS = 5  # EM steps per class after each epoch, each fit continuing the last one's
 
     def __init__(self, caption_encoder: str = "word-sum", caption_hidden: int = 64, caption_width: int = 64,
                  content_classes: int = 10, content_dim: int = 8, style: int = 16, channels: int = 32,
                  hidden: int = 256, kl_warmup_steps: int = 0, kl_weight: float = 1.0, pull: float = 10.0,
                  caption_steps: int = 1500, consistency: float = 5.0, temperature: float = 1.0,
-                 sharpness: float = 1.0, experts: dict[str, str] | None = None):
+                 sharpness: float = 1.0, experts: dict[str, str] | None = None, style_components: int = 1,
+                 accept: float = 0.0):
         super().__init__()
+        if not (isinstance(style_components, int) and style_components >= 1):
+            raise ValueError(f"style_components must be a whole number >= 1, got {style_components!r}")
+        if not 0 <= accept < 1:
+            raise ValueError(f"accept must be a probability in [0, 1), got {accept!r}")
         self.content_classes = content_classes  # the trainer discovers this many classes (content.py)
         self.caption = caption_encoders.build(caption_encoder, hidden=caption_hidden, width=caption_width,
                                               experts=experts)
@@ -63,7 +77,7 @@ class ConditionalVAE(nn.Module):
         self.kl_warmup_steps, self.kl_weight, self.pull = kl_warmup_steps, kl_weight, pull
         self.caption_steps, self.consistency = caption_steps, consistency
         # Sampling settings only (training never reads them), kept in the config beside the weights
-        self.temperature, self.sharpness = temperature, sharpness
+        self.temperature, self.sharpness, self.accept = temperature, sharpness, accept
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
         self.image_encoder = nn.Sequential(
@@ -71,10 +85,12 @@ class ConditionalVAE(nn.Module):
             nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.ReLU(),  # 7x7
             nn.Flatten(), nn.Linear(2 * ch * 49, hidden), nn.ReLU())
         self.to_style = nn.Linear(hidden + content_classes, 2 * style)
-        # p(s | k): a Gaussian per class fitted to the styles of the training images after every epoch
-        # (fit_style_prior); until then N(0, I)
-        self.register_buffer("style_mean", torch.zeros(content_classes, style))
-        self.register_buffer("style_scale", torch.eye(style).repeat(content_classes, 1, 1))
+        # p(s | k): a mixture of `style_components` Gaussians per class fitted to the styles of the
+        # training images after every epoch (fit_style_prior); until then N(0, I)
+        c = style_components
+        self.register_buffer("style_weights", torch.full((content_classes, c), 1.0 / c))
+        self.register_buffer("style_mean", torch.zeros(content_classes, c, style))
+        self.register_buffer("style_scale", torch.eye(style).repeat(content_classes, c, 1, 1))
         # q(k | x) on the image encoder's features: with `consistency`, images decoded from the prior
         # are trained to look like their class to it
         self.critic = nn.Linear(hidden, content_classes) if consistency else None
@@ -198,11 +214,23 @@ class ConditionalVAE(nn.Module):
         """Pixel logits of p(x | s, k), (N, 1, 28, 28)."""
         return self.decoder(torch.cat([style, F.one_hot(k, self.content_classes).float()], -1))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models saved before p(s | k) became a mixture hold one Gaussian per class and no weights.
+        mean = state_dict.get(prefix + "style_mean")
+        if mean is not None and mean.dim() == 2:
+            state_dict[prefix + "style_mean"] = mean[:, None]
+            state_dict[prefix + "style_scale"] = state_dict[prefix + "style_scale"][:, None]
+            state_dict.setdefault(prefix + "style_weights", torch.ones(len(mean), 1, device=mean.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def fit_style_prior(self, dataset, generator: torch.Generator, chunk: int = 5000):
-        """p(s | k) := the mean and covariance of the styles q(s | x, k) gives the training images of
-        class k (one caption draw each). N(0, I) leaves holes between the classes' posteriors that decode
-        to no digit in particular; the fitted Gaussians do not (README "Beyond the paper")."""
+        """p(s | k) := a mixture of `style_components` Gaussians fitted to the styles q(s | x, k) gives
+        the training images of class k (one caption draw each); one component is their mean and
+        covariance. A mixture is fitted by EM, a few steps per epoch, each time from the last fit:
+        12 epochs give it 60 steps at a twelfth of their cost. N(0, I) leaves holes between the
+        classes' posteriors that decode to no digit in particular; the fitted Gaussians do not
+        (README "Beyond the paper")."""
         was_training = self.training
         self.eval()
         k = dataset.pool.classes[dataset.pool.draw(dataset.labels, generator)]
@@ -213,35 +241,96 @@ class ConditionalVAE(nn.Module):
             noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
             styles.append(mean + noise * torch.exp(0.5 * logvar))
         styles = torch.cat(styles)
+        components = self.style_weights.shape[1]
         eye = torch.eye(styles.shape[1], device=styles.device)
         for c in range(self.content_classes):
             mine = styles[k == c]
-            if len(mine) > styles.shape[1]:  # a class no image fell in keeps N(0, I)
-                self.style_mean[c] = mine.mean(0)
-                self.style_scale[c] = torch.linalg.cholesky(torch.cov(mine.T) + 1e-4 * eye)
+            if len(mine) <= styles.shape[1]:  # a class no image fell in keeps what it has
+                continue
+            if components == 1 or len(mine) <= components * styles.shape[1]:  # one Gaussian, in every component
+                weights = torch.full((components,), 1.0 / components, device=mine.device)
+                means, covs = mine.mean(0).expand(components, -1), torch.cov(mine.T).expand(components, -1, -1)
+            elif torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # unfitted: EM cannot part them
+                weights, means, covs = fit_mixture(mine, components, generator, steps=self.STYLE_FIT_STEPS)
+            else:  # styles move little from one epoch to the next: a few more steps from the last fit
+                scale = self.style_scale[c]
+                start = self.style_weights[c], self.style_mean[c], scale @ scale.transpose(1, 2)
+                weights, means, covs = fit_mixture(mine, components, generator, start, self.STYLE_FIT_STEPS)
+            self.style_weights[c] = weights
+            self.style_mean[c] = means
+            self.style_scale[c] = torch.linalg.cholesky(covs + 1e-4 * eye)
         self.train(was_training)
+
+    def draw_styles(self, k, temperature: float, generator: torch.Generator | None = None):
+        """Styles from p(s | k) for each class in k, each component's spread scaled by `temperature`."""
+        device = generator.device if generator else "cpu"
+        eps = torch.randn((len(k), self.style_mean.shape[2]), generator=generator, device=device)
+        eps = temperature * eps.to(k.device)
+        component = torch.zeros_like(k)
+        if self.style_weights.shape[1] > 1:  # one component draws nothing more: old samples stay the same
+            u = torch.rand((len(k), 1), generator=generator, device=device).to(k.device)
+            component = (self.style_weights[k].cumsum(1) < u).sum(1).clamp(max=self.style_weights.shape[1] - 1)
+        return self.style_mean[k, component] + (self.style_scale[k, component] @ eps[:, :, None])[..., 0]
 
     @torch.no_grad()
     def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None,
                  temperature: float | None = None) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: k the caption's likeliest class, the style drawn
-        from p(s | k) with its spread scaled by `temperature` (0: the class's mean style; None: the
-        model's own), pixels sigmoid(sharpness x decoder logits).
+        from p(s | k) with its spread scaled by `temperature` (0: a component's mean style; None: the
+        model's own), pixels sigmoid(sharpness x decoder logits). With `accept` > 0, an image whose
+        class the model's own critic q(k | x) believes less than that gets a fresh style, up to
+        REDRAWS times: the model's discard pile, never the judge's (README "Beyond the paper").
 
         sharpness 1 gives the Bernoulli means, which are smoother than real strokes: even styles
         of real training digits decode to images with 6 times the real-vs-real FJD. Doubling the
         logits halves that and makes samples vary as much as real digits do (README "Beyond the
         paper"); the image stays a deterministic function of (s, k)."""
         temperature = self.temperature if temperature is None else temperature
-        device = generator.device if generator else "cpu"
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits (README "Beyond the paper").
         k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
-        eps = torch.randn((len(tokens) * n, self.to_style.out_features // 2), generator=generator, device=device)
-        eps = temperature * eps.to(k.device)
-        style = self.style_mean[k] + (self.style_scale[k] @ eps[:, :, None])[..., 0]
-        images = torch.sigmoid(self.sharpness * self.decode(style, k))
+        images = self.decode_images(self.draw_styles(k, temperature, generator), k)
+        if self.accept and self.critic is not None:
+            for _ in range(self.REDRAWS):
+                again = self.critic_belief(images, k) < self.accept
+                if not again.any():
+                    break
+                images[again] = self.decode_images(self.draw_styles(k[again], temperature, generator), k[again])
         return images.view(len(tokens), n, 28, 28)
+
+    def decode_images(self, style, k):
+        return torch.sigmoid(self.sharpness * self.decode(style, k))
+
+    def critic_belief(self, images, k):
+        """q(k | x) of the model's own critic for each image's class."""
+        return self.critic(self.image_encoder(images)).softmax(1).gather(1, k[:, None])[:, 0]
+
+
+def fit_mixture(x, components: int, generator: torch.Generator, start=None, steps: int = 60):
+    """Weights, means and covariances of a Gaussian mixture fitted to the rows of x by `steps` of EM,
+    continuing from `start` (weights, means, covariances) or else from `components` random rows,
+    each with the covariance of all of them."""
+    x = x.double()
+    n, dim = x.shape
+    if start is None:
+        pick = torch.randperm(n, generator=generator, device=generator.device)[:components].to(x.device)
+        weights = torch.full((components,), 1.0 / components, dtype=x.dtype, device=x.device)
+        means, covs = x[pick], torch.cov(x.T).expand(components, dim, dim)
+    else:
+        weights, means, covs = (t.double() for t in start)
+    eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+    for _ in range(steps):
+        chol = torch.linalg.cholesky(covs)
+        centred = x - means[:, None]  # (components, n, dim)
+        white = torch.linalg.solve_triangular(chol, centred.transpose(1, 2), upper=False)  # (components, dim, n)
+        log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
+        log_p = -0.5 * (white.pow(2).sum(1) + log_det[:, None]) + weights.log()[:, None]  # up to a constant
+        r = log_p.softmax(0)  # (components, n): each row's share in each component
+        mass = r.sum(1) + 1e-9
+        weights, means = mass / n, (r @ x) / mass[:, None]
+        centred = x - means[:, None]
+        covs = (r[:, :, None] * centred).transpose(1, 2) @ centred / mass[:, None, None] + 1e-4 * eye
+    return weights.float(), means.float(), covs.float()
 
 
 def _under(params: dict, prefix: str) -> dict:
