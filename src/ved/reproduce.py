@@ -295,10 +295,10 @@ on each. `arithmetic-pairs`: 30 one-operation captions (3 per digit) never seen
 in training are the test split; `arithmetic-length`: training captions have up to 2 operations,
 test captions 3 to 5; logic test captions have 4 to 8 distractors for the conditional VAE (trained
 on 1 to 3), 1 to 3 for the paper's runs above. The conditional VAE samples as its configs say
-(`temperature`, `sharpness`, `accept`): `cvae-arithmetic` draws styles at temperature 1 from a
-mixture of 40 Gaussians per class, shows sigmoid(1.5 x the decoder's logits) and draws again any
-image its own critic gives its class less than 0.9; the others draw styles at temperature 0.9
-from one Gaussian per class and show sigmoid(2 x the logits).
+(`temperature`, `sharpness`, `accept`): `cvae-arithmetic` and `cvae-mixed` draw styles at
+temperature 1 from a mixture of 40 Gaussians per class, show sigmoid(1.5 x the decoder's logits)
+and draw again any image their own critic gives its class less than 0.9; the others draw styles
+at temperature 0.9 from one Gaussian per class and show sigmoid(2 x the logits).
 
 {beyond}
 
