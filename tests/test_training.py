@@ -134,7 +134,8 @@ def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
 
 def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     """The conditional VAE's extra state (discovered classes, fitted caption side, the style prior
-    refitted each epoch) comes back the same on resume: 2 epochs + resume to 3 == 3 straight."""
+    refitted each epoch: a mixture here, each fit continuing the last) comes back the same on
+    resume: 2 epochs + resume to 3 == 3 straight."""
     tiny = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     code, _, err = run_ved("train", "--config", tiny, "--out", str(straight), "--quiet")
