@@ -291,11 +291,12 @@ class ConditionalVAE(nn.Module):
         k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
         images = self.decode_images(self.draw_styles(k, temperature, generator), k)
         if self.accept and self.critic is not None:
-            for _ in range(self.REDRAWS):
-                again = self.critic_belief(images, k) < self.accept
-                if not again.any():
+            doubted = torch.nonzero(self.critic_belief(images, k) < self.accept)[:, 0]
+            for _ in range(self.REDRAWS):  # only the redrawn images need the critic again
+                if not len(doubted):
                     break
-                images[again] = self.decode_images(self.draw_styles(k[again], temperature, generator), k[again])
+                images[doubted] = self.decode_images(self.draw_styles(k[doubted], temperature, generator), k[doubted])
+                doubted = doubted[self.critic_belief(images[doubted], k[doubted]) < self.accept]
         return images.view(len(tokens), n, 28, 28)
 
     def decode_images(self, style, k):
