@@ -107,6 +107,10 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     bad.write_text("[train]\nearly_stop_on = 'elbo'\n")
     code, _, err = run_ved("train", "--config", str(bad))
     assert code == 2 and "early_stop_on = 'elbo'; allowed: recon, loss" in err
+    bad.write_text("[model]\nfamily = 'cvae'\naccept = 0.9\nconsistency = 0\n")  # no critic to ask
+    code, _, err = run_ved("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
+    assert code == 2 and "accept = 0.9 needs the critic" in err and "Traceback" not in err
+    assert not (tmp_path / "nocritic").exists()
     bad.write_text("[model]\nfamily = 'cvae'\nlatnet = 4\n")
     code, _, err = run_ved("train", "--config", str(bad))
     assert code == 2 and "unknown key 'latnet' in [model]" in err and "Traceback" not in err

@@ -69,6 +69,8 @@ class ConditionalVAE(nn.Module):
             raise ValueError(f"style_components must be a whole number >= 1, got {style_components!r}")
         if not 0 <= accept < 1:
             raise ValueError(f"accept must be a probability in [0, 1), got {accept!r}")
+        if accept and not consistency:  # the veto asks the critic, which only consistency > 0 trains
+            raise ValueError(f"accept = {accept} needs the critic that consistency > 0 trains; got consistency = 0")
         self.content_classes = content_classes  # the trainer discovers this many classes (content.py)
         self.caption = caption_encoders.build(caption_encoder, hidden=caption_hidden, width=caption_width,
                                               experts=experts)
@@ -290,7 +292,7 @@ class ConditionalVAE(nn.Module):
         # drawing from them would spend their leftover 1-4% on other digits (README "Beyond the paper").
         k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
         images = self.decode_images(self.draw_styles(k, temperature, generator), k)
-        if self.accept and self.critic is not None:
+        if self.accept:
             doubted = torch.nonzero(self.critic_belief(images, k) < self.accept)[:, 0]
             for _ in range(self.REDRAWS):  # only the redrawn images need the critic again
                 if not len(doubted):
