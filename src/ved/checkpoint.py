@@ -43,9 +43,13 @@ def save_model(folder: Path, model: torch.nn.Module, config: dict, train_state: 
     atomic_write_bytes(folder / WEIGHTS, save(tensors))
     atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True))
     if train_state is not None:
-        buf = io.BytesIO()
-        torch.save(train_state, buf)
-        atomic_write_bytes(folder / TRAIN_STATE, buf.getvalue())
+        save_train_state(folder, train_state)
+
+
+def save_train_state(folder: Path, train_state: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(train_state, buf)
+    atomic_write_bytes(Path(folder) / TRAIN_STATE, buf.getvalue())
 
 
 def load_config(folder: Path) -> dict:

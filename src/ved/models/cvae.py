@@ -63,12 +63,14 @@ class ConditionalVAE(nn.Module):
                  hidden: int = 256, kl_warmup_steps: int = 0, kl_weight: float = 1.0, pull: float = 10.0,
                  caption_steps: int = 1500, consistency: float = 5.0, temperature: float = 1.0,
                  sharpness: float = 1.0, experts: dict[str, str] | None = None, style_components: int = 1,
-                 accept: float = 0.0):
+                 accept: float = 0.0, final_fit_steps: int = 0):
         super().__init__()
         if not (isinstance(style_components, int) and style_components >= 1):
             raise ValueError(f"style_components must be a whole number >= 1, got {style_components!r}")
         if not 0 <= accept < 1:
             raise ValueError(f"accept must be a probability in [0, 1), got {accept!r}")
+        if not (isinstance(final_fit_steps, int) and final_fit_steps >= 0):
+            raise ValueError(f"final_fit_steps must be a whole number >= 0, got {final_fit_steps!r}")
         if accept and not consistency:  # the veto asks the critic, which only consistency > 0 trains
             raise ValueError(f"accept = {accept} needs the critic that consistency > 0 trains; got consistency = 0")
         self.content_classes = content_classes  # the trainer discovers this many classes (content.py)
@@ -93,6 +95,7 @@ class ConditionalVAE(nn.Module):
         self.register_buffer("style_weights", torch.full((content_classes, c), 1.0 / c))
         self.register_buffer("style_mean", torch.zeros(content_classes, c, style))
         self.register_buffer("style_scale", torch.eye(style).repeat(content_classes, c, 1, 1))
+        self.final_fit_steps = final_fit_steps  # > 0: a fresh fit of p(s | k) after training (train.py)
         # q(k | x) on the image encoder's features: with `consistency`, images decoded from the prior
         # are trained to look like their class to it
         self.critic = nn.Linear(hidden, content_classes) if consistency else None
@@ -226,11 +229,12 @@ class ConditionalVAE(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def fit_style_prior(self, dataset, generator: torch.Generator, chunk: int = 5000):
+    def fit_style_prior(self, dataset, generator: torch.Generator, chunk: int = 5000, steps: int | None = None):
         """p(s | k) := a mixture of `style_components` Gaussians fitted to the styles q(s | x, k) gives
         the training images of class k (one caption draw each); one component is their mean and
         covariance. A mixture is fitted by EM, a few steps per epoch, each time from the last fit:
-        12 epochs give it 60 steps at a twelfth of their cost. N(0, I) leaves holes between the
+        12 epochs give it 60 steps at a twelfth of their cost. `steps`: that many steps from random
+        rows instead, ignoring the last fit (after training: train.py). N(0, I) leaves holes between the
         classes' posteriors that decode to no digit in particular; the fitted Gaussians do not
         (README "Beyond the paper")."""
         was_training = self.training
@@ -252,8 +256,8 @@ class ConditionalVAE(nn.Module):
             if components == 1 or len(mine) <= components * styles.shape[1]:  # one Gaussian, in every component
                 weights = torch.full((components,), 1.0 / components, device=mine.device)
                 means, covs = mine.mean(0).expand(components, -1), torch.cov(mine.T).expand(components, -1, -1)
-            elif torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # unfitted: EM cannot part them
-                weights, means, covs = fit_mixture(mine, components, generator, steps=self.STYLE_FIT_STEPS)
+            elif steps or torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # unfitted: EM cannot part them
+                weights, means, covs = fit_mixture(mine, components, generator, steps=steps or self.STYLE_FIT_STEPS)
             else:  # styles move little from one epoch to the next: a few more steps from the last fit
                 scale = self.style_scale[c]
                 start = self.style_weights[c], self.style_mean[c], scale @ scale.transpose(1, 2)
