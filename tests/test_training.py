@@ -139,7 +139,8 @@ def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
 def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     """The conditional VAE's extra state (discovered classes, fitted caption side, the style prior
     refitted each epoch: a mixture here, each fit continuing the last) comes back the same on
-    resume: 2 epochs + resume to 3 == 3 straight."""
+    resume: 2 epochs + resume to 3 == 3 straight. So does the saved model, whose mixture is fitted
+    afresh after the last epoch (`final_fit_steps`), after the second epoch too on the broken run."""
     tiny = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     code, _, err = run_ved("train", "--config", tiny, "--out", str(straight), "--quiet")
@@ -151,6 +152,12 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and "style_scale" in a
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    final, final_broken = (load_file(str(run / checkpoint.WEIGHTS)) for run in (straight, broken))
+    for k in final:
+        assert torch.equal(final[k], final_broken[k]), k
+    assert checkpoint.load_train_state(straight / "last")["state"]["best_epoch"] == 3
+    assert torch.equal(final["decoder.0.weight"], a["decoder.0.weight"])  # the same network, refitted prior
+    assert not torch.equal(final["style_mean"], a["style_mean"])
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # label captions, 3 short epochs: measured 0.97 (0.10 after the first); chance is 0.1
     assert rows[-1]["valid_accuracy"] >= 0.8, rows[-1]
