@@ -201,18 +201,17 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             if progress:
                 tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
                            f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)")
-    if getattr(model, "final_fit_steps", 0) and not state.get("style_refitted"):
+    if is_main and getattr(model, "final_fit_steps", 0) and not state.get("style_refitted"):
         # A mixture p(s | k) is refitted afresh to the chosen epoch's styles: the fits that followed
-        # the styles from epoch to epoch end with fewer, broader components (README "Beyond the paper").
+        # the styles from epoch to epoch can end with a few broad components (README "Beyond the paper").
         # The fit ignores the last one, so a run killed here does it again the same way on resume.
         t0 = time.perf_counter()
         model.load_state_dict(checkpoint.load_weights(out, device))
         model.fit_style_prior(train_set, torch.Generator().manual_seed(tcfg["seed"]), steps=model.final_fit_steps)
         state.update(seconds=state["seconds"] + time.perf_counter() - t0, style_refitted=True)
-        if is_main:
-            checkpoint.save_model(out, model, cfg)
-            checkpoint.save_train_state(last, {**checkpoint.load_train_state(last), "state": dict(state)})
-            log(f"style prior refitted afresh to epoch {state['best_epoch']}'s styles ({state['seconds']:.1f}s in all)")
+        checkpoint.save_model(out, model, cfg)
+        checkpoint.save_train_state(last, {**checkpoint.load_train_state(last), "state": dict(state)})
+        log(f"style prior refitted afresh to epoch {state['best_epoch']}'s styles ({state['seconds']:.1f}s in all)")
     return {"state": state, "history": history}
 
 

@@ -234,8 +234,8 @@ class ConditionalVAE(nn.Module):
         the training images of class k (one caption draw each); one component is their mean and
         covariance. A mixture is fitted by EM, a few steps per epoch, each time from the last fit:
         12 epochs give it 60 steps at a twelfth of their cost. `steps`: that many steps from random
-        rows instead, ignoring the last fit (after training: train.py). N(0, I) leaves holes between the
-        classes' posteriors that decode to no digit in particular; the fitted Gaussians do not
+        rows instead, ignoring the last fit (after training: train.py). N(0, I) leaves holes between
+        the classes' posteriors that decode to no digit in particular; the fitted Gaussians do not
         (README "Beyond the paper")."""
         was_training = self.training
         self.eval()
