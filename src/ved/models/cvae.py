@@ -256,7 +256,8 @@ class ConditionalVAE(nn.Module):
             if components == 1 or len(mine) <= components * styles.shape[1]:  # one Gaussian, in every component
                 weights = torch.full((components,), 1.0 / components, device=mine.device)
                 means, covs = mine.mean(0).expand(components, -1), torch.cov(mine.T).expand(components, -1, -1)
-            elif steps or torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # unfitted: EM cannot part them
+            elif steps or torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # asked, or unfitted: EM
+                # cannot part components that coincide, so these start from random rows
                 weights, means, covs = fit_mixture(mine, components, generator, steps=steps or self.STYLE_FIT_STEPS)
             else:  # styles move little from one epoch to the next: a few more steps from the last fit
                 scale = self.style_scale[c]
