@@ -255,7 +255,8 @@ class ConditionalVAE(nn.Module):
                 continue
             if components == 1 or len(mine) <= components * styles.shape[1]:  # one Gaussian, in every component
                 weights = torch.full((components,), 1.0 / components, device=mine.device)
-                means, covs = mine.mean(0).expand(components, -1), torch.cov(mine.T).expand(components, -1, -1)
+                means = mine.mean(0).expand(components, -1)
+                covs = (torch.cov(mine.T) + 1e-4 * eye).expand(components, -1, -1)  # a ridge, as fit_mixture adds
             elif steps or torch.equal(self.style_mean[c, 0], self.style_mean[c, 1]):  # asked, or unfitted: EM
                 # cannot part components that coincide, so these start from random rows
                 weights, means, covs = fit_mixture(mine, components, generator, steps=steps or self.STYLE_FIT_STEPS)
@@ -265,7 +266,7 @@ class ConditionalVAE(nn.Module):
                 weights, means, covs = fit_mixture(mine, components, generator, start, self.STYLE_FIT_STEPS)
             self.style_weights[c] = weights
             self.style_mean[c] = means
-            self.style_scale[c] = torch.linalg.cholesky(covs + 1e-4 * eye)
+            self.style_scale[c] = torch.linalg.cholesky(covs)
         self.train(was_training)
 
     def draw_styles(self, k, temperature: float, generator: torch.Generator | None = None):
