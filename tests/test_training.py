@@ -107,6 +107,9 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     bad.write_text("[train]\nearly_stop_on = 'elbo'\n")
     code, _, err = run_ved("train", "--config", str(bad))
     assert code == 2 and "early_stop_on = 'elbo'; allowed: recon, loss" in err
+    bad.write_text("[train]\nema = 1.5\n")
+    code, _, err = run_ved("train", "--config", str(bad))
+    assert code == 2 and "ema = 1.5; allowed: a decay in [0, 1)" in err and "Traceback" not in err
     bad.write_text("[model]\nfamily = 'cvae'\naccept = 0.9\nconsistency = 0\n")  # no critic to ask
     code, _, err = run_ved("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
     assert code == 2 and "accept = 0.9 needs the critic" in err and "Traceback" not in err
@@ -138,9 +141,10 @@ def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
 
 def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     """The conditional VAE's extra state (discovered classes, fitted caption side, the style prior
-    refitted each epoch: a mixture here, each fit continuing the last) comes back the same on
-    resume: 2 epochs + resume to 3 == 3 straight. So does the saved model, whose mixture is fitted
-    afresh after the last epoch (`final_fit_steps`), after the second epoch too on the broken run."""
+    refitted each epoch: a mixture here, each fit continuing the last; the weights' moving average)
+    comes back the same on resume: 2 epochs + resume to 3 == 3 straight. So does the saved model,
+    the moving average, whose mixture is fitted afresh after the last epoch (`final_fit_steps`),
+    after the second epoch too on the broken run."""
     tiny = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     code, _, err = run_ved("train", "--config", tiny, "--out", str(straight), "--quiet")
@@ -155,9 +159,12 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     final, final_broken = (load_file(str(run / checkpoint.WEIGHTS)) for run in (straight, broken))
     for k in final:
         assert torch.equal(final[k], final_broken[k]), k
-    assert checkpoint.load_train_state(straight / "last")["state"]["best_epoch"] == 3
-    assert torch.equal(final["decoder.0.weight"], a["decoder.0.weight"])  # the same network, refitted prior
-    assert not torch.equal(final["style_mean"], a["style_mean"])
+    resume_state = checkpoint.load_train_state(straight / "last")
+    assert resume_state["state"]["best_epoch"] == 3
+    average = resume_state["ema"]  # the kept network is the weights' moving average, not the last weights
+    assert torch.equal(final["decoder.0.weight"], average["decoder.0.weight"])
+    assert not torch.equal(final["decoder.0.weight"], a["decoder.0.weight"])
+    assert not torch.equal(final["style_mean"], average["style_mean"])  # the same network, refitted prior
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # label captions, 3 short epochs: measured 0.97 (0.10 after the first); chance is 0.1
     assert rows[-1]["valid_accuracy"] >= 0.8, rows[-1]

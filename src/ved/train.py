@@ -42,6 +42,7 @@ DEFAULTS = {
         "seed": 0,
         "threads": 0,  # torch CPU threads; 0 leaves torch's default
         "eval_images": 2000,  # validation (and train) images generated and judged each epoch
+        "ema": 0.0,  # > 0: validate, keep and ship a moving average of the weights with this decay
     },
 }
 
@@ -63,6 +64,9 @@ def resolve(config: dict) -> dict:
         out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
     if out["train"]["early_stop_on"] not in ("recon", "loss"):
         raise ValueError(f"[train] early_stop_on = '{out['train']['early_stop_on']}'; allowed: recon, loss")
+    ema = out["train"]["ema"]
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise ValueError(f"[train] ema = {ema!r}; allowed: a decay in [0, 1), 0 for none")
     return out
 
 
@@ -144,6 +148,13 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             state["seconds"] += time.perf_counter() - t0
             if is_main:
                 log(f"caption classes fitted: loss {loss:.3f} ({state['seconds']:.1f}s)")
+    # With `ema`, a copy of the model follows the weights' moving average; it is the one validated,
+    # whose p(s | k) is fitted and whose weights are kept. Only parameters are averaged: the copy's
+    # buffers (its fitted p(s | k)) are its own.
+    ema = copy.deepcopy(model).requires_grad_(False) if tcfg["ema"] else None
+    if ema is not None and state["epoch"] and "ema" in saved:  # else it starts from the resumed weights
+        ema.load_state_dict(saved["ema"])
+    kept = ema if ema is not None else model
     net = dist.wrap(model) if dist else model
     metrics_path = out / "metrics.jsonl"
     history = _read_metrics(metrics_path)[: state["epoch"]]  # drop epochs logged after the last checkpoint
@@ -164,22 +175,24 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
+            if ema is not None:
+                _follow(ema, model, tcfg["ema"], state)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
         train_losses = {k: (v / per_rank).item() for k, v in sums.items()}
         if dist:
             train_losses = dist.mean(train_losses)
-        if hasattr(model, "fit_style_prior"):  # seeded by the epoch: every rank, and a resume, fits the same
-            model.fit_style_prior(train_set, torch.Generator().manual_seed(tcfg["seed"] + epoch))
+        if hasattr(kept, "fit_style_prior"):  # seeded by the epoch: every rank, and a resume, fits the same
+            kept.fit_style_prior(train_set, torch.Generator().manual_seed(tcfg["seed"] + epoch))
         state["seconds"] += time.perf_counter() - t0
         # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
-        valid_losses = mean_losses(model, valid_set)
+        valid_losses = mean_losses(kept, valid_set)
         row = {"epoch": epoch, "seconds": round(state["seconds"], 3),
                **{f"train_{k}": v for k, v in train_losses.items()},
                **{f"valid_{k}": v for k, v in valid_losses.items()}}
         if judge is not None:  # mean_losses left the model in eval mode
-            row["train_accuracy"] = judged_accuracy(model, judge, train_probe)
-            row["valid_accuracy"] = judged_accuracy(model, judge, valid_probe)
+            row["train_accuracy"] = judged_accuracy(kept, judge, train_probe)
+            row["valid_accuracy"] = judged_accuracy(kept, judge, valid_probe)
         history.append(row)
         improved = valid_losses[tcfg["early_stop_on"]] < state["best_valid"]
         if improved:
@@ -194,9 +207,11 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             # the resume state last, so that resume never skips an epoch's outputs.
             checkpoint.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
             if improved:
-                checkpoint.save_model(out, model, cfg)
-            checkpoint.save_model(last, model, cfg,
-                                  {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)})
+                checkpoint.save_model(out, kept, cfg)
+            resume_state = {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)}
+            if ema is not None:
+                resume_state["ema"] = ema.state_dict()
+            checkpoint.save_model(last, model, cfg, resume_state)
             acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
             if progress:
                 tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
@@ -213,6 +228,15 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         checkpoint.save_train_state(last, {**checkpoint.load_train_state(last), "state": dict(state)})
         log(f"style prior refitted afresh to epoch {state['best_epoch']}'s styles ({state['seconds']:.1f}s in all)")
     return {"state": state, "history": history}
+
+
+@torch.no_grad()
+def _follow(ema, model, decay: float, state: dict) -> None:
+    """One step of the moving average. Its decay after n steps is min(decay, (1 + n) / (10 + n)),
+    the warm-up of diffusers' EMAModel, so that the random first weights soon fade."""
+    n = state["ema_steps"] = state.get("ema_steps", 0) + 1
+    weight = 1 - min(decay, (1 + n) / (10 + n))
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), weight)
 
 
 def _read_metrics(path: Path) -> list[dict]:
