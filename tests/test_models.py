@@ -203,5 +203,5 @@ def test_accept_redraws_only_what_the_models_critic_doubts():
     with torch.no_grad():
         believed = model.critic_belief(drawn, k) >= 0.9
         assert (model.critic_belief(kept, k) >= 0.9).all()
-    assert 0 < (~believed).sum() < 0.2 * len(k)  # measured: 100 of 600 redrawn
+    assert 0 < (~believed).sum() < 0.2 * len(k)  # measured: 71 of 600 redrawn
     assert torch.equal(kept[believed], drawn[believed])
