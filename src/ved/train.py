@@ -2,7 +2,9 @@
 
 A run folder holds the best weights (model.safetensors + config.json, what
 `ved sample` loads), metrics.jsonl, and last/ with the newest weights,
-optimizer and random states, so that `--resume` continues exactly.
+optimizer and random states, so that `--resume` continues exactly. With
+[train] ema, the best weights are those of the weights' moving average,
+which last/ keeps too.
 """
 from __future__ import annotations
 
