@@ -9,6 +9,8 @@ import difflib
 import hashlib
 import random
 
+from .errors import VedError, shown
+
 SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SENTENCE_WORDS = ["this", "is", "the", "a", "that", "'s", "number", "black", "on", "white",
@@ -33,44 +35,61 @@ TEMPLATES = [
     "this is a black <label> on a white background",
 ]
 MAX_TOKENS = 64
+MAX_CHARS = 1024  # 64 words of at most 10 letters fit with room to spare; longer text is refused unread
 FAMILIES = ("label", "sentence", "logic", "arithmetic", "mixed")
 SPLITS = ("train", "valid", "test")
 
 
-class CaptionError(ValueError):
+class CaptionError(VedError):
     """A caption that no family produces; the message is one line for the user."""
 
 
 def words(caption: str) -> list[str]:
-    """Lower-case whitespace split, checked against the vocabulary."""
+    """Lower-case whitespace split, checked against the vocabulary; CaptionError names the caption."""
+    return _named(caption, _words, caption)
+
+
+def parse(caption: str) -> int:
+    """The digit a caption means, or CaptionError in one line naming the caption and what is wrong."""
+    return _named(caption, lambda c: _value(_words(c)), caption)
+
+
+def _named(caption, step, *args):
+    # The reasons below leave the caption out; it is named once, here, shortened and printable.
     if not isinstance(caption, str):
-        raise CaptionError(f"caption must be text, got {type(caption).__name__}")
+        raise CaptionError(f"a caption must be text (str), got {type(caption).__name__}")
+    try:
+        return step(*args)
+    except CaptionError as e:
+        raise CaptionError(f"caption '{shown(caption)}': {e}") from None
+
+
+def _words(caption: str) -> list[str]:
+    if len(caption) > MAX_CHARS:
+        raise CaptionError(f"{len(caption):,} characters; at most {MAX_CHARS} are allowed")
     tokens = caption.lower().split()
     if not tokens:
         raise CaptionError("empty caption: write e.g. 'five', 'three plus two' or 'min nine five seven'")
     if len(tokens) > MAX_TOKENS:
-        raise CaptionError(f"caption has {len(tokens)} words; at most {MAX_TOKENS} are allowed")
+        raise CaptionError(f"{len(tokens)} words; at most {MAX_TOKENS} are allowed")
     for w in tokens:
         if w not in CAPTION_WORDS:
             close = difflib.get_close_matches(w, CAPTION_WORDS, n=1)
             hint = f"did you mean '{close[0]}'?" if close else "allowed words: " + " ".join(CAPTION_WORDS)
-            raise CaptionError(f"unknown word '{w}' in '{caption.strip()}': {hint}")
+            raise CaptionError(f"unknown word '{shown(w, 30)}': {hint}")
     return tokens
 
 
-def parse(caption: str) -> int:
-    """The digit a caption means, or CaptionError naming what is wrong."""
-    tokens = words(caption)
-    text = " ".join(tokens)
+def _value(tokens: list[str]) -> int:
     head = tokens[0]
     if head in ("min", "max"):
         operands = tokens[1:]
         if len(operands) < 2 or any(w not in DIGIT_VALUE for w in operands):
-            raise CaptionError(f"'{text}': {head} takes two or more digit words, e.g. '{head} three seven'")
+            raise CaptionError(f"{head} takes two or more digit words, e.g. '{head} three seven'")
         values = [DIGIT_VALUE[w] for w in operands]
         return min(values) if head == "min" else max(values)
     if "plus" in tokens or "minus" in tokens:
-        return _evaluate_chain(tokens, text)
+        return _evaluate_chain(tokens)
     digits = [i for i, w in enumerate(tokens) if w in DIGIT_VALUE]
     if len(digits) == 1:
         i = digits[0]
@@ -78,30 +97,58 @@ def parse(caption: str) -> int:
         if template in TEMPLATES:
             return DIGIT_VALUE[tokens[i]]
     if "or" in tokens:
-        raise CaptionError(f"'{text}': 'or' is in the paper's vocabulary but no caption family uses it")
-    raise CaptionError(f"'{text}' is not a caption form ved knows: a digit word, one of the "
-                       f"{len(TEMPLATES)} sentence templates, 'min|max d d ...' or 'd plus|minus d ...'")
+        raise CaptionError("'or' is in the paper's vocabulary but no caption family uses it")
+    raise CaptionError(f"not a caption form ved knows: a digit word, one of the {len(TEMPLATES)} sentence "
+                       "templates, 'min|max d d ...' or 'd plus|minus d ...'")
 
 
-def _evaluate_chain(tokens: list[str], text: str) -> int:
+def _evaluate_chain(tokens: list[str]) -> int:
     # Left to right, no precedence: the paper's arithmetic has only + and -.
     if tokens[-1] in ("plus", "minus"):
-        raise CaptionError(f"'{text}' ends with the operator '{tokens[-1]}'; an operator needs a digit after it")
+        raise CaptionError(f"ends with the operator '{tokens[-1]}'; an operator needs a digit after it")
     if tokens[0] in ("plus", "minus"):
-        raise CaptionError(f"'{text}' starts with the operator '{tokens[0]}'; write 'd plus|minus d ...'")
+        raise CaptionError(f"starts with the operator '{tokens[0]}'; write 'd plus|minus d ...'")
     value = None
     for i, w in enumerate(tokens):
         expect_digit = i % 2 == 0
         if expect_digit and w not in DIGIT_VALUE:
-            raise CaptionError(f"'{text}': expected a digit word at word {i + 1}, got '{w}'")
+            raise CaptionError(f"expected a digit word at word {i + 1}, got '{w}'")
         if not expect_digit and w not in ("plus", "minus"):
-            raise CaptionError(f"'{text}': expected 'plus' or 'minus' at word {i + 1}, got '{w}'")
+            raise CaptionError(f"expected 'plus' or 'minus' at word {i + 1}, got '{w}'")
         if expect_digit:
             v = DIGIT_VALUE[w]
             value = v if value is None else (value + v if tokens[i - 1] == "plus" else value - v)
     if not 0 <= value <= 9:
-        raise CaptionError(f"'{text}' evaluates to {value}; the result must be a digit 0..9")
+        raise CaptionError(f"evaluates to {value}; the result must be a digit 0..9")
     return value
+
+
+def families_of(caption: str) -> list[str]:
+    """The caption families whose grammar gives this caption a value, in FAMILIES order (a bare
+    digit word is a label, the first sentence template and the arithmetic pool's own digit); or
+    CaptionError when none does. It judges captions; models never call it."""
+    parse(caption)
+    tokens = caption.lower().split()
+    if len(tokens) == 1:
+        return ["label", "sentence", "arithmetic"]
+    if tokens[0] in ("min", "max"):
+        return ["logic"]
+    if "plus" in tokens or "minus" in tokens:
+        return ["arithmetic"]
+    return ["sentence"]
+
+
+def check_caption(caption: str, trained_on: str | None) -> int:
+    """The caption's digit if a model trained on the family `trained_on` (None or mixed: any) reads
+    it by its grammar; else CaptionError in one line naming the caption and why."""
+    digit = parse(caption)
+    families = families_of(caption)
+    if trained_on not in (None, "mixed") and trained_on not in families:
+        kinds = ", ".join(families[:-1]) + " or " + families[-1] if len(families) > 1 else families[0]
+        article = "an" if kinds[0] in "aeiou" else "a"
+        raise CaptionError(f"caption '{shown(caption)}' is {article} {kinds} caption; this model was trained on "
+                           f"{trained_on} captions only")
+    return digit
 
 
 def operation_count(caption: str) -> int:

@@ -1,20 +1,79 @@
-"""`ved ...` subcommands. Thin: parse arguments, call the modules, turn known errors into one line."""
+"""`ved ...` subcommands. Thin: parse arguments, call the modules, turn known errors into one line.
+
+Exit status: 0 done; 2 input ved refuses (a caption, an option, a config, a model or run folder),
+with nothing written; 1 the system failed us (a file that cannot be written, MNIST out of reach);
+130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
 import io
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import captions, mnist
-from .captions import CaptionError
+from .errors import VedError, one_line, shown
 
 
-class UsageError(ValueError):
+class UsageError(VedError):
     """Bad input the user can fix; printed as one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors in one line (the usage block is in --help)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {shown(message, 300)} (see {self.prog} --help)\n")
+
+
+def whole(low: int, high: int):
+    """An argparse type: a whole number in [low, high], refused with both bounds named."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{shown(text, 40)}' is not a whole number") from None
+        if not low <= value <= high:
+            top = f"{high:,}" if high >= 10**6 else str(high)
+            raise argparse.ArgumentTypeError(f"{shown(text, 40)} is out of range; allowed: {low} to {top}")
+        return value
+    return parse
+
+
+SEED = whole(0, 2**63 - 1)
+
+
+def writable_file(path: Path, option: str) -> Path:
+    """Check, before any work, that `path` can be written as a file: not a folder, no file where a
+    folder must be, and a folder that takes new files. Nothing is created."""
+    if path.is_dir():
+        raise UsageError(f"{option} '{path}' is a folder; give a file name")
+    _writable_folder(path.parent, option, path)
+    return path
+
+
+def writable_folder(path: Path, option: str) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} '{path}' is a file; give a folder")
+    _writable_folder(path, option, path)
+    return path
+
+
+def _writable_folder(folder: Path, option: str, path: Path) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} '{path}': '{existing}' is a file, not a folder")
+    try:  # the one honest test of writing (root ignores permission bits, not read-only mounts)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} '{path}': cannot write in '{existing}' ({e.strerror})") from None
 
 
 def cmd_data(args):
@@ -31,7 +90,7 @@ def cmd_captions_list(args):
 
 
 def cmd_captions_parse(args):
-    digits = [captions.parse(c) for c in args.caption]  # all or nothing: a bad one stops before output
+    digits = [captions.check_caption(c, None) for c in args.caption]  # all or nothing: a bad one stops first
     print("\n".join(map(str, digits)))
 
 
@@ -39,6 +98,7 @@ def cmd_judge_train(args):
     from .pipeline import device_of
     from .train import train_judge
 
+    writable_folder(Path(args.out), "--out")
     result = train_judge(args.out, str(device_of(args.device)), epochs=args.epochs, seed=args.seed,
                          progress=not args.quiet)
     print(f"judge: test accuracy {result['test_accuracy']:.4f} -> {args.out}")
@@ -49,15 +109,13 @@ def cmd_train(args):
     from .train import load_config, train
 
     config_path = Path(args.config)
-    if not config_path.exists():
-        raise UsageError(f"config file '{args.config}' not found; see configs/ for examples")
     config = load_config(config_path)
     if args.seed is not None:
         config["train"]["seed"] = args.seed
     if args.epochs is not None:
         config["train"]["max_epochs"] = args.epochs
     config["name"] = config_path.stem
-    out = Path(args.out or Path("runs") / config_path.stem)
+    out = writable_folder(Path(args.out or Path("runs") / config_path.stem), "--out")
     device = str(device_of(args.device))
     from . import distributed
 
@@ -74,13 +132,27 @@ def cmd_train(args):
               f"(valid {config['train']['early_stop_on']} {s['best_valid']:.4f}) -> {out}")
 
 
+MAX_CAPTIONS_FILE = 10 << 20
+
+
 def read_captions(args) -> list[str]:
     lines = list(args.caption)
     if args.captions_file:
         path = Path(args.captions_file)
-        if not path.exists():
-            raise UsageError(f"captions file '{path}' not found")
-        lines += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            if path.is_dir():
+                raise UsageError(f"--captions-file '{path}' is a folder; give a text file, one caption a line")
+            if path.stat().st_size > MAX_CAPTIONS_FILE:
+                raise UsageError(f"--captions-file '{path}' is over {MAX_CAPTIONS_FILE >> 20} MB; "
+                                 "give a text file, one caption a line")
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UsageError(f"--captions-file '{path}' not found") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--captions-file '{path}' is not UTF-8 text; give one caption a line") from None
+        except OSError as e:
+            raise UsageError(f"--captions-file '{path}' cannot be read ({e.strerror})") from None
+        lines += [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise UsageError("no captions: give CAPTION arguments or --captions-file FILE")
     return lines
@@ -90,15 +162,29 @@ def cmd_sample(args):
     from .pipeline import load
 
     caption_list = read_captions(args)
-    for c in caption_list:  # name the caption in the error, before anything is written
-        try:
-            captions.words(c)
-        except CaptionError as e:
-            raise CaptionError(f"caption '{c}': {e}") from None
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
-        raise UsageError(f"--out must end in .npy or .png, got '{out.name}'")
-    images = load(args.model, device=args.device).generate(caption_list, args.n, args.seed)
+        raise UsageError(f"--out must end in .npy or .png, got '{shown(out.name, 60)}'")
+    writable_file(out, "--out")
+    pipe = load(args.model, device=args.device)
+    strict = not args.no_strict
+    loose = []
+    for c in caption_list:  # every caption, before any work: the first refused one stops it all
+        captions.words(c)  # words the model has no token for are refused, strict or not
+        try:
+            captions.check_caption(c, pipe.family)
+        except captions.CaptionError as e:
+            if strict:
+                raise captions.CaptionError(f"{e}; --no-strict draws it anyway") from None
+            loose.append(c)
+    if loose:
+        print(f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
+              f"e.g. '{shown(loose[0], 60)}'; their digits mean nothing", file=sys.stderr)
+    import warnings
+
+    with warnings.catch_warnings():  # said above, in the CLI's own words
+        warnings.simplefilter("ignore")
+        images = pipe.generate(caption_list, args.n, args.seed, strict=strict)
     from .checkpoint import atomic_write_bytes
 
     if out.suffix == ".npy":
@@ -108,7 +194,7 @@ def cmd_sample(args):
     else:
         from .report import sample_grid
 
-        sample_grid(images, caption_list, out)
+        sample_grid(images, [shown(c, 60) for c in caption_list], out)
     print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out}")
 
 
@@ -116,6 +202,8 @@ def cmd_evaluate(args):
     from .metrics import evaluate_model
     from .pipeline import device_of, resolve_model
 
+    if args.json:
+        writable_file(Path(args.json), "--json")
     folder = resolve_model(args.model)
     result = evaluate_model(folder, families=args.family, splits=args.split, device=str(device_of(args.device)),
                             progress=not args.quiet)
@@ -140,9 +228,7 @@ def cmd_reproduce(args):
 def cmd_serve(args):
     from .serve import run
 
-    if args.workers < 1:
-        raise UsageError(f"--workers must be 1 or more, got {args.workers}")
-    run(args.host, args.port, args.model, args.workers)
+    run(args.host, args.port, args.model, args.workers, allowed_hosts=args.allow_host)
 
 
 def add_device(p):
@@ -158,7 +244,7 @@ def add_model(p):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
+    p = Parser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")
@@ -171,8 +257,8 @@ def parser() -> argparse.ArgumentParser:
     c = csub.add_parser("list", help="print caption<TAB>digit for a family and split")
     c.add_argument("--family", choices=captions.FAMILIES, default="arithmetic", help="(default: arithmetic)")
     c.add_argument("--split", choices=captions.SPLITS, default="train", help="(default: train)")
-    c.add_argument("-n", type=int, default=None, help="at most N lines (default: all)")
-    c.add_argument("--seed", type=int, default=0, help="caption seed (default: 0)")
+    c.add_argument("-n", type=whole(0, 10**9), default=None, help="at most N lines (default: all)")
+    c.add_argument("--seed", type=whole(0, 2**31 - 1), default=0, help="caption seed (default: 0)")
     c.set_defaults(run=cmd_captions_list)
     c = csub.add_parser("parse", help="print the digit each caption means")
     c.add_argument("caption", nargs="+", help="one caption per argument (quote it)")
@@ -182,8 +268,8 @@ def parser() -> argparse.ArgumentParser:
     jsub = s.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
     j = jsub.add_parser("train", help="train the judge on the 50k training split")
     j.add_argument("--out", default="runs/judge", help="(default: runs/judge)")
-    j.add_argument("--epochs", type=int, default=12, help="(default: 12)")
-    j.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    j.add_argument("--epochs", type=whole(1, 1000), default=12, help="(default: 12)")
+    j.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
     add_device(j)
     add_quiet(j)
     j.set_defaults(run=cmd_judge_train)
@@ -192,8 +278,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--config", required=True, help="TOML file, e.g. configs/paper-arithmetic.toml")
     s.add_argument("--out", help="run folder (default: runs/<config name>)")
     add_device(s)
-    s.add_argument("--seed", type=int, help="override [train] seed (default: the config's)")
-    s.add_argument("--epochs", type=int, help="override [train] max_epochs (default: the config's)")
+    s.add_argument("--seed", type=SEED, help="override [train] seed (default: the config's)")
+    s.add_argument("--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
     add_quiet(s)
     s.set_defaults(run=cmd_train)
@@ -201,9 +287,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw digits for captions into a .npy array or a .png grid")
     s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
     add_model(s)
-    s.add_argument("-n", type=int, default=8, help="samples per caption (default: 8)")
-    s.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    s.add_argument("-n", type=whole(1, 10_000), default=8, help="samples per caption (default: 8)")
+    s.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
     s.add_argument("--captions-file", help="file with one caption per line")
+    s.add_argument("--no-strict", action="store_true",
+                   help="also draw captions of known words that the grammar gives no value, or of a family the "
+                        "model was not trained on; a warning says so (default: off, they are refused)")
     s.add_argument("--out", default="samples.png", help=".npy (uint8, captions x n x 28 x 28) or .png grid "
                                                          "(default: samples.png)")
     add_device(s)
@@ -232,9 +321,12 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="the web demo and HTTP API")
     s.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="(default: 8000)")
-    s.add_argument("--workers", type=int, default=2, help="server processes, each with its own copy of the "
-                                                           "model; one per core (default: 2)")
+    s.add_argument("--port", type=whole(1, 65535), default=8000, help="(default: 8000)")
+    s.add_argument("--workers", type=whole(1, 64), default=2, help="server processes, each with its own copy of "
+                                                                    "the model; one per core (default: 2)")
+    s.add_argument("--allow-host", action="append", metavar="NAME",
+                   help="a Host name clients may use, repeatable, when serving on a network (default: the "
+                        "loopback names and --host)")
     add_model(s)
     s.set_defaults(run=cmd_serve)
     return p
@@ -242,17 +334,25 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from .pipeline import ModelError
-
     try:
         args.run(args)
-    except (CaptionError, mnist.DataError, ModelError, UsageError, ValueError, FileNotFoundError) as e:
-        print(f"ved: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+    except ValueError as e:  # VedError and the config checks: input the user can fix
+        print(f"ved: error: {shown(one_line(e), 500)}", file=sys.stderr)
         return 2
+    except (OSError, mnist.DataError) as e:
+        print(f"ved: error: {shown(_os_message(e), 500)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ved: interrupted; `ved train ... --resume` continues a training run", file=sys.stderr)
         return 130
     return 0
+
+
+def _os_message(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        where = f"'{e.filename}': " if e.filename else ""
+        return f"{where}{e.strerror}"
+    return one_line(e)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ class Distributed:
         td.all_reduce(t)
         return {k: (v / self.world_size).item() for k, v in zip(keys, t)}
 
+    def barrier(self) -> None:
+        td.barrier()
+
     def gather(self, state: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's copy of a small CPU tensor (its RNG state), for rank 0's checkpoint."""
         out = [None] * self.world_size

@@ -6,20 +6,27 @@
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import checkpoint, models, vocab
+from . import captions, checkpoint, models, vocab
+from .checkpoint import ModelError
+from .errors import VedError, one_line
 from .models import caption_encoders
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see README "Beyond the paper"
 
 
-class ModelError(ValueError):
-    """A model name or folder that cannot be loaded; the message is one line."""
+class ArgumentError(VedError):
+    """An argument of the wrong type or out of range; the message is one line."""
+
+
+MAX_N = 10_000
+MAX_SEED = 2**63 - 1
 
 
 def shipped_models() -> list[str]:
@@ -32,11 +39,18 @@ def resolve_model(name_or_dir: str | Path | None, allow_paths: bool = True) -> P
     name = str(name_or_dir or DEFAULT_MODEL)
     if name in shipped_models():
         return WEIGHTS_DIR / name
-    path = Path(name)
-    if allow_paths and (path / checkpoint.CONFIG).exists() and (path / checkpoint.WEIGHTS).exists():
-        return path
+    if allow_paths and _is_model_folder(Path(name)):
+        return Path(name)
     where = " or a run folder holding config.json and model.safetensors" if allow_paths else ""
-    raise ModelError(f"unknown model '{name}'; choose one of: {', '.join(shipped_models())}{where}")
+    raise ModelError(f"unknown model '{captions.shown(name, 60)}'; choose one of: "
+                     f"{', '.join(shipped_models())}{where}")
+
+
+def _is_model_folder(path: Path) -> bool:
+    try:
+        return (path / checkpoint.CONFIG).is_file() and (path / checkpoint.WEIGHTS).is_file()
+    except (OSError, ValueError):  # a name no file system takes (a NUL byte, too long)
+        return False
 
 
 def device_of(name: str | None) -> torch.device:
@@ -49,12 +63,39 @@ def device_of(name: str | None) -> torch.device:
 
 
 def load_generator(folder: Path, device="cpu") -> torch.nn.Module:
-    model_config = checkpoint.load_config(folder)["model"]
+    """The generator saved in `folder`, in eval mode; ModelError in one line for any broken folder
+    (a folder may come from anywhere: nothing in it is trusted before it has been checked)."""
+    config = checkpoint.load_config(folder)
+    model_config = config.get("model")
+    if not isinstance(model_config, dict):
+        raise ModelError(f"{Path(folder) / checkpoint.CONFIG} has no [model] table; is this a ved model folder?")
     if model_config.get("caption_encoder") == "routed" and "experts" not in model_config:
         model_config = {**model_config, "experts": caption_encoders.UNRECORDED_EXPERTS}
-    model = models.build(model_config)
-    model.load_state_dict(checkpoint.load_weights(folder, device))
+    try:
+        model = models.build(model_config)
+    except ValueError as e:
+        raise ModelError(f"{Path(folder) / checkpoint.CONFIG}: {one_line(e)}") from None
+    _load_weights(model, folder, device)
     return model.to(device).eval()
+
+
+def _load_weights(model: torch.nn.Module, folder: Path, device) -> None:
+    weights = checkpoint.load_weights(folder, device)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:  # missing, unexpected or wrongly shaped tensors
+        raise ModelError(f"{Path(folder) / checkpoint.WEIGHTS} does not fit its config.json: "
+                         f"{_first_mismatch(str(e))}") from None
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ModelError(f"{Path(folder) / checkpoint.WEIGHTS} holds non-finite values (NaN or inf) "
+                             f"in '{name}'; a model with them draws nothing")
+
+
+def _first_mismatch(message: str) -> str:
+    # torch lists every bad key on its own line after a heading; the first tells the story
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else "mismatched tensors")
 
 
 def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
@@ -63,7 +104,7 @@ def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
     if not (folder / checkpoint.WEIGHTS).exists():
         raise ModelError(f"no judge weights in {folder}; train them with `ved judge train`")
     judge = models.Judge()
-    judge.load_state_dict(checkpoint.load_weights(folder, device))
+    _load_weights(judge, folder, device)
     judge.to(device).eval()
     for p in judge.parameters():
         p.requires_grad_(False)
@@ -71,20 +112,38 @@ def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
 
 
 class Pipeline:
-    """A trained generator with its tokenizer: captions in, uint8 digit images out."""
+    """A trained generator with its tokenizer: captions in, uint8 digit images out.
 
-    def __init__(self, model: torch.nn.Module, name: str = "", device="cpu"):
-        self.model, self.name, self.device = model.eval(), name, torch.device(device)
+    `family`: the caption family the model was trained on (its config's [data] family). By default a
+    caption is drawn only if the grammar gives it a value and it belongs to that family (any family
+    for `mixed`); `strict=False` draws any caption of known words, and warns that it did."""
+
+    def __init__(self, model: torch.nn.Module, name: str = "", device="cpu", family: str | None = None):
+        self.model, self.name, self.device, self.family = model.eval(), name, torch.device(device), family
+
+    def check(self, caption_list, strict: bool = True) -> list[str]:
+        """The captions as a list, read once; VedError in one line for the first one refused."""
+        caption_list = caption_texts(caption_list)
+        for c in caption_list:  # every caption is checked before any work is done
+            if strict:
+                captions.check_caption(c, self.family)
+            else:
+                captions.words(c)
+        return caption_list
 
     @torch.no_grad()
-    def generate(self, caption_list: list[str] | str, n: int = 16, seed: int | None = 0) -> np.ndarray:
-        """(len(captions), n, 28, 28) uint8 in MNIST convention; CaptionError on a bad caption."""
-        if isinstance(caption_list, str):
-            caption_list = [caption_list]
-        if not 1 <= n <= 10_000:
-            raise ValueError(f"n must be between 1 and 10000, got {n}")
-        for c in caption_list:
-            vocab.tokenize(c)  # every caption is checked before any work is done
+    def generate(self, caption_list, n: int = 16, seed: int | None = 0, strict: bool = True) -> np.ndarray:
+        """(len(captions), n, 28, 28) uint8 in MNIST convention. `caption_list`: a str or any iterable
+        of str. CaptionError (a VedError) for a refused caption, ArgumentError for a bad n or seed."""
+        if not isinstance(strict, bool):
+            raise ArgumentError(f"strict must be True or False, got {type(strict).__name__}")
+        caption_list = self.check(caption_list, strict)
+        n, seed = check_n(n), check_seed(seed)
+        if not strict:
+            loose = [c for c in caption_list if not _has_value(c, self.family)]
+            if loose:
+                warnings.warn(f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
+                              f"e.g. '{captions.shown(loose[0], 60)}'; their digits mean nothing", stacklevel=2)
         if not caption_list:
             return np.zeros((0, n, 28, 28), dtype=np.uint8)
         tokens, lengths = vocab.encode(caption_list)
@@ -93,7 +152,54 @@ class Pipeline:
         return (images * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def caption_texts(caption_list) -> list[str]:
+    """A str, or any iterable of str (a generator is read once), as a list; ArgumentError otherwise."""
+    if isinstance(caption_list, str):
+        return [caption_list]
+    if isinstance(caption_list, (bytes, bytearray)):
+        raise ArgumentError("captions must be text (str), got bytes; decode them first")
+    try:
+        items = list(caption_list)
+    except TypeError:
+        raise ArgumentError(f"captions must be a str or an iterable of str, got {type(caption_list).__name__}") \
+            from None
+    for i, c in enumerate(items):
+        if not isinstance(c, str):
+            raise ArgumentError(f"caption {i + 1} must be text (str), got {type(c).__name__}")
+    return items
+
+
+def check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        shown = repr(n) if isinstance(n, (int, float)) else type(n).__name__
+        raise ArgumentError(f"n must be a whole number from 1 to {MAX_N}, got {shown}")
+    return n
+
+
+def check_seed(seed) -> int | None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        shown = repr(seed) if isinstance(seed, (int, float)) else type(seed).__name__
+        raise ArgumentError(f"seed must be None or a whole number from 0 to 2**63-1, got {shown}")
+    return seed
+
+
+def _has_value(caption: str, family: str | None) -> bool:
+    try:
+        captions.check_caption(caption, family)
+        return True
+    except captions.CaptionError:
+        return False
+
+
+def trained_family(folder: Path) -> str | None:
+    data = checkpoint.load_config(folder).get("data")
+    family = data.get("family") if isinstance(data, dict) else None
+    return family if family in captions.FAMILIES else None
+
+
 def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths: bool = True) -> Pipeline:
+    """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be."""
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
-    return Pipeline(load_generator(folder, dev), name=str(name_or_dir or DEFAULT_MODEL), device=dev)
+    return Pipeline(load_generator(folder, dev), name=str(name_or_dir or DEFAULT_MODEL), device=dev,
+                    family=trained_family(folder))

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .checkpoint import atomic_write_bytes  # noqa: E402
+from .images import grid_image  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> None:
@@ -18,17 +19,6 @@ def save_figure(fig, path: Path) -> None:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""
-    rows, n = images.shape[:2]
-    cell = 28 + 2 * pad
-    mosaic = np.full((rows * cell, n * cell), 40, dtype=np.uint8)
-    for r in range(rows):
-        for c in range(n):
-            mosaic[r * cell + pad: r * cell + pad + 28, c * cell + pad: c * cell + pad + 28] = images[r, c]
-    return mosaic
 
 
 def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: str | None = None) -> None:

@@ -3,58 +3,143 @@
 The default model loads once at start; other shipped models load on first use.
 Each request is one forward pass for all its images. Torch inference under
 no_grad is safe from several threads; the model cache has a lock.
+
+A client's mistake gets a 4xx with one short JSON line, never a 5xx: request bodies are read
+up to a limit (413 past it), JSON values must have their exact types, and no message repeats
+more than ~100 characters of input. Only the Host names the server was bound for are answered
+(a page elsewhere cannot reach a loopback server by DNS rebinding), and every response carries a
+strict Content-Security-Policy. See docs/http-api.md.
 """
 from __future__ import annotations
 
 import base64
 import gc
-import io
+import json
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import captions
 from .captions import CaptionError
+from .errors import shown
+from .images import png_bytes, wrapped_grid
 from .pipeline import DEFAULT_MODEL, ModelError, Pipeline, load, shipped_models
-from .report import grid_image
 
 STATIC = Path(__file__).parent / "static"
 MAX_CAPTION_CHARS = 256
+MAX_BODY_BYTES = 64 * 1024
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                 b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class StrictRefusal(CaptionError):
+    """A caption of known words that the model's grammar refuses; `"strict": false` draws it."""
 
 
 class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # "3" is not 3, true is not 1
+
     caption: str = Field(max_length=MAX_CAPTION_CHARS)
     n: int = Field(16, ge=1, le=64)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
+    strict: bool = Field(True, description="false: also draw captions outside the model's grammar")
+
+    @field_validator("caption", "model")
+    @classmethod
+    def text_only(cls, text: str | None) -> str | None:
+        try:
+            text is None or text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no text
+            raise ValueError("must be valid Unicode text") from None
+        return text
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
+class SafeJSON(JSONResponse):
+    """ASCII JSON that cannot fail to encode: no surrogate or NaN can turn an answer into a 500."""
 
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)  # 28x28: speed over a few bytes
-    return buf.getvalue()
-
-
-def grid(images: np.ndarray) -> np.ndarray:
-    """(n, 28, 28) -> one row-major mosaic, up to 8 digits a row, blank cells black."""
-    cols = min(8, len(images))
-    rows = -(-len(images) // cols)
-    cells = np.zeros((rows * cols, 28, 28), dtype=np.uint8)
-    cells[: len(images)] = images
-    return grid_image(cells.reshape(rows, cols, 28, 28), pad=0)
+    def render(self, content) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def create_app(model: str | None = None, device: str = "cpu") -> FastAPI:
-    app = FastAPI(title="ved", description="Captions to MNIST digits")
+def error(status: int, detail: str, **extra) -> SafeJSON:
+    return SafeJSON(status_code=status, content={"detail": shown(detail, 300), **extra})
+
+
+def validation_message(errors) -> str:
+    """One line from pydantic's errors: the first field and what it needs, never the input."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{shown(where, 40)}: {message}{more}"
+
+
+class Guard:
+    """Pure ASGI, before anything else reads the request: Host check, body limit, security headers."""
+
+    def __init__(self, app, allowed_hosts: list[str]):
+        self.app, self.allowed = app, {h.lower().strip("[]") for h in allowed_hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.lower().strip("[]") not in self.allowed:
+            return await error(400, "unexpected Host header; the server answers only the names it was started "
+                                    "for (ved serve --allow-host NAME)")(scope, receive, send_with_headers)
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return await error(413, f"request body over {MAX_BODY_BYTES // 1024} KiB")(scope, receive, send_with_headers)
+        body, more = bytearray(), True
+        while more:  # read whole, but never more than the limit, before the app parses it
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_BODY_BYTES:
+                return await error(413, f"request body over {MAX_BODY_BYTES // 1024} KiB")(
+                    scope, receive, send_with_headers)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send_with_headers)
+
+
+def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: list[str] | None = None,
+               preloaded: Pipeline | None = None) -> FastAPI:
+    app = FastAPI(title="ved", description="Captions to MNIST digits", docs_url=None, redoc_url=None,
+                  default_response_class=SafeJSON)  # /docs would fetch Swagger UI from a CDN: off
     default_name = str(model or DEFAULT_MODEL)
-    pipelines: dict[str, Pipeline] = {default_name: load(model, device=device)}
+    pipelines: dict[str, Pipeline] = {default_name: preloaded or load(model, device=device)}
     lock = threading.Lock()
 
     def pipeline(name: str | None) -> Pipeline:
@@ -64,14 +149,30 @@ def create_app(model: str | None = None, device: str = "cpu") -> FastAPI:
                 pipelines[name] = load(name, device=device, allow_paths=False)
             return pipelines[name]
 
+    @app.exception_handler(StrictRefusal)
+    async def refused(request, exc):
+        return error(400, str(exc), strict_refusal=True)
+
     @app.exception_handler(CaptionError)
     @app.exception_handler(ModelError)
     async def bad_input(request, exc):
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        return error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        return error(422, validation_message(exc.errors()))
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/app.js", include_in_schema=False)
+    def script():
+        return FileResponse(STATIC / "app.js", media_type="text/javascript")
+
+    @app.get("/style.css", include_in_schema=False)
+    def style():
+        return FileResponse(STATIC / "style.css", media_type="text/css")
 
     @app.get("/api/models")
     def list_models():
@@ -79,44 +180,58 @@ def create_app(model: str | None = None, device: str = "cpu") -> FastAPI:
 
     @app.get("/api/parse")
     def parse(caption: str = Query(max_length=MAX_CAPTION_CHARS)):
-        return {"caption": caption, "digit": captions.parse(caption)}
+        return {"caption": caption, "digit": captions.check_caption(caption, None)}
 
     # async: each request is a few ms of torch work, cheaper inline than handed to a thread pool
     @app.post("/api/generate")
     async def generate(request: GenerateRequest, format: str = Query("json", pattern="^(json|png)$")):
-        captions.words(request.caption)  # the same one-line message as the CLI, before any work
+        pipe = pipeline(request.model)
+        captions.words(request.caption)  # words the model has no token for are refused, strict or not
+        warning = None
         try:
-            digit = captions.parse(request.caption)
-        except CaptionError:
-            digit = None  # known words in no known form: the model still draws, the value is unknown
+            digit = captions.check_caption(request.caption, pipe.family)
+        except CaptionError as e:
+            if request.strict:
+                raise StrictRefusal(f'{e}; send "strict": false to draw it anyway') from None
+            digit, warning = None, f"drawn outside the model's grammar (strict: false): {e}"
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-        images = pipeline(request.model).generate([request.caption], request.n, seed)[0]
+        images = pipe.generate([request.caption], request.n, seed, strict=False)[0]
         if format == "png":
-            return Response(png_bytes(grid(images)), media_type="image/png")
-        # A plain JSONResponse: FastAPI's encoder would walk the 16 strings again for nothing.
-        return JSONResponse({"caption": request.caption, "digit": digit, "n": request.n, "seed": seed,
-                             "model": request.model or default_name,
-                             "images": [base64.b64encode(png_bytes(im)).decode() for im in images]})
+            headers = {"X-Ved-Warning": warning.encode("ascii", "backslashreplace").decode()} if warning else None
+            return Response(png_bytes(wrapped_grid(images)), media_type="image/png", headers=headers)
+        body = {"caption": request.caption, "digit": digit, "n": request.n, "seed": seed,
+                "model": request.model or default_name, "strict": request.strict,
+                "images": [base64.b64encode(png_bytes(im)).decode() for im in images]}
+        if warning:
+            body["warning"] = warning
+        return SafeJSON(body)
 
-    return app
+    return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])])
 
 
-def app_from_env() -> FastAPI:
+def app_from_env():
     """What each uvicorn worker process builds: the model named in VED_SERVE_MODEL, loaded once."""
     import torch
 
     torch.set_num_threads(1)  # requests are tiny; extra intra-op threads only contend with the server
-    app = create_app(os.environ.get("VED_SERVE_MODEL") or None)
+    hosts = [h for h in os.environ.get("VED_SERVE_HOSTS", "").split(",") if h]
+    app = create_app(os.environ.get("VED_SERVE_MODEL") or None, allowed_hosts=hosts)
     gc.freeze()  # the loaded model and app stay; collections need not scan them under load
     return app
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, workers: int = 1) -> None:
+def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, workers: int = 1,
+        allowed_hosts: list[str] | None = None) -> None:
     import uvicorn
 
-    from .pipeline import resolve_model
-
-    resolve_model(model)  # a bad name fails here, in one line, before any worker starts
+    load(model)  # a bad name or a broken folder fails here, in one line, before any worker starts
+    hosts = list(allowed_hosts or [])
+    if host not in ("0.0.0.0", "::", ""):
+        hosts.append(host)
+    elif not allowed_hosts:
+        print("ved serve: on all interfaces, but only loopback Host names are answered; add --allow-host NAME "
+              "for each name clients use", flush=True)
     os.environ["VED_SERVE_MODEL"] = model or ""
+    os.environ["VED_SERVE_HOSTS"] = ",".join(hosts)
     print(f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))", flush=True)
     uvicorn.run("ved.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import captions, checkpoint, content, mnist, models
+from .errors import one_line, shown, shown_value
 from .models import caption_encoders
 from .batches import CaptionedImages, CaptionPool
 from .metrics import judged_accuracy, mean_losses
@@ -49,36 +50,100 @@ DEFAULTS = {
 }
 
 
+# The type and range of every [data] and [train] value, checked when a config is read.
+WHOLE, NUMBER = "a whole number", "a number"
+RULES = {
+    ("data", "family"): (captions.FAMILIES,),
+    ("data", "caption_seed"): (WHOLE, 0, 2**31 - 1),
+    ("data", "logic_k"): ("range", 1, 8),
+    ("data", "logic_test_k"): ("range", 1, 8),
+    ("data", "train_max_ops"): (WHOLE, 1, 4),
+    ("data", "hold_out_pairs"): (WHOLE, 0, 50),
+    ("train", "batch_size"): (WHOLE, 1, 50_000),
+    ("train", "lr"): (NUMBER, 1e-8, 10.0),
+    ("train", "max_epochs"): (WHOLE, 1, 100_000),
+    ("train", "patience"): (WHOLE, 1, 100_000),
+    ("train", "early_stop_on"): (("recon", "loss"),),
+    ("train", "min_epochs"): (WHOLE, 0, 100_000),
+    ("train", "seed"): (WHOLE, 0, 2**63 - 1),
+    ("train", "threads"): (WHOLE, 0, 1024),
+    ("train", "eval_images"): (WHOLE, 1, 10_000),
+}
+
+
 def resolve(config: dict) -> dict:
-    """DEFAULTS overlaid with a config's tables; unknown tables or keys are errors."""
+    """DEFAULTS overlaid with a config's tables; unknown tables or keys, and values of the wrong type
+    or out of range, are errors in one line naming the key and what is allowed."""
+    if not isinstance(config, dict):
+        raise ValueError(f"a config is a table of tables, got {type(config).__name__}")
     out = copy.deepcopy(DEFAULTS)
     for table, values in config.items():
         if table == "name":  # the run's name (the config file's stem), kept with the weights
+            if not isinstance(values, str):
+                raise ValueError(f"name = {shown_value(values)}; allowed: text")
             out["name"] = values
             continue
         if table not in out:
-            raise ValueError(f"unknown config table [{table}]; allowed: {', '.join(out)}")
+            raise ValueError(f"unknown config table [{shown(table, 40)}]; allowed: {', '.join(out)}")
+        if not isinstance(values, dict):
+            raise ValueError(f"[{table}] must be a table of settings, got {shown_value(values)}")
         for key, value in values.items():
             if table != "model" and key not in out[table]:
-                raise ValueError(f"unknown key '{key}' in [{table}]; allowed: {', '.join(out[table])}")
+                raise ValueError(f"unknown key '{shown(key, 40)}' in [{table}]; allowed: {', '.join(out[table])}")
             out[table][key] = value
-    if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
-        out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
-    if out["train"]["early_stop_on"] not in ("recon", "loss"):
-        raise ValueError(f"[train] early_stop_on = '{out['train']['early_stop_on']}'; allowed: recon, loss")
+    for (table, key), rule in RULES.items():
+        _check(table, key, out[table][key], *rule)
     ema = out["train"]["ema"]
     if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
-        raise ValueError(f"[train] ema = {ema!r}; allowed: a decay in [0, 1), 0 for none")
+        raise ValueError(f"[train] ema = {shown_value(ema)}; allowed: a decay in [0, 1), 0 for none")
+    models.check_config(out["model"])
+    if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
+        out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
     return out
 
 
+def _check(table: str, key: str, value, kind, low=None, high=None) -> None:
+    where = f"[{table}] {key} = {shown_value(value)}"
+    if isinstance(kind, tuple):
+        if value not in kind or not isinstance(value, str):
+            raise ValueError(f"{where}; allowed: {', '.join(kind)}")
+    elif kind == "range":
+        if value is None and key == "logic_test_k":
+            return
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+        if not ok or value[0] > value[1]:
+            raise ValueError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
+    else:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        number = whole or (isinstance(value, float) and math.isfinite(value))
+        if not (whole if kind == WHOLE else number) or not low <= value <= high:
+            raise ValueError(f"{where}; allowed: {kind} from {low:g} to {high:g}" if kind == NUMBER
+                             else f"{where}; allowed: {kind} from {low:,} to {high:,}")
+
+
 def load_config(path) -> dict:
+    """A TOML config file, resolved and checked; ValueError in one line naming the file otherwise."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    with open(path, "rb") as f:
-        return resolve(tomllib.load(f))
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config '{path}' is a folder; give a TOML file such as configs/paper-arithmetic.toml")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"config file '{path}' not found; see configs/ for examples") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config '{path}' cannot be read: {e.strerror if isinstance(e, OSError) else e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config '{path}' is not valid TOML: {str(e).splitlines()[0]}") from None
+    try:
+        return resolve(raw)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> CaptionedImages:
@@ -122,21 +187,33 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     torch.manual_seed(tcfg["seed"] + rank)
     generator = torch.Generator().manual_seed(tcfg["seed"])  # identical on every rank: same epoch order
 
+    model = models.build(cfg["model"]).to(device)  # a config the model refuses fails before MNIST loads
+    last = out / "last"
+    saved = None
+    if resume and is_main:
+        checkpoint.recover(last)  # a kill inside the last save leaves the whole previous checkpoint
+        checkpoint.remove_temp_files(out)
+    if dist:
+        dist.barrier()
+    if resume:
+        saved = checkpoint.load_train_state(last)  # checked before the long work starts
     data = mnist.load(progress=progress and is_main, log=log)
     train_set = make_split(data, cfg["data"], "train", device)
     valid_set = make_split(data, cfg["data"], "valid", device)
-    model = models.build(cfg["model"]).to(device)
     if getattr(model, "content_classes", 0):  # seeded: a resumed run discovers the same classes
         content.discover(train_set, model.content_classes, seed=tcfg["seed"])
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], foreach=True)  # measured faster on CPU
     state = {"epoch": 0, "best_valid": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
-    last = out / "last"
-    if resume and (last / checkpoint.TRAIN_STATE).exists():
-        saved = checkpoint.load_train_state(last)
-        model.load_state_dict(checkpoint.load_weights(last, device))
-        optimizer.load_state_dict(saved["optimizer"])
-        _set_rng_states(generator, saved["rng"], rank)
-        state = saved["state"]
+    if saved is not None:
+        try:
+            model.load_state_dict(checkpoint.load_weights(last, device))
+            optimizer.load_state_dict(saved["optimizer"])
+            _set_rng_states(generator, saved["rng"], rank)
+            state = {**state, **saved["state"]}
+            int(state["epoch"])
+        except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise checkpoint.ModelError(f"{last} does not fit this config ({one_line(e)}); resume with the config "
+                                        "the run was trained with, or train afresh without --resume") from None
         if is_main:
             log(f"resuming {out} after epoch {state['epoch']}")
     else:
@@ -154,7 +231,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     # whose p(s | k) is fitted and whose weights are kept. Only parameters are averaged: the copy's
     # buffers (its fitted p(s | k)) are its own.
     ema = copy.deepcopy(model).requires_grad_(False) if tcfg["ema"] else None
-    if ema is not None and state["epoch"] and "ema" in saved:  # else it starts from the resumed weights
+    if ema is not None and saved is not None and "ema" in saved:  # else it starts from the resumed weights
         ema.load_state_dict(saved["ema"])
     kept = ema if ema is not None else model
     net = dist.wrap(model) if dist else model
@@ -213,7 +290,7 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             resume_state = {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)}
             if ema is not None:
                 resume_state["ema"] = ema.state_dict()
-            checkpoint.save_model(last, model, cfg, resume_state)
+            checkpoint.save_checkpoint(last, model, cfg, resume_state)
             acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
             if progress:
                 tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
@@ -227,7 +304,8 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         model.fit_style_prior(train_set, torch.Generator().manual_seed(tcfg["seed"]), steps=model.final_fit_steps)
         state.update(seconds=state["seconds"] + time.perf_counter() - t0, style_refitted=True)
         checkpoint.save_model(out, model, cfg)
-        checkpoint.save_train_state(last, {**checkpoint.load_train_state(last), "state": dict(state)})
+        checkpoint.save_checkpoint(last, checkpoint.load_weights(last), cfg,
+                                   {**checkpoint.load_train_state(last), "state": dict(state)})
         log(f"style prior refitted afresh to epoch {state['best_epoch']}'s styles ({state['seconds']:.1f}s in all)")
     return {"state": state, "history": history}
 
@@ -244,7 +322,10 @@ def _follow(ema, model, decay: float, state: dict) -> None:
 def _read_metrics(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as e:
+        raise checkpoint.ModelError(f"{path} cannot be read ({one_line(e)}); train this run afresh") from None
 
 
 # ---------------------------------------------------------------- the judge

@@ -154,6 +154,7 @@ class ConditionalVAE(nn.Module):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.caption_steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [routes == r for r in routes.unique()]
+        loss = torch.zeros(())
         for _ in tqdm(range(self.caption_steps), desc="caption classes", leave=False, disable=not progress):
             logits = self.class_logits(tokens, lengths, routes)
             if routes is None:

@@ -1,0 +1,26 @@
+"""The errors ved raises for input it refuses. Each message is one line naming what was wrong and
+what is allowed; the CLI prints it as it is (exit 2), the server sends it with a 4xx."""
+
+
+class VedError(ValueError):
+    """Input ved refuses: a caption, an argument, a model folder, a config, a run folder."""
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def shown(text, limit: int = 100) -> str:
+    """User input as an error message may repeat it: one line, at most `limit` characters, and
+    printable whatever it holds (a lone surrogate cannot be encoded, so it would break the message)."""
+    text = " ".join(str(text).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shown_value(value, limit: int = 60) -> str:
+    """A config or argument value as Python writes it, shortened as `shown` does."""
+    return shown(repr(value), limit)

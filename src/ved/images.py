@@ -1,0 +1,36 @@
+"""uint8 digit images as mosaics and PNG bytes: what the CLI, the server and the report share.
+No matplotlib here, so that the server never loads it."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
+    """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""
+    rows, n = images.shape[:2]
+    cell = 28 + 2 * pad
+    mosaic = np.full((rows * cell, n * cell), 40, dtype=np.uint8)
+    for r in range(rows):
+        for c in range(n):
+            mosaic[r * cell + pad: r * cell + pad + 28, c * cell + pad: c * cell + pad + 28] = images[r, c]
+    return mosaic
+
+
+def wrapped_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """(n, 28, 28) -> one row-major mosaic, up to `columns` digits a row, blank cells black."""
+    cols = min(columns, len(images))
+    rows = -(-len(images) // cols)
+    cells = np.zeros((rows * cols, 28, 28), dtype=np.uint8)
+    cells[: len(images)] = images
+    return grid_image(cells.reshape(rows, cols, 28, 28), pad=0)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 grey image as PNG bytes (Pillow, which matplotlib brings along)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)  # small images: speed over a few bytes
+    return buf.getvalue()
