@@ -1,7 +1,11 @@
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 
+import httpx
 import pytest
 
 
@@ -13,9 +17,46 @@ def mnist_data():
     return mnist.load(progress=False, log=lambda m: None)
 
 
-def run_ved(*args, env=None, timeout=600):
+HANG_GUARD_S = 3600  # stops a hung subprocess; far above any run on a busy machine, never a speed target
+
+
+def run_ved(*args, env=None, timeout=HANG_GUARD_S):
     """The real command line, in a subprocess: exit code, stdout, stderr."""
     full_env = {**os.environ, **(env or {})}
     done = subprocess.run([sys.executable, "-m", "ved", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One real `ved serve` (uvicorn, 2 workers) on a free loopback port for the whole session. At the
+    end, its log must hold no traceback: no request of any test made the server fail."""
+    port = free_port()
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, "-m", "ved", "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 600  # a hang guard: a busy machine starts slowly
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/api/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        log.seek(0)
+        pytest.fail("ved serve did not start: " + log.read())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=60)
+    log.seek(0)
+    text = log.read()
+    assert "Traceback" not in text and "Exception in ASGI" not in text, text[-3000:]

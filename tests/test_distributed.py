@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 import ved
-from conftest import run_ved
+from conftest import HANG_GUARD_S, run_ved
 
 TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
 # Ranks draw their own z noise, so runs agree statistically, not bit for bit.
@@ -19,7 +19,7 @@ def torchrun(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ved", "train", "--config", TINY, "--quiet", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
 
 
 def metrics(folder):

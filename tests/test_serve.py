@@ -1,6 +1,7 @@
 """The web demo and API against a real uvicorn server on loopback, and a real browser."""
 import base64
 import io
+import json
 import shutil
 import socket
 import subprocess
@@ -14,37 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_ved
+from conftest import free_port, run_ved
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 WAIT_MS = 120_000  # a hang guard for a busy machine, not a speed target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ved", "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/api/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("ved serve did not start: " + proc.stdout.read())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def decode(png_b64):
@@ -99,7 +73,7 @@ def test_models_are_looked_up_by_name_only(server, tmp_path):
 def test_concurrent_requests_are_safe(server):
     def call(seed):
         return httpx.post(server + "/api/generate", json={"caption": "nine minus five minus four", "seed": seed,
-                                                          "n": 8}, timeout=30).json()["images"]
+                                                          "n": 8}, timeout=300).json()["images"]
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, [1, 2] * 16))
@@ -169,3 +143,86 @@ def test_serve_refuses_bad_arguments_in_one_line():
     assert code == 2 and "--workers: 0 is out of range; allowed: 1 to 64" in err and err.count("\n") == 1
     code, _, err = run_ved("serve", "--port", "99999")
     assert code == 2 and "--port: 99999 is out of range; allowed: 1 to 65535" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- hardening
+
+@pytest.mark.parametrize("body,status,fragment", [
+    ('{"caption": "\\ud800"}', 422, "caption: must be valid Unicode text"),
+    ('{"caption": "five", "n": NaN}', 422, "n: "), ('{"caption": "five", "n": Infinity}', 422, "n: "),
+    ('{"caption": "five", "seed": NaN}', 422, "seed: "), ('{"caption": "five", "model": "\\ud800"}', 422, "model: "),
+    ('{"caption": "five", "n": "3"}', 422, "n: Input should be a valid integer"),
+    ('{"caption": "five", "n": true}', 422, "n: Input should be a valid integer"),
+    ('{"caption": "five", "strict": "no"}', 422, "strict: "),
+    ('{"caption": "five", "surprise": 1}', 422, "surprise: Extra inputs are not permitted"),
+    ('{"n": 3}', 422, "caption: Field required"), ("{", 422, "JSON"), ("[]", 422, ""),
+    ('{"caption": "' + "one " * 80 + '"}', 422, "caption: String should have at most 256 characters"),
+    ('{"caption": "two plus"}', 400, "ends with the operator 'plus'"),
+])
+def test_client_mistakes_get_a_4xx_and_one_short_line(server, body, status, fragment):
+    r = httpx.post(server + "/api/generate", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    detail = r.json()["detail"]
+    assert fragment in detail and "\n" not in detail and len(r.content) < 500
+
+
+def test_wrong_content_type_is_a_4xx(server):
+    r = httpx.post(server + "/api/generate", content=b'{"caption": "five"}', headers={"Content-Type": "text/plain"})
+    assert 400 <= r.status_code < 500 and "\n" not in r.json()["detail"]
+
+
+def test_the_caption_contract_over_http(server):
+    r = httpx.post(server + "/api/generate", json={"caption": "two plus"})
+    assert r.status_code == 400 and r.json()["strict_refusal"] is True
+    assert '"strict": false draws it anyway' in r.json()["detail"]
+    r = httpx.post(server + "/api/generate", json={"caption": "two plus", "n": 2, "strict": False})
+    body = r.json()
+    assert r.status_code == 200 and body["digit"] is None and body["strict"] is False and len(body["images"]) == 2
+    assert "outside the model's grammar" in body["warning"]
+    r = httpx.post(server + "/api/generate", json={"caption": "three plus two", "model": "paper-label"})
+    assert r.status_code == 400 and "trained on label captions only" in r.json()["detail"]
+    r = httpx.post(server + "/api/generate", json={"caption": "thre plus", "strict": False})
+    assert r.status_code == 400 and "did you mean 'three'" in r.json()["detail"]  # unknown words: never
+    r = httpx.post(server + "/api/generate?format=png", json={"caption": "nine plus nine", "strict": False})
+    assert r.status_code == 200 and "evaluates to 18" in r.headers["x-ved-warning"]
+
+
+def test_bodies_over_64_kib_are_413_before_being_read(server):
+    big = json.dumps({"caption": "five", "extra": "x" * 10_000_000}).encode()
+    r = httpx.post(server + "/api/generate", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "64 KiB" in r.json()["detail"] and len(r.content) < 200
+
+    def chunks():  # no Content-Length: the limit holds for a streamed body too
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    r = httpx.post(server + "/api/generate", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    r = httpx.post(server + "/api/generate", json={"caption": "x" * 10_000_000})
+    assert r.status_code == 413 and len(r.content) < 200
+
+
+def test_only_the_bound_host_names_are_answered(server):
+    port = server.rsplit(":", 1)[1]
+    for host in ("evil.example", "127.0.0.1.nip.io", ""):
+        r = httpx.get(server + "/api/models", headers={"Host": host})
+        assert r.status_code == 400 and "unexpected Host header" in r.json()["detail"], host
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+        assert httpx.get(server + "/api/models", headers={"Host": host}).status_code == 200, host
+
+
+def test_security_headers_and_no_external_docs(server):
+    for path in ("/", "/api/models", "/app.js"):
+        r = httpx.get(server + path)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "http" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["x-frame-options"] == "DENY"
+    assert httpx.get(server + "/docs").status_code == 404  # Swagger UI would load from a CDN
+    assert httpx.get(server + "/openapi.json").status_code == 200
+    assert 'src="/app.js"' in httpx.get(server + "/").text and "<script>" not in httpx.get(server + "/").text
+
+
+def test_serving_loads_no_matplotlib():
+    done = subprocess.run([sys.executable, "-c", "import sys, ved.serve; print('matplotlib' in sys.modules)"],
+                          capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

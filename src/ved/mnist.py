@@ -86,7 +86,7 @@ def cache_path() -> Path:
 def load(data_dir: str | os.PathLike | None = None, progress: bool = True, log=print) -> MNIST:
     """MNIST from the cache, else the first source that works, verified and cached."""
     path = cache_path()
-    if path.exists():
+    if path.is_file():
         try:
             with np.load(path) as f:
                 data = MNIST(**{k: f[k] for k in IDX_NAMES})
@@ -98,7 +98,10 @@ def load(data_dir: str | os.PathLike | None = None, progress: bool = True, log=p
     data = fetch(data_dir, progress, log)
     buf = io.BytesIO()
     np.savez(buf, **{k: getattr(data, k) for k in IDX_NAMES})
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # the data are verified and in hand: a cache we cannot write costs only time
+        log(f"MNIST verified but not cached: cannot write {path} ({e.strerror}); set VED_CACHE to a writable folder")
     return data
 
 

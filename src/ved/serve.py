@@ -75,8 +75,13 @@ class SafeJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def error(status: int, detail: str, **extra) -> SafeJSON:
-    return SafeJSON(status_code=status, content={"detail": shown(detail, 300), **extra})
+def error(status: int, detail: str, headers: dict | None = None, **extra) -> SafeJSON:
+    return SafeJSON(status_code=status, content={"detail": shown(detail, 300), **extra}, headers=headers)
+
+
+def too_large() -> SafeJSON:
+    # The rest of the body stays unread, so this connection cannot carry another request: close it.
+    return error(413, f"request body over {MAX_BODY_BYTES // 1024} KiB", headers={"Connection": "close"})
 
 
 def validation_message(errors) -> str:
@@ -111,7 +116,7 @@ class Guard:
                                     "for (ved serve --allow-host NAME)")(scope, receive, send_with_headers)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-            return await error(413, f"request body over {MAX_BODY_BYTES // 1024} KiB")(scope, receive, send_with_headers)
+            return await too_large()(scope, receive, send_with_headers)
         body, more = bytearray(), True
         while more:  # read whole, but never more than the limit, before the app parses it
             message = await receive()
@@ -120,8 +125,7 @@ class Guard:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > MAX_BODY_BYTES:
-                return await error(413, f"request body over {MAX_BODY_BYTES // 1024} KiB")(
-                    scope, receive, send_with_headers)
+                return await too_large()(scope, receive, send_with_headers)
         replayed = False
 
         async def replay():

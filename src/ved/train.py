@@ -141,7 +141,10 @@ def load_config(path) -> dict:
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config '{path}' is not valid TOML: {str(e).splitlines()[0]}") from None
     try:
-        return resolve(raw)
+        config = resolve(raw)
+        with torch.random.fork_rng(devices=[]):  # built once to run the model's own checks; no RNG consumed
+            models.build(config["model"])
+        return config
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
