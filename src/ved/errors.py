@@ -15,10 +15,8 @@ def one_line(error: BaseException) -> str:
 def shown(text, limit: int = 100) -> str:
     """User input as an error message may repeat it: one line, at most `limit` characters, and
     printable whatever it holds (a lone surrogate cannot be encoded, so it would break the message)."""
-    text = " ".join(str(text).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = " ".join(str(text)[: 4 * limit].split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def shown_value(value, limit: int = 60) -> str:

@@ -143,7 +143,7 @@ class Pipeline:
             loose = [c for c in caption_list if not _has_value(c, self.family)]
             if loose:
                 warnings.warn(f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
-                              f"e.g. '{captions.shown(loose[0], 60)}'; their digits mean nothing", stacklevel=2)
+                              f"e.g. '{captions.shown(loose[0], 60)}'; their digits mean nothing", stacklevel=3)
         if not caption_list:
             return np.zeros((0, n, 28, 28), dtype=np.uint8)
         tokens, lengths = vocab.encode(caption_list)
