@@ -1,3 +1,5 @@
+import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -26,6 +28,25 @@ def run_ved(*args, env=None, timeout=HANG_GUARD_S):
     done = subprocess.run([sys.executable, "-m", "ved", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
+
+
+def ved_main(*args, env=None):
+    """`ved ...` in this process (torch is imported once): exit code, stdout, stderr."""
+    from ved import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old_env = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # argparse's own refusals
+                code = e.code
+    finally:
+        for k, v in old_env.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return code, out.getvalue(), err.getvalue()
 
 
 def free_port() -> int:

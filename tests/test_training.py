@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_ved
+from conftest import run_ved, ved_main
 from ved import checkpoint, models, vocab
 from ved.pipeline import load_judge
 
@@ -106,27 +106,27 @@ def test_kill_then_resume_ends_with_the_same_weights(tmp_path):
 
 
 def test_bad_config_and_device_are_one_line_errors(tmp_path):
-    code, _, err = run_ved("train", "--config", str(tmp_path / "nope.toml"))
+    code, _, err = ved_main("train", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and "not found" in err and "Traceback" not in err
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nbatch_sise = 3\n")
-    code, _, err = run_ved("train", "--config", str(bad))
+    code, _, err = ved_main("train", "--config", str(bad))
     assert code == 2 and "unknown key 'batch_sise'" in err
     bad.write_text("[train]\nearly_stop_on = 'elbo'\n")
-    code, _, err = run_ved("train", "--config", str(bad))
+    code, _, err = ved_main("train", "--config", str(bad))
     assert code == 2 and "early_stop_on = 'elbo'; allowed: recon, loss" in err
     bad.write_text("[train]\nema = 1.5\n")
-    code, _, err = run_ved("train", "--config", str(bad))
+    code, _, err = ved_main("train", "--config", str(bad))
     assert code == 2 and "ema = 1.5; allowed: a decay in [0, 1)" in err and "Traceback" not in err
     bad.write_text("[model]\nfamily = 'cvae'\naccept = 0.9\nconsistency = 0\n")  # no critic to ask
-    code, _, err = run_ved("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
+    code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
     assert code == 2 and "accept = 0.9 needs the critic" in err and "Traceback" not in err
     assert not (tmp_path / "nocritic").exists()
     bad.write_text("[model]\nfamily = 'cvae'\nlatnet = 4\n")
-    code, _, err = run_ved("train", "--config", str(bad))
+    code, _, err = ved_main("train", "--config", str(bad))
     assert code == 2 and "unknown key 'latnet' in [model]" in err and "Traceback" not in err
     if not torch.cuda.is_available():
-        code, _, err = run_ved("train", "--config", TINY, "--device", "cuda", "--out", str(tmp_path / "c"))
+        code, _, err = ved_main("train", "--config", TINY, "--device", "cuda", "--out", str(tmp_path / "c"))
         assert code == 2 and "no CUDA device" in err
 
 
