@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import run_ved
-from ved import captions, metrics, vocab
+from ved import captions, metrics
 from ved.batches import CaptionedImages, CaptionPool
 from ved.pipeline import load_judge
 

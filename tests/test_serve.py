@@ -3,10 +3,8 @@ import base64
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 

@@ -120,7 +120,7 @@ def load_train_state(folder: Path) -> dict | None:
     if not path.exists():
         if (folder / PICKLED_TRAIN_STATE).exists():
             raise ModelError(f"{folder / PICKLED_TRAIN_STATE} is a pickle from an older ved, which is never "
-                             "opened (it could run code); train this run afresh without --resume")
+                             f"opened (it could run code); delete {folder} to train this run afresh")
         return None
     try:
         with safe_open(str(path), "pt") as f:
@@ -128,9 +128,9 @@ def load_train_state(folder: Path) -> dict | None:
         tensors = load(path.read_bytes())
         state = _unflatten(skeleton, tensors)
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
-        raise ModelError(f"{path} is damaged ({one_line(e)}); train this run afresh without --resume") from None
+        raise ModelError(f"{path} is damaged ({one_line(e)}); delete {folder} to train this run afresh") from None
     if not isinstance(state, dict) or not {"optimizer", "rng", "state"} <= state.keys():
-        raise ModelError(f"{path} is not a ved training state; train this run afresh without --resume")
+        raise ModelError(f"{path} is not a ved training state; delete {folder} to train this run afresh")
     return state
 
 

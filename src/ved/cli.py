@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -180,8 +181,6 @@ def cmd_sample(args):
     if loose:
         print(f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
               f"e.g. '{shown(loose[0], 60)}'; their digits mean nothing", file=sys.stderr)
-    import warnings
-
     with warnings.catch_warnings():  # said above, in the CLI's own words
         warnings.simplefilter("ignore")
         images = pipe.generate(caption_list, args.n, args.seed, strict=strict)

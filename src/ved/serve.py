@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -138,12 +138,12 @@ class Guard:
         await self.app(scope, replay, send_with_headers)
 
 
-def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: list[str] | None = None,
-               preloaded: Pipeline | None = None) -> FastAPI:
+def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: list[str] | None = None):
+    """The FastAPI app behind its Guard (an ASGI app too)."""
     app = FastAPI(title="ved", description="Captions to MNIST digits", docs_url=None, redoc_url=None,
                   default_response_class=SafeJSON)  # /docs would fetch Swagger UI from a CDN: off
     default_name = str(model or DEFAULT_MODEL)
-    pipelines: dict[str, Pipeline] = {default_name: preloaded or load(model, device=device)}
+    pipelines: dict[str, Pipeline] = {default_name: load(model, device=device)}
     lock = threading.Lock()
 
     def pipeline(name: str | None) -> Pipeline:
