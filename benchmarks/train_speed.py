@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from ved import captions, mnist, models, vocab
 from ved.batches import Batch
 from ved.metrics import judged_accuracy
-from ved.models.paper_ved import MNIST_MEAN, MNIST_STD
+from ved.mnist import MNIST_MEAN, MNIST_STD
 from ved.pipeline import load_judge
 from ved.train import fixed_batch, load_config, make_split, train
 

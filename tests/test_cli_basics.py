@@ -30,3 +30,10 @@ def test_unknown_family_is_refused_by_argparse():
 def test_data_command_reports_where_mnist_is(mnist_data):
     code, out, err = run_ved("data", "--quiet")
     assert code == 0 and "MNIST verified" in out and "test: 10000 images" in out
+
+
+def test_version():
+    import ved
+
+    code, out, err = run_ved("--version")
+    assert code == 0 and out.strip() == f"ved {ved.__version__}"

@@ -243,7 +243,10 @@ def add_model(p):
 
 
 def parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = Parser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
+    p.add_argument("--version", action="version", version=f"ved {__version__}", help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")

@@ -41,6 +41,7 @@ MIRROR_MD5 = {
     "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 TRAIN_SIZE = 50_000  # the first 50k training images; the last 10k are validation
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels in [0, 1]; the paper normalises with them
 
 
 class DataError(RuntimeError):

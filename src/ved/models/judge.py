@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .paper_ved import MNIST_MEAN, MNIST_STD
+from ..mnist import MNIST_MEAN, MNIST_STD
 
 
 def _block(c_in, c_out):

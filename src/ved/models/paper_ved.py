@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..mnist import MNIST_MEAN, MNIST_STD
 from . import caption_encoders
-
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 class PaperVED(nn.Module):
