@@ -42,7 +42,10 @@ def disguise(word: str, how: int) -> str:
 WORDISH = st.builds(disguise, st.sampled_from(captions.CAPTION_WORDS + captions.SPECIALS),
                     st.integers(0, 6))
 ANY_CHAR = st.characters(blacklist_categories=())  # surrogates and controls included
+VALID = ["five", "Five", "  seven ", "this is a black five on a white background", "min nine five seven",
+         "max one four", "three plus two", "one plus two plus one plus one", "nine minus five minus four"]
 CAPTION_TEXT = st.one_of(
+    st.sampled_from(VALID),  # valid captions too, so that the drawing paths are fuzzed as well
     st.lists(WORDISH, max_size=12).map(" ".join),
     st.text(ANY_CHAR, max_size=80),
     st.lists(st.sampled_from(captions.CAPTION_WORDS), min_size=1, max_size=70).map(" ".join),
@@ -89,7 +92,8 @@ def label_pipe():
 @pytest.mark.filterwarnings("ignore:drawing")  # strict=False says so by design
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(captions_=st.one_of(CAPTION_TEXT, st.lists(st.one_of(CAPTION_TEXT, NOT_TEXT), max_size=3), NOT_TEXT),
-       n=st.one_of(st.integers(-2, 3), st.floats(allow_nan=True), st.booleans(), st.text(max_size=3)),
+       n=st.one_of(st.integers(1, 3), st.integers(-2, 3), st.floats(allow_nan=True), st.booleans(),
+                   st.text(max_size=3)),
        strict=st.one_of(st.booleans(), st.none()))
 @example(HUGE[3], 1, True)
 def test_generate_draws_or_refuses_with_a_ved_error(label_pipe, captions_, n, strict):
@@ -131,6 +135,9 @@ def test_cli_writes_samples_or_refuses_in_one_line_writing_nothing(tmp_path_fact
 JSON_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                        st.text(ANY_CHAR, max_size=40), st.lists(st.integers(), max_size=3),
                        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+GOODISH = st.fixed_dictionaries({"caption": st.sampled_from(VALID)}, optional={
+    "n": st.integers(-1, 66), "seed": st.one_of(st.none(), st.integers(-1, 2**64)), "strict": st.booleans(),
+    "model": st.sampled_from(["paper-label", "cvae-mixed", "paper-logic"])})
 BODY = st.fixed_dictionaries({}, optional={"caption": st.one_of(CAPTION_TEXT, JSON_VALUE), "n": JSON_VALUE,
                                            "seed": JSON_VALUE, "model": st.one_of(st.sampled_from(
                                                ["paper-label", "cvae-mixed", "../judge", "nope"]), JSON_VALUE),
@@ -143,7 +150,7 @@ def encode(body) -> bytes:
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(BODY.map(encode), st.binary(max_size=200), st.text(ANY_CHAR, max_size=100).map(
+@given(body=st.one_of(GOODISH.map(encode), BODY.map(encode), st.binary(max_size=200), st.text(ANY_CHAR, max_size=100).map(
     lambda t: t.encode("utf-8", "surrogatepass"))),
     content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", ""]))
 def test_http_api_answers_4xx_or_200_never_5xx(server, body, content_type):
@@ -154,7 +161,7 @@ def test_http_api_answers_4xx_or_200_never_5xx(server, body, content_type):
     if r.status_code == 200:
         COUNTS["http"]["drawn"] += 1
         data = r.json()
-        assert len(data["images"]) == data["n"]
+        assert len(data["images"]) == data["n"] and (data["digit"] is None) == ("warning" in data)
         return
     COUNTS["http"]["refused"] += 1
     assert 400 <= r.status_code < 500 and len(r.content) < 700
