@@ -160,7 +160,7 @@ def read_captions(args) -> list[str]:
 
 
 def cmd_sample(args):
-    from .pipeline import load
+    from .pipeline import StrictRefusal, load
 
     caption_list = read_captions(args)
     out = Path(args.out)
@@ -169,18 +169,13 @@ def cmd_sample(args):
     writable_file(out, "--out")
     pipe = load(args.model, device=args.device)
     strict = not args.no_strict
-    loose = []
-    for c in caption_list:  # every caption, before any work: the first refused one stops it all
-        captions.words(c)  # words the model has no token for are refused, strict or not
-        try:
-            captions.check_caption(c, pipe.family)
-        except captions.CaptionError as e:
-            if strict:
-                raise captions.CaptionError(f"{e}; --no-strict draws it anyway") from None
-            loose.append(c)
+    try:  # every caption, before any work: the first refused one stops it all
+        caption_list, loose = pipe.check(caption_list, strict)
+    except StrictRefusal as e:
+        raise StrictRefusal(f"{e}; --no-strict draws it anyway") from None
     if loose:
         print(f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
-              f"e.g. '{shown(loose[0], 60)}'; their digits mean nothing", file=sys.stderr)
+              f"e.g. '{shown(loose[0][0], 60)}'; their digits mean nothing", file=sys.stderr)
     with warnings.catch_warnings():  # said above, in the CLI's own words
         warnings.simplefilter("ignore")
         images = pipe.generate(caption_list, args.n, args.seed, strict=strict)

@@ -22,3 +22,8 @@ def shown(text, limit: int = 100) -> str:
 def shown_value(value, limit: int = 60) -> str:
     """A config or argument value as Python writes it, shortened as `shown` does."""
     return shown(repr(value), limit)
+
+
+def is_whole(value, low: int, high: int) -> bool:
+    """A Python int (not a bool, which is one too) from low to high."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

@@ -14,7 +14,7 @@ import torch
 
 from . import captions, checkpoint, models, vocab
 from .checkpoint import ModelError
-from .errors import VedError, one_line
+from .errors import VedError, is_whole, one_line
 from .models import caption_encoders
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -23,6 +23,11 @@ DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family
 
 class ArgumentError(VedError):
     """An argument of the wrong type or out of range; the message is one line."""
+
+
+class StrictRefusal(captions.CaptionError):
+    """A caption of known words outside the model's grammar (no value, or another family);
+    strict=False draws it anyway."""
 
 
 MAX_N = 10_000
@@ -62,10 +67,10 @@ def device_of(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def load_generator(folder: Path, device="cpu") -> torch.nn.Module:
+def load_generator(folder: Path, device="cpu", config: dict | None = None) -> torch.nn.Module:
     """The generator saved in `folder`, in eval mode; ModelError in one line for any broken folder
     (a folder may come from anywhere: nothing in it is trusted before it has been checked)."""
-    config = checkpoint.load_config(folder)
+    config = checkpoint.load_config(folder) if config is None else config
     model_config = config.get("model")
     if not isinstance(model_config, dict):
         raise ModelError(f"{Path(folder) / checkpoint.CONFIG} has no [model] table; is this a ved model folder?")
@@ -121,29 +126,33 @@ class Pipeline:
     def __init__(self, model: torch.nn.Module, name: str = "", device="cpu", family: str | None = None):
         self.model, self.name, self.device, self.family = model.eval(), name, torch.device(device), family
 
-    def check(self, caption_list, strict: bool = True) -> list[str]:
-        """The captions as a list, read once; VedError in one line for the first one refused."""
-        caption_list = caption_texts(caption_list)
-        for c in caption_list:  # every caption is checked before any work is done
-            if strict:
+    def check(self, caption_list, strict: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
+        """The captions as a list (read once), every one checked before any work, and (caption, why)
+        for each one outside the model's grammar (drawn only with strict=False). Words outside
+        the vocabulary are a CaptionError either way; with `strict`, the first caption outside the
+        grammar is a StrictRefusal (a CaptionError) in one line."""
+        if not isinstance(strict, bool):
+            raise ArgumentError(f"strict must be True or False, got {type(strict).__name__}")
+        caption_list, loose = caption_texts(caption_list), []
+        for c in caption_list:
+            captions.words(c)
+            try:
                 captions.check_caption(c, self.family)
-            else:
-                captions.words(c)
-        return caption_list
+            except captions.CaptionError as e:
+                if strict:
+                    raise StrictRefusal(str(e)) from None
+                loose.append((c, str(e)))
+        return caption_list, loose
 
     @torch.no_grad()
     def generate(self, caption_list, n: int = 16, seed: int | None = 0, strict: bool = True) -> np.ndarray:
         """(len(captions), n, 28, 28) uint8 in MNIST convention. `caption_list`: a str or any iterable
         of str. CaptionError (a VedError) for a refused caption, ArgumentError for a bad n or seed."""
-        if not isinstance(strict, bool):
-            raise ArgumentError(f"strict must be True or False, got {type(strict).__name__}")
-        caption_list = self.check(caption_list, strict)
+        caption_list, loose = self.check(caption_list, strict)
         n, seed = check_n(n), check_seed(seed)
-        if not strict:
-            loose = [c for c in caption_list if not _has_value(c, self.family)]
-            if loose:
-                warnings.warn(f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
-                              f"e.g. '{captions.shown(loose[0], 60)}'; their digits mean nothing", stacklevel=3)
+        if loose:
+            warnings.warn(f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
+                          f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing", stacklevel=3)
         if not caption_list:
             return np.zeros((0, n, 28, 28), dtype=np.uint8)
         tokens, lengths = vocab.encode(caption_list)
@@ -170,29 +179,22 @@ def caption_texts(caption_list) -> list[str]:
 
 
 def check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+    if not is_whole(n, 1, MAX_N):
         shown = repr(n) if isinstance(n, (int, float)) else type(n).__name__
         raise ArgumentError(f"n must be a whole number from 1 to {MAX_N}, got {shown}")
     return n
 
 
 def check_seed(seed) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+    if seed is not None and not is_whole(seed, 0, MAX_SEED):
         shown = repr(seed) if isinstance(seed, (int, float)) else type(seed).__name__
         raise ArgumentError(f"seed must be None or a whole number from 0 to 2**63-1, got {shown}")
     return seed
 
 
-def _has_value(caption: str, family: str | None) -> bool:
-    try:
-        captions.check_caption(caption, family)
-        return True
-    except captions.CaptionError:
-        return False
-
-
-def trained_family(folder: Path) -> str | None:
-    data = checkpoint.load_config(folder).get("data")
+def trained_family(config: dict) -> str | None:
+    """The caption family a model folder's config.json says it was trained on, if it names one."""
+    data = config.get("data")
     family = data.get("family") if isinstance(data, dict) else None
     return family if family in captions.FAMILIES else None
 
@@ -201,5 +203,6 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths
     """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be."""
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
-    return Pipeline(load_generator(folder, dev), name=str(name_or_dir or DEFAULT_MODEL), device=dev,
-                    family=trained_family(folder))
+    config = checkpoint.load_config(folder)
+    return Pipeline(load_generator(folder, dev, config), name=str(name_or_dir or DEFAULT_MODEL), device=dev,
+                    family=trained_family(config))

@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from . import captions
 from .captions import CaptionError
 from .errors import shown
 from .images import png_bytes, wrapped_grid
-from .pipeline import DEFAULT_MODEL, ModelError, Pipeline, load, shipped_models
+from .pipeline import DEFAULT_MODEL, ModelError, Pipeline, StrictRefusal, load, shipped_models
 
 STATIC = Path(__file__).parent / "static"
 MAX_CAPTION_CHARS = 256
@@ -43,10 +44,6 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
-
-
-class StrictRefusal(CaptionError):
-    """A caption of known words that the model's grammar refuses; `"strict": false` draws it."""
 
 
 class GenerateRequest(BaseModel):
@@ -190,16 +187,16 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
     @app.post("/api/generate")
     async def generate(request: GenerateRequest, format: str = Query("json", pattern="^(json|png)$")):
         pipe = pipeline(request.model)
-        captions.words(request.caption)  # words the model has no token for are refused, strict or not
-        warning = None
         try:
-            digit = captions.check_caption(request.caption, pipe.family)
-        except CaptionError as e:
-            if request.strict:
-                raise StrictRefusal(f'{e}; send "strict": false to draw it anyway') from None
-            digit, warning = None, f"drawn outside the model's grammar (strict: false): {e}"
+            _, loose = pipe.check([request.caption], request.strict)
+        except StrictRefusal as e:
+            raise StrictRefusal(f'{e}; send "strict": false to draw it anyway') from None
+        warning = f"drawn outside the model's grammar (strict: false): {loose[0][1]}" if loose else None
+        digit = None if loose else captions.parse(request.caption)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-        images = pipe.generate([request.caption], request.n, seed, strict=False)[0]
+        with warnings.catch_warnings():  # said in the answer's `warning`
+            warnings.simplefilter("ignore")
+            images = pipe.generate([request.caption], request.n, seed, strict=request.strict)[0]
         if format == "png":
             headers = {"X-Ved-Warning": warning.encode("ascii", "backslashreplace").decode()} if warning else None
             return Response(png_bytes(wrapped_grid(images)), media_type="image/png", headers=headers)

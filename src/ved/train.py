@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import captions, checkpoint, content, mnist, models
-from .errors import one_line, shown, shown_value
+from .errors import is_whole, one_line, shown, shown_value
 from .models import caption_encoders
 from .batches import CaptionedImages, CaptionPool
 from .metrics import judged_accuracy, mean_losses
@@ -110,14 +110,12 @@ def _check(table: str, key: str, value, kind, low=None, high=None) -> None:
     elif kind == "range":
         if value is None and key == "logic_test_k":
             return
-        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(is_whole(v, low, high) for v in value)
         if not ok or value[0] > value[1]:
             raise ValueError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
     else:
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        number = whole or (isinstance(value, float) and math.isfinite(value))
-        if not (whole if kind == WHOLE else number) or not low <= value <= high:
+        real = isinstance(value, float) and math.isfinite(value) and low <= value <= high
+        if not (is_whole(value, low, high) or (kind == NUMBER and real)):
             raise ValueError(f"{where}; allowed: {kind} from {low:g} to {high:g}" if kind == NUMBER
                              else f"{where}; allowed: {kind} from {low:,} to {high:,}")
 

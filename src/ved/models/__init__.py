@@ -3,7 +3,7 @@ loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator) -> im
 import inspect
 import math
 
-from ..errors import shown, shown_value
+from ..errors import is_whole, one_line, shown, shown_value
 from .cvae import ConditionalVAE
 from .judge import Judge
 from .paper_ved import PaperVED
@@ -39,7 +39,7 @@ def _check_value(key: str, value, default) -> None:
             raise ValueError(f"{where}; allowed: true or false")
     elif isinstance(default, int):
         low = 0 if default == 0 or key.endswith("_steps") else 1  # step counts and settings off at 0; sizes >= 1
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_WHOLE:
+        if not is_whole(value, low, MAX_WHOLE):
             raise ValueError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
     elif isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -58,7 +58,7 @@ def build(config: dict):
     try:
         return cls(**{k: v for k, v in config.items() if k != "family"})
     except (AssertionError, RuntimeError) as e:  # torch's own checks, e.g. a width that heads do not divide
-        raise ValueError(f"[model] cannot be built: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        raise ValueError(f"[model] cannot be built: {one_line(e)}") from None
 
 
 __all__ = ["ConditionalVAE", "Judge", "PaperVED", "GENERATORS", "build", "check_config"]
