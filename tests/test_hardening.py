@@ -107,6 +107,8 @@ def test_captions_files_that_are_not_text(tmp_path):
     (("sample", "-n", "2.5", "five"), "argument -n: '2.5' is not a whole number"),
     (("serve", "--port", "99999"), "argument --port: 99999 is out of range; allowed: 1 to 65535"),
     (("train", "--config", TINY, "--epochs", "0"), "argument --epochs: 0 is out of range"),
+    (("serve", "--allow-host", "a.example,b.example"), "--allow-host: 'a.example,b.example' is not a host name"),
+    (("serve", "--allow-host", ""), "--allow-host: '' is not a host name"),
 ])
 def test_options_out_of_range_name_the_option(args, fragment):
     code, _, err = ved_main(*args)

@@ -48,6 +48,16 @@ def whole(low: int, high: int):
 SEED = whole(0, 2**63 - 1)
 
 
+def host_name(text: str) -> str:
+    """An argparse type: a name a Host header may carry (letters, digits, dots, hyphens; an IPv6
+    address in brackets or not)."""
+    name = text.strip("[]")
+    if not name or len(name) > 253 or not all(ch.isascii() and (ch.isalnum() or ch in ".-:") for ch in name):
+        raise argparse.ArgumentTypeError(f"'{shown(text, 60)}' is not a host name; allowed: letters, digits, "
+                                         "dots and hyphens, e.g. ved.example.org, or an IP address")
+    return name
+
+
 def writable_file(path: Path, option: str) -> Path:
     """Check, before any work, that `path` can be written as a file: not a folder, no file where a
     folder must be, and a folder that takes new files. Nothing is created."""
@@ -321,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=whole(1, 65535), default=8000, help="(default: 8000)")
     s.add_argument("--workers", type=whole(1, 64), default=2, help="server processes, each with its own copy of "
                                                                     "the model; one per core (default: 2)")
-    s.add_argument("--allow-host", action="append", metavar="NAME",
+    s.add_argument("--allow-host", action="append", metavar="NAME", type=host_name,
                    help="a Host name clients may use, repeatable, when serving on a network (default: the "
                         "loopback names and --host)")
     add_model(s)
