@@ -116,7 +116,7 @@ def test_reproduce_quick(tmp_path):
 
 
 def test_update_readme_replaces_both_marked_blocks(tmp_path):
-    from ved.reproduce import update_readme
+    from ved.report import update_readme
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle\n"

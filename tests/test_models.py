@@ -63,7 +63,7 @@ def test_cvae_learns_and_samples(mnist_data):
     batch = _batch(mnist_data)
     pool = CaptionPool(captions.caption_pool("arithmetic", "train"))
     pool.classes = pool.digits  # stands in for content.discover, tested above, to keep this test short
-    model.fit_captions(pool.tokens, pool.lengths, pool.classes)
+    model.caption_prior.fit(pool.tokens, pool.lengths, pool.classes)
     with torch.no_grad():
         fitted = (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.classes).float().mean()
     assert fitted > 0.9  # measured 0.96 after these 200 steps
@@ -111,8 +111,8 @@ def test_routed_encoder_reads_every_family_and_longer_captions():
     tokens, lengths = pool.tokens[keep], pool.lengths[keep]
     model = models.build({"family": "cvae", "caption_encoder": "routed", "caption_hidden": 32,
                           "caption_steps": 400, "channels": 8, "hidden": 32})
-    model.fit_captions(tokens[:, : int(lengths.max())], lengths, pool.digits[keep], [families[i] for i in keep])
-    router = model.caption
+    model.caption_prior.fit(tokens[:, : int(lengths.max())], lengths, pool.digits[keep], [families[i] for i in keep])
+    router = model.caption_prior.encoder
     # Measured on this tenth, in three runs: arithmetic 0.95 or more, logic 0.52 (all of its captions
     # give 1.0), sentence 0.975-1.0; chance is 0.1. The last bits vary between runs and 400 steps at
     # learning rate 1e-2 amplify them, hence the margins.
@@ -151,7 +151,7 @@ def test_routed_encoder_on_one_family_without_arithmetic():
     pool = CaptionPool(captions.pool_for(data, "train"))
     model = models.build({"family": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8,
                           "hidden": 32})
-    model.fit_captions(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
+    model.caption_prior.fit(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
     with torch.no_grad():
         assert (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.digits).all()
 
@@ -159,7 +159,7 @@ def test_routed_encoder_on_one_family_without_arithmetic():
 def test_style_mixture_finds_separate_clusters():
     """p(s | k) as a mixture (`style_components`): EM recovers the shares, centres and spreads of two
     clusters of styles that one Gaussian would smear into a cloud between them."""
-    from ved.models.cvae import fit_mixture
+    from ved.models.style_prior import fit_mixture
 
     g = torch.Generator().manual_seed(0)
     styles = torch.cat([0.5 * torch.randn(3000, 8, generator=g), 10 + 2 * torch.randn(1000, 8, generator=g)])
@@ -173,13 +173,22 @@ def test_style_mixture_finds_separate_clusters():
 
 def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
     """Models saved before p(s | k) became a mixture hold (classes, style) means, (classes, style,
-    style) scales and no weights; they load and draw exactly what they drew before."""
+    style) scales and no weights, under the names they had before the caption and style priors
+    were modules of their own; they load and draw exactly what they drew before."""
+    from ved.models.cvae import RENAMED
+
     torch.manual_seed(0)
     config = {"family": "cvae", "channels": 8, "hidden": 32, "style": 4, "caption_steps": 0}
     model = models.build(config).eval()
-    model.style_mean.normal_()
-    model.style_scale.copy_(torch.linalg.cholesky(torch.eye(4) + 0.3 * torch.ones(4, 4)))
-    old = {k: v for k, v in model.state_dict().items() if k != "style_weights"}
+    model.style_prior.mean.normal_()
+    model.style_prior.scale.copy_(torch.linalg.cholesky(torch.eye(4) + 0.3 * torch.ones(4, 4)))
+    new_to_old = {new: old for old, new in RENAMED.items()}
+    old = {}
+    for key, value in model.state_dict().items():
+        prefix = next((p for p in new_to_old if key.startswith(p)), None)
+        old[new_to_old[prefix] + key[len(prefix):] if prefix else key] = value
+    assert "prototypes" in old and "caption.word.weight" in old and "caption_prior.prototypes" not in old
+    del old["style_weights"]
     old["style_mean"], old["style_scale"] = old["style_mean"][:, 0], old["style_scale"][:, 0]
     loaded = models.build(config).eval()
     loaded.load_state_dict(old)
@@ -191,15 +200,16 @@ def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
 def test_accept_redraws_only_what_the_models_critic_doubts():
     """`accept` (shipped cvae-arithmetic: 0.9): an image whose class the model's own critic q(k | x)
     believes less gets a fresh style; the images it believes stay as drawn, bit for bit."""
-    from ved.pipeline import load_generator, resolve_model
+    import ved
 
-    model = load_generator(resolve_model("cvae-arithmetic"))
-    assert model.accept == 0.9
+    pipe = ved.load("cvae-arithmetic")
+    model, settings = pipe.model, pipe.settings
+    assert settings["accept"] == 0.9
     tokens, lengths = vocab.encode(["three plus two", "one plus two plus one plus one", "nine minus one"])
     k = model.class_logits(tokens, lengths).argmax(1).repeat_interleave(200)
-    kept = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0)).reshape(-1, 1, 28, 28)
-    model.accept = 0.0
-    drawn = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0)).reshape(-1, 1, 28, 28)
+    kept = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(-1, 1, 28, 28)
+    settings = {**settings, "accept": 0.0}
+    drawn = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(-1, 1, 28, 28)
     with torch.no_grad():
         believed = model.critic_belief(drawn, k) >= 0.9
         assert (model.critic_belief(kept, k) >= 0.9).all()

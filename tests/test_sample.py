@@ -84,22 +84,22 @@ def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
     judge's features (FJD) than the plain Bernoulli means without the veto do (measured 18.5, 99.4%
     against 25.3, 98.3% on these 1,000 samples)."""
     from ved import captions, metrics, vocab
-    from ved.pipeline import load_generator, load_judge, resolve_model
+    import ved
+    from ved.pipeline import load_judge
 
-    model, judge = load_generator(resolve_model(None)), load_judge()
-    assert (model.temperature, model.sharpness, model.accept) == (1.0, 1.5, 0.9)
+    pipe, judge = ved.load(), load_judge()
+    model, shipped_settings = pipe.model, pipe.settings
+    assert shipped_settings == {"temperature": 1.0, "sharpness": 1.5, "accept": 0.9}
     tokens, lengths = vocab.encode(["three plus two", "one plus two plus one plus one"])
-    model.accept = 0.0  # the veto would redraw different images at each sharpness
-    sharp = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0))
-    model.sharpness = 1.0
-    plain = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0))
+    # without the veto, which would redraw different images at each sharpness
+    sharp = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0), sharpness=1.5)
+    plain = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0), sharpness=1.0)
     # the same styles, only the pixels' logits scaled
     torch.testing.assert_close(sharp, torch.sigmoid(1.5 * torch.logit(plain.double())).float(), atol=1e-4, rtol=0)
 
     reference = metrics.RealReference(judge, mnist_data)
     pool = captions.caption_pool("arithmetic", "valid")
-    plain = metrics.score_pool(model, judge, pool, reference, samples=1000)
-    model.sharpness, model.accept = 1.5, 0.9
-    shipped = metrics.score_pool(model, judge, pool, reference, samples=1000)
+    plain = metrics.score_pool(model, judge, pool, reference, samples=1000, settings={"temperature": 1.0})
+    shipped = metrics.score_pool(model, judge, pool, reference, samples=1000, settings=shipped_settings)
     assert shipped["accuracy"] >= 0.99 and shipped["diversity"] >= 0.9
     assert shipped["fjd"] < 0.8 * plain["fjd"]

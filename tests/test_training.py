@@ -161,7 +161,7 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     code, out, err = run_ved("train", "--config", tiny, "--out", str(broken), "--resume", "--quiet")
     assert code == 0, err
     a, b = weights(straight), weights(broken)
-    assert a.keys() == b.keys() and "style_scale" in a
+    assert a.keys() == b.keys() and "style_prior.scale" in a
     for k in a:
         assert torch.equal(a[k], b[k]), k
     final, final_broken = (load_file(str(run / checkpoint.WEIGHTS)) for run in (straight, broken))
@@ -172,7 +172,7 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     average = resume_state["ema"]  # the kept network is the weights' moving average, not the last weights
     assert torch.equal(final["decoder.0.weight"], average["decoder.0.weight"])
     assert not torch.equal(final["decoder.0.weight"], a["decoder.0.weight"])
-    assert not torch.equal(final["style_mean"], average["style_mean"])  # the same network, refitted prior
+    assert not torch.equal(final["style_prior.mean"], average["style_prior.mean"])  # the same network, refitted prior
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # label captions, 3 short epochs: measured 0.97 (0.10 after the first); chance is 0.1
     assert rows[-1]["valid_accuracy"] >= 0.8, rows[-1]
@@ -184,14 +184,14 @@ def test_routed_configs_record_their_experts(tmp_path):
     its weights would load into the new logic expert without an error (measured: 27% of logic
     test captions in the right class instead of 92%)."""
     from ved.pipeline import load_generator
-    from ved.train import resolve
+    from ved.config import resolve
 
     small = {"family": "cvae", "caption_encoder": "routed", "caption_hidden": 8, "caption_width": 8,
              "channels": 4, "hidden": 8, "style": 2}
     assert resolve({"model": small})["model"]["experts"]["logic"] == "attention-mean"
     assert "experts" not in resolve({"model": {**small, "caption_encoder": "word-sum"}})["model"]
     checkpoint.save_model(tmp_path / "old", models.build(small), {"model": small})
-    assert type(load_generator(tmp_path / "old").caption.experts[-1]).__name__ == "Attention"
+    assert type(load_generator(tmp_path / "old").caption_prior.encoder.experts[-1]).__name__ == "Attention"
     recorded = resolve({"model": small})
     checkpoint.save_model(tmp_path / "new", models.build(recorded["model"]), recorded)
-    assert type(load_generator(tmp_path / "new").caption.experts[-1]).__name__ == "AttentionMean"
+    assert type(load_generator(tmp_path / "new").caption_prior.encoder.experts[-1]).__name__ == "AttentionMean"

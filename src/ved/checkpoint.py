@@ -71,6 +71,15 @@ def save_model(folder: Path, model, config: dict) -> None:
     atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True))
 
 
+def copy_model(run: Path, target: Path) -> None:
+    """A run's best weights, config and metrics copied into another model folder (`ved reproduce --ship`)."""
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CONFIG, "metrics.jsonl"):
+        if (Path(run) / name).exists():
+            atomic_write_bytes(target / name, (Path(run) / name).read_bytes())
+
+
 # ---------------------------------------------------------------- training checkpoints
 
 def save_checkpoint(folder: Path, model, config: dict, train_state: dict) -> None:

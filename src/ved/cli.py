@@ -107,7 +107,7 @@ def cmd_captions_parse(args):
 
 def cmd_judge_train(args):
     from .pipeline import device_of
-    from .train import train_judge
+    from .train_judge import train_judge
 
     writable_folder(Path(args.out), "--out")
     result = train_judge(args.out, str(device_of(args.device)), epochs=args.epochs, seed=args.seed,
@@ -116,17 +116,16 @@ def cmd_judge_train(args):
 
 
 def cmd_train(args):
+    from . import config as configs
     from .pipeline import device_of, load_judge
-    from .train import load_config, train
+    from .train import train
 
-    config_path = Path(args.config)
-    config = load_config(config_path)
+    config = configs.load(args.config)
     if args.seed is not None:
         config["train"]["seed"] = args.seed
     if args.epochs is not None:
         config["train"]["max_epochs"] = args.epochs
-    config["name"] = config_path.stem
-    out = writable_folder(Path(args.out or Path("runs") / config_path.stem), "--out")
+    out = writable_folder(Path(args.out or Path("runs") / config["name"]), "--out")
     device = str(device_of(args.device))
     from . import distributed
 
@@ -196,7 +195,7 @@ def cmd_sample(args):
         np.save(buf, images)
         atomic_write_bytes(out, buf.getvalue())
     else:
-        from .report import sample_grid
+        from .figures import sample_grid
 
         sample_grid(images, [shown(c, 60) for c in caption_list], out)
     print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out}")
@@ -204,13 +203,13 @@ def cmd_sample(args):
 
 def cmd_evaluate(args):
     from .metrics import evaluate_model
-    from .pipeline import device_of, resolve_model
+    from .pipeline import load, load_judge
 
     if args.json:
         writable_file(Path(args.json), "--json")
-    folder = resolve_model(args.model)
-    result = evaluate_model(folder, families=args.family, splits=args.split, device=str(device_of(args.device)),
-                            progress=not args.quiet)
+    pipe = load(args.model, device=args.device)
+    result = evaluate_model(pipe.model, pipe.config, load_judge(device=pipe.device), families=args.family,
+                            splits=args.split, progress=not args.quiet)
     text = json.dumps(result, indent=2)
     if args.json:
         from .checkpoint import atomic_write_text
@@ -282,7 +281,8 @@ def parser() -> argparse.ArgumentParser:
     j.set_defaults(run=cmd_judge_train)
 
     s = sub.add_parser("train", help="train a generator from a config file")
-    s.add_argument("--config", required=True, help="TOML file, e.g. configs/paper-arithmetic.toml")
+    s.add_argument("--config", required=True,
+                   help="a TOML file, or the name of a shipped config such as cvae-arithmetic (see src/ved/configs/)")
     s.add_argument("--out", help="run folder (default: runs/<config name>)")
     add_device(s)
     s.add_argument("--seed", type=SEED, help="override [train] seed (default: the config's)")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, mnist
+from . import captions, mnist
 from .batches import CaptionedImages, CaptionPool
 
 SAMPLES_PER_SPLIT = 5000  # generated images per family and split (about 500 per digit)
@@ -35,10 +35,10 @@ def mean_losses(model, dataset: CaptionedImages, batch_size: int = 2000, seed: i
 
 
 @torch.no_grad()
-def judged_accuracy(model, judge, batch, seed: int = 0) -> float:
-    """One image generated per caption row, scored against that caption's digit."""
+def judged_accuracy(model, judge, batch, settings: dict | None = None, seed: int = 0) -> float:
+    """One image generated per caption row (with these sampling settings), scored against that caption's digit."""
     g = torch.Generator().manual_seed(seed)
-    images = model.generate(batch.tokens, batch.lengths, 1, g)[:, 0]
+    images = model.generate(batch.tokens, batch.lengths, 1, g, **(settings or {}))[:, 0]
     return (judge.predict(images) == batch.digits).float().mean().item()
 
 
@@ -108,9 +108,10 @@ def features(judge, images: torch.Tensor, batch_size: int = 2000) -> torch.Tenso
 
 @torch.no_grad()
 def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReference, device="cpu",
-               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, temperature: float | None = None) -> dict:
+               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, settings: dict | None = None) -> dict:
     """Generate for every caption of a pool and score: accuracy (overall, by operations, by digit),
-    confusion matrix, FJD per digit, diversity. `temperature` None: the model's own sampling setting."""
+    confusion matrix, FJD per digit, diversity. `settings`: the model's sampling settings (its
+    config's [sample] table); None leaves `generate`'s defaults."""
     caption_pool = CaptionPool(pool, device)
     per_caption = max(2, math.ceil(samples / len(caption_pool)))
     g = torch.Generator().manual_seed(seed)
@@ -118,8 +119,8 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     for lo in range(0, len(caption_pool), 256):
         rows = slice(lo, lo + 256)
         tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
-        extra = {} if temperature is None else {"temperature": temperature}
-        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g, **extra)  # (C, n, 28, 28)
+        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g,
+                                **(settings or {}))  # (C, n, 28, 28)
         flat = images.reshape(-1, 28, 28)
         feats = features(judge, flat)
         predicted.append(judge.head(feats).argmax(1).view(len(images), per_caption).cpu())
@@ -151,14 +152,11 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     }
 
 
-def evaluate_model(folder, families=None, splits=None, device="cpu", samples: int = SAMPLES_PER_SPLIT,
-                   progress: bool = True, judge=None, data=None, reference=None) -> dict:
-    """Every metric for a trained model, per family and split (default: its own family; valid, test)."""
-    from .pipeline import load_generator, load_judge  # the loading helpers live with the user contract
-
-    config = checkpoint.load_config(folder)
-    model = load_generator(folder, device)
-    judge = judge or load_judge(device=device)
+def evaluate_model(model, config: dict, judge, families=None, splits=None, samples: int = SAMPLES_PER_SPLIT,
+                   progress: bool = True, data=None, reference=None) -> dict:
+    """Every metric for a loaded model and its resolved config (pipeline.load gives both), per family
+    and split (default: its own family; valid, test), sampled with the config's [sample] settings."""
+    device = next(model.parameters()).device
     data = data or mnist.load(progress=progress)
     reference = reference or RealReference(judge, data, device)
     families = families or [config["data"]["family"]]
@@ -167,14 +165,14 @@ def evaluate_model(folder, families=None, splits=None, device="cpu", samples: in
     jobs = [(f, s) for f in families for s in splits]
     for family, split in tqdm(jobs, desc="evaluate", disable=not progress, leave=False):
         pool = captions.pool_for({**config["data"], "family": family}, split)
-        row = score_pool(model, judge, pool, reference, device, samples)
+        row = score_pool(model, judge, pool, reference, device, samples, settings=config["sample"])
         images, labels = data.split(split)
         losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))
         row.update({k: v for k, v in losses.items() if k != "loss"})
         if getattr(model, "likelihood", "") == "bernoulli":
             row["elbo_nats"] = -(losses["recon"] + losses["kl"])
         results.setdefault(family, {})[split] = row
-    return {"model": str(folder), "config": config, "results": results}
+    return {"model": config.get("name", ""), "config": config, "results": results}
 
 
 def summary_table(result: dict) -> str:
@@ -189,7 +187,7 @@ def summary_table(result: dict) -> str:
 
 @torch.no_grad()
 def published_code_accuracy(model, judge, dataset: CaptionedImages, batch_size: int = 128,
-                            batches: int = 40, seed: int = 0) -> float:
+                            batches: int = 40, seed: int = 0, settings: dict | None = None) -> float:
     """The figure the paper's published evaluation reports, replayed on our model.
 
     Its collate function sorts each batch's images and captions by caption
@@ -204,7 +202,7 @@ def published_code_accuracy(model, judge, dataset: CaptionedImages, batch_size: 
             break
         tokens, lengths = batch.tokens[batch.caption_of], batch.lengths[batch.caption_of]
         order = torch.sort(lengths, descending=True, stable=True).indices
-        images = model.generate(tokens[order], lengths[order], 1, g)[:, 0]
+        images = model.generate(tokens[order], lengths[order], 1, g, **(settings or {}))[:, 0]
         hits += (judge.predict(images) == batch.digits).sum().item()  # labels left unsorted: the bug
         total += len(order)
     return hits / total

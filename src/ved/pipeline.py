@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import captions, checkpoint, models, vocab
+from . import captions, checkpoint, config as configs, models, vocab
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line
-from .models import caption_encoders
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see README "Beyond the paper"
@@ -70,14 +69,9 @@ def device_of(name: str | None) -> torch.device:
 def load_generator(folder: Path, device="cpu", config: dict | None = None) -> torch.nn.Module:
     """The generator saved in `folder`, in eval mode; ModelError in one line for any broken folder
     (a folder may come from anywhere: nothing in it is trusted before it has been checked)."""
-    config = checkpoint.load_config(folder) if config is None else config
-    model_config = config.get("model")
-    if not isinstance(model_config, dict):
-        raise ModelError(f"{Path(folder) / checkpoint.CONFIG} has no [model] table; is this a ved model folder?")
-    if model_config.get("caption_encoder") == "routed" and "experts" not in model_config:
-        model_config = {**model_config, "experts": caption_encoders.UNRECORDED_EXPERTS}
+    config = configs.of_folder(folder) if config is None else config
     try:
-        model = models.build(model_config)
+        model = configs.build(config)
     except ValueError as e:
         raise ModelError(f"{Path(folder) / checkpoint.CONFIG}: {one_line(e)}") from None
     _load_weights(model, folder, device)
@@ -119,12 +113,16 @@ def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
 class Pipeline:
     """A trained generator with its tokenizer: captions in, uint8 digit images out.
 
-    `family`: the caption family the model was trained on (its config's [data] family). By default a
+    `config`: the model's resolved config (config.py). Its [sample] table gives the sampling settings
+    `generate` uses. Its [data] family is the caption family the model was trained on: by default a
     caption is drawn only if the grammar gives it a value and it belongs to that family (any family
     for `mixed`); `strict=False` draws any caption of known words, and warns that it did."""
 
-    def __init__(self, model: torch.nn.Module, name: str = "", device="cpu", family: str | None = None):
-        self.model, self.name, self.device, self.family = model.eval(), name, torch.device(device), family
+    def __init__(self, model: torch.nn.Module, config: dict | None = None, name: str = "", device="cpu"):
+        self.model, self.name, self.device = model.eval(), name, torch.device(device)
+        self.config = config
+        self.family = trained_family(config) if config else None
+        self.settings = dict(config["sample"]) if config else type(model).sample_defaults()
 
     def check(self, caption_list, strict: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
         """The captions as a list (read once), every one checked before any work, and (caption, why)
@@ -157,7 +155,7 @@ class Pipeline:
             return np.zeros((0, n, 28, 28), dtype=np.uint8)
         tokens, lengths = vocab.encode(caption_list)
         g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
-        images = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g)
+        images = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g, **self.settings)
         return (images * 255).round().to(torch.uint8).cpu().numpy()
 
 
@@ -203,6 +201,5 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths
     """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be."""
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
-    config = checkpoint.load_config(folder)
-    return Pipeline(load_generator(folder, dev, config), name=str(name_or_dir or DEFAULT_MODEL), device=dev,
-                    family=trained_family(config))
+    config = configs.of_folder(folder)
+    return Pipeline(load_generator(folder, dev, config), config, name=str(name_or_dir or DEFAULT_MODEL), device=dev)

@@ -1,123 +1,74 @@
-"""Figures (matplotlib, PNG) and the Markdown report."""
+"""The study's Markdown: its tables, the summary written from its numbers, the report (from
+templates/report.md) and the README's marked blocks."""
 from __future__ import annotations
 
-import io
+import re
 from pathlib import Path
 
-import matplotlib
+from .checkpoint import atomic_write_text
 
-matplotlib.use("Agg")  # files only; no display on servers or CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .checkpoint import atomic_write_bytes  # noqa: E402
-from .images import grid_image  # noqa: E402
+PUBLISHED = "14–15%"  # the paper's Figure 3 (its code's own scoring), all families
+TEMPLATE = Path(__file__).parent / "templates" / "report.md"
 
 
-def save_figure(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+def render(**values) -> str:
+    """The report, its template's {fields} filled in."""
+    return TEMPLATE.read_text(encoding="utf-8").format(**values)
 
 
-def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: str | None = None) -> None:
-    """One row per caption, the caption written at the row's left (the paper's Figure 4 layout)."""
-    rows, n = images.shape[:2]
-    label_width = max(map(len, row_labels), default=0) * 0.075 + 0.2
-    fig = plt.figure(figsize=(label_width + n * 0.42, rows * 0.42 + (0.35 if title else 0.05)))
-    ax = fig.add_axes([label_width / (label_width + n * 0.42), 0, 1 - label_width / (label_width + n * 0.42), 1])
-    ax.imshow(grid_image(images), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels, fontsize=9)  # 30 = 28 + 2 * pad
-    ax.set_xticks([])
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=10)
-    save_figure(fig, path)
+def results_table(results: dict, published: dict, at_mean: dict) -> str:
+    lines = ["| family | split | paper (published) | paper's code as published, replayed | "
+             "**ved: paper VED, scored correctly** | same, latent mean (no sampling) | FJD (held-out real; floor) | diversity |",
+             "|---|---|---|---|---|---|---|---|"]
+    for family, splits in results.items():
+        for split, r in splits.items():
+            lines.append(f"| {family} | {split} | {PUBLISHED} | {published[family][split]:.1%} | "
+                         f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
+                         f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+    return "\n".join(lines)
 
 
-def _panels(n: int, width: float = 3.6, height: float = 2.8):
-    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
-    return fig, axes[0]
+def comparison_table(paper: dict, comparison: dict) -> str:
+    """The paper's VED beside the conditional VAE on every family and split this run trained."""
+    lines = ["| captions | split | model | accuracy | FJD (held-out real; floor) | diversity |", "|---|---|---|---|---|---|"]
+    rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
+    for name, result in comparison.items():
+        model, _, variant = name.partition("-")
+        rows[(variant, "paper VED" if model == "paper" else "conditional VAE")] = result
+    for (variant, model), result in sorted(rows.items()):
+        for family, splits in result.items():
+            captions_of = variant if len(result) == 1 else f"{variant}: {family}"  # mixed: one row per family
+            for split, r in splits.items():
+                lines.append(f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
+                             f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+    return "\n".join(lines)
 
 
-def loss_curves(histories: dict[str, list[dict]], path: Path) -> None:
-    """Figure 2: train and validation reconstruction loss per epoch, one panel per run."""
-    fig, axes = _panels(len(histories))
-    for ax, (name, history) in zip(axes, histories.items()):
-        epochs = [r["epoch"] for r in history]
-        ax.plot(epochs, [r["train_recon"] for r in history], label="train")
-        ax.plot(epochs, [r["valid_recon"] for r in history], label="validation")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("reconstruction loss")
-    axes[0].legend(fontsize=8)
-    save_figure(fig, path)
+def findings(results: dict, at_mean: dict) -> str:
+    """The report's summary, written from the numbers of this run."""
+    valid = [r["valid"]["accuracy"] for r in results.values()]
+    diversity = [r[s]["diversity"] for r in results.values() for s in r]
+    arith = results["arithmetic"]["test"]
+    by_ops = ", ".join(f"{k} operations {v:.0%}" for k, v in sorted(arith["by_operations"].items()))
+    return (f"Scored correctly, the paper's model draws the caption's digit for {min(valid):.0%} to {max(valid):.0%} "
+            f"of validation captions across the four families ({min(at_mean[f]['valid'] for f in at_mean):.0%} to "
+            f"{max(at_mean[f]['valid'] for f in at_mean):.0%} when the latent mean is decoded instead of a sample: "
+            f"the encoder knows the digit, the sampling noise blurs it). Its samples vary "
+            f"{min(diversity):.2f} to {max(diversity):.2f} times as much as real digits of the same class. "
+            f"On unseen arithmetic captions it reaches {arith['accuracy']:.0%} ({by_ops}).")
 
 
-def accuracy_curves(histories: dict[str, list[dict]], path: Path) -> None:
-    """Figure 3: judge accuracy of generated images per epoch, train and validation captions."""
-    fig, axes = _panels(len(histories))
-    for ax, (name, history) in zip(axes, histories.items()):
-        epochs = [r["epoch"] for r in history]
-        ax.plot(epochs, [r.get("train_accuracy", np.nan) for r in history], label="train captions")
-        ax.plot(epochs, [r.get("valid_accuracy", np.nan) for r in history], label="validation captions")
-        ax.set_ylim(0, 1.02)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("judge accuracy")
-    axes[0].legend(fontsize=8, loc="lower right")
-    save_figure(fig, path)
-
-
-def accuracy_by_operations(rows: dict[str, dict], path: Path) -> None:
-    """Accuracy per number of operations, one bar group per model."""
-    fig, ax = plt.subplots(figsize=(6, 3))
-    names = list(rows)
-    ops = sorted({int(k) for r in rows.values() for k in r})
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        values = [rows[name].get(k, rows[name].get(str(k), np.nan)) for k in ops]
-        ax.bar(np.arange(len(ops)) + i * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(ops)) + width * (len(names) - 1) / 2, [str(k) for k in ops])
-    ax.set_xlabel("operations in the caption")
-    ax.set_ylabel("judge accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.axhline(0.1, color="gray", lw=0.8, ls=":")
-    ax.legend(fontsize=8)
-    save_figure(fig, path)
-
-
-def confusion_matrix(confusion, path: Path, title: str) -> None:
-    c = np.asarray(confusion, dtype=float)
-    c = c / np.maximum(c.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
-    im = ax.imshow(c, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_xlabel("judge's digit")
-    ax.set_ylabel("caption's digit")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    save_figure(fig, path)
-
-
-def encoding_projection(points: np.ndarray, values: list[int], markers: list[str], path: Path, title: str) -> None:
-    """2-D PCA of caption encodings, coloured by the caption's value; o = train captions, x = test."""
-    centred = points - points.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    xy = centred @ vt[:2].T
-    fig, ax = plt.subplots(figsize=(4.6, 3.8))
-    for marker in sorted(set(markers)):
-        keep = np.array([m == marker for m in markers])
-        sc = ax.scatter(xy[keep, 0], xy[keep, 1], c=np.asarray(values)[keep], cmap="tab10", vmin=-0.5, vmax=9.5,
-                        marker=marker, s=14 if marker == "o" else 10, alpha=0.8, linewidths=0.6)
-    fig.colorbar(sc, ax=ax, ticks=range(10), label="caption's digit")
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    save_figure(fig, path)
+def update_readme(readme: Path, table: str, out: Path, beyond_table: str | None = None) -> None:
+    """Replace the README's results block with the table and Figure 4 of this run, and its
+    beyond-the-paper block with the comparison table, when there is one."""
+    text = readme.read_text()
+    fig = (out / "figures" / "fig4_samples.png").resolve().relative_to(readme.resolve().parent)
+    blocks = {"results": f"{table}\n\n![Figure 4: samples for unseen test captions]({fig})"}
+    if beyond_table:
+        blocks["beyond"] = beyond_table
+    for name, body in blocks.items():
+        text, n = re.subn(rf"<!-- {name}:start -->.*?<!-- {name}:end -->",
+                          lambda _: f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->", text, flags=re.S)
+        if n != 1:
+            raise ValueError(f"{readme} has no '<!-- {name}:start -->...<!-- {name}:end -->' block")
+    atomic_write_text(readme, text)

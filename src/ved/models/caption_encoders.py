@@ -116,7 +116,7 @@ class AttentionMean(Attention):
 
 
 # The expert that generalises on each family (README "Beyond the paper")
-# (the first family's expert places the class prototypes alone: see ConditionalVAE.fit_captions)
+# (the first family's expert places the class prototypes alone: see CaptionPrior.fit)
 DEFAULT_EXPERTS = {"arithmetic": "word-sum", "label": "word-sum", "sentence": "word-sum", "logic": "attention-mean"}
 # Training writes a routed model's experts into its config (train.resolve). Configs saved before that
 # were trained with these, and their weights load into `attention-mean` without any error.
@@ -140,7 +140,7 @@ class Routed(nn.Module):
         super().__init__()
         experts = experts or DEFAULT_EXPERTS
         # In DEFAULT_EXPERTS' order whatever the config's: config.json sorts its keys, and the order
-        # numbers the weights and picks the family that places the prototypes (fit_captions).
+        # numbers the weights and picks the family that places the prototypes (CaptionPrior.fit).
         known = list(DEFAULT_EXPERTS)
         self.families = sorted(experts, key=lambda f: (known.index(f) if f in known else len(known), f))
         self.experts = nn.ModuleList(build(experts[f], hidden=hidden, width=width) for f in self.families)

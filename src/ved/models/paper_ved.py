@@ -17,9 +17,10 @@ from torch import nn
 
 from ..mnist import MNIST_MEAN, MNIST_STD
 from . import caption_encoders
+from .base import Generator
 
 
-class PaperVED(nn.Module):
+class PaperVED(Generator):
     def __init__(self, gru_hidden: int = 30, latent: int = 100, decoder_hidden: int = 500,
                  likelihood: str = "mse", mse_weight: float = 2.0, caption_encoder: str = "binary-gru",
                  caption_width: int = 64):
@@ -58,7 +59,7 @@ class PaperVED(nn.Module):
     forward = loss
 
     @torch.no_grad()
-    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None,
+    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None, *,
                  temperature: float = 1.0) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,
         its spread scaled by `temperature` (0: decode the mean)."""

@@ -1,0 +1,256 @@
+"""Configs: the one place where they are read, defaulted and checked.
+
+A config is four tables (and a `name`):
+
+    [model]   family = "paper_ved" | "cvae", then the model class's own keyword arguments
+    [data]    which captions (the Data schema below)
+    [train]   how the loop trains (Train below)
+    [sample]  the model's sampling settings: the keyword-only arguments of its `generate`;
+              these are the defaults that a call may override
+
+Configs in TOML (shipped ones in ved/configs/, found by name) and a model
+folder's config.json both go through `resolve`, so a folder says nothing a
+config could not. Every error is one line naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import captions, checkpoint, models
+from .errors import is_whole, one_line, shown, shown_value
+from .models import caption_encoders
+
+SHIPPED = Path(__file__).parent / "configs"
+MAX_WHOLE = 100_000  # model widths and step counts: far above any sensible model, below a memory crash
+
+
+def whole(default: int, low: int, high: int):
+    return field(default=default, metadata={"whole": (low, high)})
+
+
+def number(default: float, low: float, high: float, below_high: bool = False, what: str = "a number"):
+    return field(default=default, metadata={"number": (low, high, below_high), "what": what})
+
+
+def one_of(default: str, options: tuple[str, ...]):
+    return field(default=default, metadata={"options": options})
+
+
+def counts(default, low: int, high: int):
+    return field(default=default, metadata={"range": (low, high)})
+
+
+@dataclass
+class Data:
+    family: str = one_of("arithmetic", captions.FAMILIES)  # or mixed: every family at once
+    caption_seed: int = whole(0, 0, 2**31 - 1)  # seeds the logic pools and the arithmetic test captions
+    logic_k: list = counts((1, 3), 1, 8)  # distractor counts for logic captions in train and valid
+    logic_test_k: list | None = counts(None, 1, 8)  # for logic test captions (None: as logic_k)
+    train_max_ops: int = whole(1, 1, 4)  # arithmetic: most operations in a training caption; tests have up to 5
+    hold_out_pairs: int = whole(0, 0, 50)  # arithmetic: one-operation captions kept out of training, to test on
+
+
+@dataclass
+class Train:
+    batch_size: int = whole(128, 1, 50_000)
+    lr: float = number(1e-3, 1e-8, 10.0)  # Adam
+    max_epochs: int = whole(200, 1, 100_000)
+    patience: int = whole(10, 1, 100_000)  # epochs without a better validation score before stopping
+    early_stop_on: str = one_of("recon", ("recon", "loss"))  # the validation loss term that picks the best epoch
+    min_epochs: int = whole(0, 0, 100_000)
+    seed: int = whole(0, 0, 2**63 - 1)
+    threads: int = whole(0, 0, 1024)  # torch CPU threads; 0 leaves torch's default
+    eval_images: int = whole(2000, 1, 10_000)  # validation (and train) images generated and judged each epoch
+    ema: float = number(0.0, 0.0, 1.0, below_high=True, what="a decay")  # > 0: validate, keep and ship a moving average
+
+
+TABLES = {"data": Data, "train": Train}
+LEGACY_SAMPLE_KEYS = ("temperature", "sharpness", "accept")  # in [model] before [sample] existed
+
+
+def resolve(config: dict) -> dict:
+    """Defaults overlaid with a config's tables, every value checked; ValueError in one line otherwise."""
+    if not isinstance(config, dict):
+        raise ValueError(f"a config is a table of tables, got {type(config).__name__}")
+    allowed = ["model", *TABLES, "sample"]
+    for table, values in config.items():
+        if table == "name":  # the run's name (the config file's stem), kept with the weights
+            if not isinstance(values, str):
+                raise ValueError(f"name = {shown_value(values)}; allowed: text")
+        elif table not in allowed:
+            raise ValueError(f"unknown config table [{shown(table, 40)}]; allowed: {', '.join(allowed)}")
+        elif not isinstance(values, dict):
+            raise ValueError(f"[{table}] must be a table of settings, got {shown_value(values)}")
+    out = {"name": config["name"]} if "name" in config else {}
+    model = dict(config.get("model", {}))
+    sample = dict(config.get("sample", {}))
+    cls = model_class(model)
+    for key in LEGACY_SAMPLE_KEYS:
+        if key in model and key in cls.sample_defaults():
+            sample.setdefault(key, model.pop(key))
+    out["model"] = check_model(model)
+    for table, schema in TABLES.items():
+        out[table] = check_table(table, schema, config.get(table, {}))
+    out["sample"] = check_sample(cls, sample)
+    if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
+        out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
+    return out
+
+
+def check_table(table: str, schema, values: dict) -> dict:
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in values:
+        if key not in fields:
+            raise ValueError(f"unknown key '{shown(key, 40)}' in [{table}]; allowed: {', '.join(fields)}")
+    out = {name: copy.deepcopy(values.get(name, f.default)) for name, f in fields.items()}
+    for name, f in fields.items():
+        _check_rule(f"[{table}] {name} = {shown_value(out[name])}", out[name], f.metadata)
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    return out
+
+
+def _check_rule(where: str, value, rule: dict) -> None:
+    if "options" in rule:
+        if not isinstance(value, str) or value not in rule["options"]:
+            raise ValueError(f"{where}; allowed: {', '.join(rule['options'])}")
+    elif "whole" in rule:
+        low, high = rule["whole"]
+        if not is_whole(value, low, high):
+            raise ValueError(f"{where}; allowed: a whole number from {low:,} to {high:,}")
+    elif "number" in rule:
+        low, high, below_high = rule["number"]
+        real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not real or not low <= value <= high or (below_high and value == high):
+            span = f"in [{low:g}, {high:g})" if below_high else f"from {low:g} to {high:g}"
+            raise ValueError(f"{where}; allowed: {rule['what']} {span}")
+    elif "range" in rule:
+        low, high = rule["range"]
+        if value is None:
+            return
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(is_whole(v, low, high) for v in value)
+        if not ok or value[0] > value[1]:
+            raise ValueError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
+
+
+def model_class(table) -> type:
+    """The model class a [model] table names."""
+    if not isinstance(table, dict):
+        raise ValueError(f"[model] must be a table of settings, got {type(table).__name__}")
+    kind = table.get("family", "paper_ved")
+    if not isinstance(kind, str) or kind not in models.GENERATORS:
+        raise ValueError(f"[model] family = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}")
+    return models.GENERATORS[kind]
+
+
+def check_model(table: dict) -> dict:
+    """The [model] table with its family; each key and the type and range of each value checked against
+    the constructor's defaults before anything is built."""
+    cls = model_class(table)
+    params = inspect.signature(cls).parameters
+    for key, value in table.items():
+        if key == "family":
+            continue
+        if key not in params:
+            raise ValueError(f"unknown key '{shown(key, 40)}' in [model] for family '{table.get('family')}'; "
+                             f"allowed: {', '.join(params)}")
+        _check_like(f"[model] {key}", value, params[key].default, key)
+    return {"family": table.get("family", "paper_ved"), **{k: v for k, v in table.items() if k != "family"}}
+
+
+def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
+    """The model's sampling defaults overlaid with `settings`, each checked like its default."""
+    defaults = cls.sample_defaults()
+    for key, value in settings.items():
+        if key not in defaults:
+            raise ValueError(f"unknown sampling setting '{shown(key, 40)}' for {cls.__name__}; "
+                             f"allowed: {', '.join(defaults)}")
+        _check_like(f"{table}{key}", value, defaults[key], key)
+    return {**defaults, **settings}
+
+
+def _check_like(name: str, value, default, key: str) -> None:
+    where = f"{name} = {shown_value(value)}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}; allowed: true or false")
+    elif isinstance(default, int):
+        low = 0 if default == 0 or key.endswith("_steps") else 1  # step counts and settings off at 0; sizes >= 1
+        if not is_whole(value, low, MAX_WHOLE):
+            raise ValueError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where}; allowed: a number >= 0")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{where}; allowed: a name in quotes")
+    elif value is not None and not (isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        raise ValueError(f"{where}; allowed: a table of names")
+
+
+def build(config: dict) -> models.Generator:
+    """The model of a resolved config, its sampling settings checked against it."""
+    model = models.build(config["model"])
+    model.check_settings(**config["sample"])
+    return model
+
+
+def load(path_or_name) -> dict:
+    """A TOML config file, or a shipped config by name (`cvae-arithmetic`), resolved and checked, its
+    model built once to run the model's own checks; ValueError in one line naming the file otherwise."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    path = Path(path_or_name)
+    if not path.exists() and (SHIPPED / f"{path_or_name}.toml").is_file():
+        path = SHIPPED / f"{path_or_name}.toml"
+    if path.is_dir():
+        raise ValueError(f"config '{path}' is a folder; give a TOML file or a shipped config's name "
+                         f"({', '.join(shipped())})")
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"config file '{path}' not found; give a TOML file or a shipped config's name "
+                         f"({', '.join(shipped())})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config '{path}' cannot be read: {e.strerror if isinstance(e, OSError) else e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config '{path}' is not valid TOML: {str(e).splitlines()[0]}") from None
+    try:
+        config = resolve(raw)
+        with torch.random.fork_rng(devices=[]):  # built once to run the model's own checks; no RNG consumed
+            build(config)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    config.setdefault("name", path.stem)
+    return config
+
+
+def shipped() -> list[str]:
+    """Names of the configs shipped with ved."""
+    return sorted(p.stem for p in SHIPPED.glob("*.toml"))
+
+
+def of_folder(folder: Path) -> dict:
+    """A model folder's config.json, resolved as a config is; checkpoint.ModelError in one line naming
+    the file if it is not one (a folder may come from anywhere: nothing in it is trusted unchecked)."""
+    raw = checkpoint.load_config(folder)
+    where = Path(folder) / checkpoint.CONFIG
+    if not isinstance(raw.get("model"), dict):
+        raise checkpoint.ModelError(f"{where} has no [model] table; is this a ved model folder?")
+    model = raw["model"]
+    if model.get("caption_encoder") == "routed" and "experts" not in model:  # saved before experts were recorded
+        raw = {**raw, "model": {**model, "experts": caption_encoders.UNRECORDED_EXPERTS}}
+    try:
+        return resolve(raw)
+    except ValueError as e:
+        raise checkpoint.ModelError(f"{where}: {one_line(e)}") from None

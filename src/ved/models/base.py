@@ -1,0 +1,41 @@
+"""What the training loop and the pipeline ask of a generative model, with no-op defaults.
+
+A model is an nn.Module whose forward(batch) returns its losses and whose
+generate(tokens, lengths, n, generator, **settings) draws images in [0, 1];
+the keyword-only arguments of `generate` are its sampling settings, which a
+config's [sample] table sets and a call may override. The hooks below let
+a model run its own steps around the loop (as nanoGPT keeps
+`configure_optimizers` on the model) without the loop knowing its recipe.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """The optimiser of the image-training loop."""
+        return torch.optim.Adam(self.parameters(), lr=lr, foreach=True)  # foreach: measured faster on CPU
+
+    def prepare(self, train, seed: int, fresh: bool, families: list[str], progress: bool = False) -> str | None:
+        """Before the first epoch, on every start (`fresh`: not resumed); `train` is the training
+        CaptionedImages, `families` each training caption's family. Returns a line for the log, if any."""
+
+    def after_epoch(self, train, generator: torch.Generator) -> None:
+        """After each epoch's steps, on the weights that are validated and kept."""
+
+    def finish(self, train, generator: torch.Generator) -> bool:
+        """After the last epoch, on the best weights; True if it changed them (they are saved again)."""
+        return False
+
+    def check_settings(self, **settings) -> None:
+        """ValueError in one line if these sampling settings cannot be used with this model."""
+
+    @classmethod
+    def sample_defaults(cls) -> dict:
+        """The sampling settings `generate` takes and their defaults."""
+        params = inspect.signature(cls.generate).parameters.values()
+        return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
