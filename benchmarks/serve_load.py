@@ -9,6 +9,7 @@ Reports throughput, p50/p99 latency (of good requests) and errors. Target: 0 err
 150 ms on 2 CPU cores. With --malformed, every bad request must get a 4xx (never a 5xx), and no
 good request may fail, however the connections it shares were used before.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,20 +26,36 @@ import time
 
 import httpx
 
-CAPTIONS = ["three plus two", "one plus two plus one plus one", "min nine five seven", "this is a black five on a white background"]
+CAPTIONS = [
+    "three plus two",
+    "one plus two plus one plus one",
+    "min nine five seven",
+    "this is a black five on a white background",
+]
 
 
 # A client's mistakes, each of which once gave a 500 or a dropped connection (bodies as sent on the wire).
-MALFORMED = [b'{"caption": "\\ud800"}', b'{"caption": "five", "n": NaN}', b'{"caption": "five", "n": Infinity}',
-             b'{"caption": "five", "seed": NaN}', b'{"caption": "five", "model": "\\ud800"}', b"{",
-             b'{"caption": "five", "n": "3"}', b'{"caption": "two plus"}', b'{"caption": "five", "extra": 1}',
-             b'{"caption": "' + b"x" * 70_000 + b'"}']
+MALFORMED = [
+    b'{"caption": "\\ud800"}',
+    b'{"caption": "five", "n": NaN}',
+    b'{"caption": "five", "n": Infinity}',
+    b'{"caption": "five", "seed": NaN}',
+    b'{"caption": "five", "model": "\\ud800"}',
+    b"{",
+    b'{"caption": "five", "n": "3"}',
+    b'{"caption": "two plus"}',
+    b'{"caption": "five", "extra": 1}',
+    b'{"caption": "' + b"x" * 70_000 + b'"}',
+]
 
 
 async def load(port: int, requests: int, concurrency: int, malformed: float = 0.0, seed: int = 0) -> dict:
     """`concurrency` keep-alive connections; a bare asyncio client, so the 2 cores go to the server.
     A connection the server closes (it may, after refusing a body it did not read) is reopened."""
-    latencies, counts = [], {"good": 0, "good_failed": 0, "bad": 0, "bad_4xx": 0, "5xx": 0, "transport_errors": 0}
+    latencies, counts = (
+        [],
+        {"good": 0, "good_failed": 0, "bad": 0, "bad_4xx": 0, "5xx": 0, "transport_errors": 0},
+    )
     queue = iter(range(requests))
     rng = random.Random(seed)
     plan = [rng.random() < malformed for _ in range(requests)]
@@ -47,10 +64,15 @@ async def load(port: int, requests: int, concurrency: int, malformed: float = 0.
         reader = writer = None
         for i in queue:
             bad = plan[i]
-            body = (MALFORMED[i % len(MALFORMED)] if bad else
-                    json.dumps({"caption": CAPTIONS[i % len(CAPTIONS)], "n": 16, "seed": i}).encode())
-            head = (f"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            body = (
+                MALFORMED[i % len(MALFORMED)]
+                if bad
+                else json.dumps({"caption": CAPTIONS[i % len(CAPTIONS)], "n": 16, "seed": i}).encode()
+            )
+            head = (
+                f"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
             counts["bad" if bad else "good"] += 1
             t0 = time.perf_counter()
             try:
@@ -90,14 +112,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=2000, help="(default: 2000)")
     p.add_argument("--concurrency", type=int, default=32, help="(default: 32)")
-    p.add_argument("--malformed", type=float, default=0.0, help="share of requests that are a client's mistakes "
-                                                                 "(default: 0)")
+    p.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="share of requests that are a client's mistakes (default: 0)",
+    )
     p.add_argument("--json", help="write the numbers here too")
     args = p.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "ved", "serve", "--port", str(port)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ved", "serve", "--port", str(port)], stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -114,12 +142,20 @@ def main():
         server.terminate()
         server.wait()
     latencies = sorted(run.pop("latencies"))
-    result = {"requests": args.requests, "concurrency": args.concurrency, "malformed": args.malformed, **run,
-              "errors": run["good_failed"] + run["5xx"] + (run["bad"] - run["bad_4xx"]),
-              "throughput_rps": args.requests / wall, "p50_ms": 1000 * statistics.median(latencies),
-              "p90_ms": 1000 * latencies[int(0.90 * (len(latencies) - 1))],
-              "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "max_ms": 1000 * latencies[-1],
-              "machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    result = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "malformed": args.malformed,
+        **run,
+        "errors": run["good_failed"] + run["5xx"] + (run["bad"] - run["bad_4xx"]),
+        "throughput_rps": args.requests / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p90_ms": 1000 * latencies[int(0.90 * (len(latencies) - 1))],
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "max_ms": 1000 * latencies[-1],
+        "machine": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -13,6 +13,7 @@ model can beat the reference by more than the reference's epoch over that; (b)
 seconds of training to reach 99% judge accuracy on validation captions
 (arithmetic family) for ved at its best settings and the reference at the paper's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ved import captions, mnist, models, vocab
 from ved.batches import Batch
+from ved.config import load as load_config
 from ved.metrics import judged_accuracy
 from ved.mnist import MNIST_MEAN, MNIST_STD
 from ved.pipeline import load_judge
-from ved.config import load as load_config
 from ved.train import fixed_batch, make_split, train
 
 CONFIG = "paper-arithmetic"  # a shipped config (src/ved/configs/)
@@ -96,8 +97,12 @@ def reference_run(data, judge, epochs: int, target: float | None, batch_size=128
     config = load_config(CONFIG)
     model, optimizer = paper_model(lr, seed)
     pools = captions.caption_pool("arithmetic", "train")
-    loader = DataLoader(CaptionedMNIST(*data.split("train")), batch_size=batch_size, shuffle=True,
-                        collate_fn=PaperCollate(pools, seed))
+    loader = DataLoader(
+        CaptionedMNIST(*data.split("train")),
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=PaperCollate(pools, seed),
+    )
     probe = fixed_batch(make_split(data, config["data"], "valid", "cpu"), 2000, seed=2)
     rows, seconds = [], 0.0
     for epoch in range(1, epochs + 1):
@@ -118,8 +123,11 @@ def ved_run(judge, epochs: int, batch_size=128, lr=1e-3, patience=1000):
     with tempfile.TemporaryDirectory() as out:
         history = train(config, out, judge=judge, progress=False)["history"]
     for r in history:
-        print(f"  ved bs={batch_size} lr={lr} epoch {r['epoch']}: {r['seconds']:.1f}s, "
-              f"valid accuracy {r['valid_accuracy']:.3f}", flush=True)
+        print(
+            f"  ved bs={batch_size} lr={lr} epoch {r['epoch']}: {r['seconds']:.1f}s, "
+            f"valid accuracy {r['valid_accuracy']:.3f}",
+            flush=True,
+        )
     return history
 
 
@@ -155,9 +163,14 @@ def main():
         ref_rows = reference_run(data, judge, 1, None)
         ref_epoch.append(ref_rows[-1]["seconds"])
     model_epoch = [model_only_epoch(data) for _ in range(1 if args.quick else args.repeats)]
-    result = {"ved_epoch_s": statistics.median(ved_epoch), "reference_epoch_s": statistics.median(ref_epoch),
-              "model_only_epoch_s": statistics.median(model_epoch), "ved_epoch_s_all": ved_epoch,
-              "reference_epoch_s_all": ref_epoch, "model_only_epoch_s_all": model_epoch}
+    result = {
+        "ved_epoch_s": statistics.median(ved_epoch),
+        "reference_epoch_s": statistics.median(ref_epoch),
+        "model_only_epoch_s": statistics.median(model_epoch),
+        "ved_epoch_s_all": ved_epoch,
+        "reference_epoch_s_all": ref_epoch,
+        "model_only_epoch_s_all": model_epoch,
+    }
     result["speedup"] = result["reference_epoch_s"] / result["ved_epoch_s"]
     result["speedup_ceiling"] = result["reference_epoch_s"] / result["model_only_epoch_s"]
 
@@ -165,22 +178,39 @@ def main():
     if not args.quick:
         best = ved_run(judge, 12, **BEST)
         ref = reference_run(data, judge, 25, 0.99)
-        result.update(ved_best_settings=f"batch {BEST['batch_size']}, lr {BEST['lr']}",
-                      ved_s_to_99=first_reaching(best, 0.99), ved_final_accuracy=best[-1]["valid_accuracy"],
-                      reference_s_to_99=first_reaching(ref, 0.99), reference_final_accuracy=ref[-1]["valid_accuracy"])
+        result.update(
+            ved_best_settings=f"batch {BEST['batch_size']}, lr {BEST['lr']}",
+            ved_s_to_99=first_reaching(best, 0.99),
+            ved_final_accuracy=best[-1]["valid_accuracy"],
+            reference_s_to_99=first_reaching(ref, 0.99),
+            reference_final_accuracy=ref[-1]["valid_accuracy"],
+        )
 
     print("\n| measure | ved | reference (paper-style) |\n|---|---|---|")
-    print(f"| s per 50k-image epoch, batch 128 | {result['ved_epoch_s']:.2f} | {result['reference_epoch_s']:.2f} |")
+    print(
+        f"| s per 50k-image epoch, batch 128 | {result['ved_epoch_s']:.2f} "
+        f"| {result['reference_epoch_s']:.2f} |"
+    )
     print(f"| speed-up | {result['speedup']:.1f}x | 1x |")
-    print(f"| the model's own step alone (batches made beforehand), s per epoch | {result['model_only_epoch_s']:.2f} | |")
+    print(
+        "| the model's own step alone (batches made beforehand), s per epoch "
+        f"| {result['model_only_epoch_s']:.2f} | |"
+    )
     print(f"| speed-up ceiling: reference epoch / model step alone | {result['speedup_ceiling']:.1f}x | |")
     if "ved_s_to_99" in result:
+
         def reached(seconds, epochs):
             return f"{seconds:.0f}" if seconds else f"not reached in {epochs} epochs"
 
-        print(f"| s of training to 99% valid accuracy | {reached(result['ved_s_to_99'], len(best))} "
-              f"({result['ved_best_settings']}) | {reached(result['reference_s_to_99'], len(ref))} (paper settings) |")
-        print(f"| final valid accuracy | {result['ved_final_accuracy']:.3f} | {result['reference_final_accuracy']:.3f} |")
+        print(
+            f"| s of training to 99% valid accuracy | {reached(result['ved_s_to_99'], len(best))} "
+            f"({result['ved_best_settings']}) "
+            f"| {reached(result['reference_s_to_99'], len(ref))} (paper settings) |"
+        )
+        print(
+            f"| final valid accuracy | {result['ved_final_accuracy']:.3f} "
+            f"| {result['reference_final_accuracy']:.3f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

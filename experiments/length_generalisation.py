@@ -15,6 +15,7 @@ images must provide.
 
     python experiments/length_generalisation.py [--steps 1500] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,10 @@ def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8):
         v = encoder(tokens, lengths)
         loss = F.cross_entropy(predict(v), digits)
         if target == "point":  # one point per digit; scaled by the points' spread so they cannot just shrink
-            loss = loss + 10 * (v - points[digits]).pow(2).sum(1).mean() / torch.pdist(points).pow(2).mean().detach()
+            loss = (
+                loss
+                + 10 * (v - points[digits]).pow(2).sum(1).mean() / torch.pdist(points).pow(2).mean().detach()
+            )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -69,9 +73,13 @@ def main():
     args = parser.parse_args()
     tasks = {
         "arithmetic: train <= 1 operation (+ one plus one ...), test 2-5": (
-            captions.caption_pool("arithmetic", "train"), captions.caption_pool("arithmetic", "test")),
+            captions.caption_pool("arithmetic", "train"),
+            captions.caption_pool("arithmetic", "test"),
+        ),
         "logic: train 1-3 distractors, test 4-8": (
-            captions.logic_pool("train", 0, (1, 3), per_digit=100), captions.logic_pool("test", 0, (4, 8))),
+            captions.logic_pool("train", 0, (1, 3), per_digit=100),
+            captions.logic_pool("test", 0, (4, 8)),
+        ),
     }
     print("| task | encoder | target | test accuracy | by operations | seconds |\n|---|---|---|---|---|---|")
     for task, (train_pool, test_pool) in tasks.items():
@@ -80,8 +88,10 @@ def main():
                 t0 = time.perf_counter()
                 acc, by_ops = run(name, target, train_pool, test_pool, args.steps, args.seed)
                 ops = " ".join(f"{k}:{v:.0%}" for k, v in by_ops.items())
-                print(f"| {task} | {name} | {target} | {acc:.1%} | {ops} | {time.perf_counter() - t0:.0f} |",
-                      flush=True)
+                print(
+                    f"| {task} | {name} | {target} | {acc:.1%} | {ops} | {time.perf_counter() - t0:.0f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ HANG_GUARD_S = 3600  # stops a hung subprocess; far above any run on a busy mach
 def run_ved(*args, env=None, timeout=HANG_GUARD_S):
     """The real command line, in a subprocess: exit code, stdout, stderr."""
     full_env = {**os.environ, **(env or {})}
-    done = subprocess.run([sys.executable, "-m", "ved", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "ved", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
     return done.returncode, done.stdout, done.stderr
 
 
@@ -61,8 +62,12 @@ def server():
     end, its log must hold no traceback: no request of any test made the server fail."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([sys.executable, "-m", "ved", "serve", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ved", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600  # a hang guard: a busy machine starts slowly
     while time.time() < deadline and proc.poll() is None:

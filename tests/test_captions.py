@@ -17,22 +17,41 @@ def test_every_pool_caption_parses_to_its_digit(family, split):
             assert len(vocab.tokenize(c)) <= captions.MAX_TOKENS + 2
 
 
-@pytest.mark.parametrize("caption,digit", [
-    ("five", 5), ("this is a black five on a white background", 5), ("that 's a seven", 7),
-    ("min nine five seven", 5), ("max one four", 4), ("three plus two", 5),
-    ("one plus two plus one plus one", 5), ("nine minus five minus four", 0), ("one minus two plus one", 0),
-    ("  THREE   plus TWO ", 5),
-])
+@pytest.mark.parametrize(
+    "caption,digit",
+    [
+        ("five", 5),
+        ("this is a black five on a white background", 5),
+        ("that 's a seven", 7),
+        ("min nine five seven", 5),
+        ("max one four", 4),
+        ("three plus two", 5),
+        ("one plus two plus one plus one", 5),
+        ("nine minus five minus four", 0),
+        ("one minus two plus one", 0),
+        ("  THREE   plus TWO ", 5),
+    ],
+)
 def test_paper_examples(caption, digit):
     assert parse(caption) == digit
 
 
-@pytest.mark.parametrize("caption,fragment", [
-    ("", "empty caption"), ("fiv", "did you mean 'five'"), ("three plus", "ends with the operator"),
-    ("nine plus nine", "evaluates to 18"), ("one minus two", "evaluates to -1"), ("min five", "two or more"),
-    ("plus one two", "starts with the operator"), ("one plus plus two", "expected a digit word"),
-    ("the five", "not a caption form"), ("one or two", "'or'"), (" ".join(["one"] * 65), "at most 64"),
-])
+@pytest.mark.parametrize(
+    "caption,fragment",
+    [
+        ("", "empty caption"),
+        ("fiv", "did you mean 'five'"),
+        ("three plus", "ends with the operator"),
+        ("nine plus nine", "evaluates to 18"),
+        ("one minus two", "evaluates to -1"),
+        ("min five", "two or more"),
+        ("plus one two", "starts with the operator"),
+        ("one plus plus two", "expected a digit word"),
+        ("the five", "not a caption form"),
+        ("one or two", "'or'"),
+        (" ".join(["one"] * 65), "at most 64"),
+    ],
+)
 def test_errors_are_one_line_and_name_the_problem(caption, fragment):
     with pytest.raises(CaptionError) as e:
         parse(caption)
@@ -87,7 +106,9 @@ def test_scan_style_arithmetic_splits(options):
     """Length: training has 1..k operations and the test only more. Operand pairs: the held-out
     one-operation captions are the whole test split, three per digit, and no training caption."""
     train, test = (captions.caption_pool("arithmetic", s, **options) for s in ("train", "test"))
-    train_ops = {captions.operation_count(c) for p in train.values() for c in p if not c.startswith("one plus one")}
+    train_ops = {
+        captions.operation_count(c) for p in train.values() for c in p if not c.startswith("one plus one")
+    }
     test_ops = {captions.operation_count(c) for p in test.values() for c in p}
     assert not {c for p in train.values() for c in p} & {c for p in test.values() for c in p}
     assert all(parse(c) == d for split in (train, test) for d, p in split.items() for c in p)
@@ -99,9 +120,14 @@ def test_scan_style_arithmetic_splits(options):
         assert len(train_ops) == 2 and all(len(p) >= 9 for p in train.values())
 
 
-@pytest.mark.parametrize("options,fragment", [({"train_max_ops": 5}, "train_max_ops = 5; allowed: 1 to 4"),
-                                              ({"hold_out_pairs": 99}, "hold_out_pairs = 99; allowed: 0 to 50"),
-                                              ({"hold_out_pairs": 5, "train_max_ops": 2}, "set one of them")])
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        ({"train_max_ops": 5}, "train_max_ops = 5; allowed: 1 to 4"),
+        ({"hold_out_pairs": 99}, "hold_out_pairs = 99; allowed: 0 to 50"),
+        ({"hold_out_pairs": 5, "train_max_ops": 2}, "set one of them"),
+    ],
+)
 def test_bad_split_options_are_clear_errors(options, fragment):
     with pytest.raises(CaptionError, match=fragment):
         captions.caption_pool("arithmetic", "train", **options)

@@ -1,4 +1,5 @@
 """torchrun with 2 gloo processes on the CPU against one process with the same global batch."""
+
 import json
 import os
 import subprocess
@@ -6,9 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from conftest import HANG_GUARD_S, run_ved
 
 import ved
-from conftest import HANG_GUARD_S, run_ved
 
 TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
 # Ranks draw their own z noise, so runs agree statistically, not bit for bit.
@@ -17,8 +18,21 @@ RECON_TOLERANCE = 0.03  # relative difference of the final validation reconstruc
 
 def torchrun(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ved", "train", "--config", TINY, "--quiet", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ved",
+        "train",
+        "--config",
+        TINY,
+        "--quiet",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
 
 

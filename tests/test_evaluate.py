@@ -1,11 +1,12 @@
 """Metrics must be right by construction: checked on generators whose answer we know."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_ved
+
 from ved import captions, metrics
 from ved.batches import CaptionedImages, CaptionPool
 from ved.pipeline import load_judge
@@ -25,7 +26,7 @@ class RealImageOracle(torch.nn.Module):
     def generate(self, tokens, lengths, n, generator=None):
         out = []
         for row, length in zip(tokens.tolist(), lengths.tolist()):
-            text = " ".join(captions.WORDS[i] for i in row[1: length - 1])
+            text = " ".join(captions.WORDS[i] for i in row[1 : length - 1])
             pool = self.by_digit[(captions.parse(text) + self.offset) % 10]
             out.append(pool[torch.randint(len(pool), (n,), generator=generator)])
         return torch.stack(out)
@@ -88,11 +89,24 @@ def test_published_collate_bug_lowers_a_perfect_score(mnist_data, judge):
 
 def test_evaluate_cli_writes_json(tmp_path):
     out = tmp_path / "r.json"
-    code, stdout, err = run_ved("evaluate", "--model", "paper-label", "--split", "test", "--json", str(out), "--quiet")
+    code, stdout, err = run_ved(
+        "evaluate", "--model", "paper-label", "--split", "test", "--json", str(out), "--quiet"
+    )
     assert code == 0, err
     result = json.loads(out.read_text())["results"]["label"]["test"]
-    for key in ("accuracy", "by_operations", "by_digit", "confusion", "fjd", "fjd_by_digit", "fjd_floor", "fjd_real",
-                "diversity", "recon", "kl"):
+    for key in (
+        "accuracy",
+        "by_operations",
+        "by_digit",
+        "confusion",
+        "fjd",
+        "fjd_by_digit",
+        "fjd_floor",
+        "fjd_real",
+        "diversity",
+        "recon",
+        "kl",
+    ):
         assert key in result
     assert "| label | test |" in stdout
 
@@ -105,8 +119,14 @@ def test_reproduce_quick(tmp_path):
         for split in ("valid", "test"):
             assert f"| {family} | {split} |" in report
     assert "returns the labels in the old order" in report
-    for name in ("fig2_reconstruction", "fig3_accuracy", "fig4_samples", "accuracy_by_operations",
-                 "confusion_arithmetic_test", "caption_encodings"):
+    for name in (
+        "fig2_reconstruction",
+        "fig3_accuracy",
+        "fig4_samples",
+        "accuracy_by_operations",
+        "confusion_arithmetic_test",
+        "caption_encodings",
+    ):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Beyond the paper" in report and "| arithmetic | test | conditional VAE |" in report
     assert (tmp_path / "figures" / "samples_cvae-arithmetic.png").read_bytes()[:4] == b"\x89PNG"
@@ -119,14 +139,26 @@ def test_update_readme_replaces_both_marked_blocks(tmp_path):
     from ved.report import update_readme
 
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle\n"
-                      "<!-- beyond:start -->\nold too\n<!-- beyond:end -->\nend\n")
+    readme.write_text(
+        "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nmiddle\n"
+        "<!-- beyond:start -->\nold too\n<!-- beyond:end -->\nend\n"
+    )
     out = tmp_path / "docs" / "results"
     update_readme(readme, "| new table |", out, "| new comparison |")
     text = readme.read_text()
     assert "old" not in text and "| new table |" in text and "| new comparison |" in text
     assert "(docs/results/figures/fig4_samples.png)" in text
     assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    # a block may live in a docs/ page instead; each must be found exactly once
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    with pytest.raises(ValueError, match="no '<!-- beyond:start -->"):
+    with pytest.raises(ValueError, match="need one '<!-- beyond:start -->.*found 0"):
+        update_readme(readme, "t", out, "b")
+    page = tmp_path / "docs" / "model.md"
+    page.parent.mkdir()
+    page.write_text("before\n<!-- beyond:start -->\nold\n<!-- beyond:end -->\nafter\n")
+    update_readme(readme, "t", out, "| b |")
+    assert page.read_text() == "before\n<!-- beyond:start -->\n| b |\n<!-- beyond:end -->\nafter\n"
+    assert "(docs/results/figures/fig4_samples.png)" in readme.read_text()
+    page.write_text(page.read_text() * 2)
+    with pytest.raises(ValueError, match="found 2"):
         update_readme(readme, "t", out, "b")

@@ -4,6 +4,7 @@ The cases are the ones a review found giving tracebacks, wrong output or code ex
 rerun here through the real command line (a subprocess, or `ved.cli.main` in this process where
 many cases share one set-up) or the real Python API.
 """
+
 import json
 import os
 import shutil
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_GUARD_S, run_ved, ved_main
 from safetensors.torch import load_file, save_file
 
 import ved
-from conftest import HANG_GUARD_S, run_ved, ved_main
 from ved import checkpoint
 from ved.errors import VedError
 from ved.pipeline import WEIGHTS_DIR
@@ -36,10 +37,16 @@ def assert_one_line(code, err, fragment, expected_code=2):
 
 # ---------------------------------------------------------------- captions with no value
 
-@pytest.mark.parametrize("caption,fragment", [
-    ("three plus", "ends with the operator 'plus'"), ("nine plus nine", "evaluates to 18"),
-    ("min three", "min takes two or more digit words"), ("plus plus plus", "ends with the operator"),
-])
+
+@pytest.mark.parametrize(
+    "caption,fragment",
+    [
+        ("three plus", "ends with the operator 'plus'"),
+        ("nine plus nine", "evaluates to 18"),
+        ("min three", "min takes two or more digit words"),
+        ("plus plus plus", "ends with the operator"),
+    ],
+)
 def test_captions_with_no_value_are_refused_and_nothing_is_written(tmp_path, caption, fragment):
     out = tmp_path / "x.npy"
     code, stdout, err = ved_main("sample", "-n", "1", "--out", str(out), caption)
@@ -50,11 +57,23 @@ def test_captions_with_no_value_are_refused_and_nothing_is_written(tmp_path, cap
 
 def test_a_caption_of_another_family_is_refused_unless_asked(tmp_path):
     out = tmp_path / "x.npy"
-    code, _, err = ved_main("sample", "--model", "paper-label", "-n", "1", "--out", str(out), "three plus two")
+    code, _, err = ved_main(
+        "sample", "--model", "paper-label", "-n", "1", "--out", str(out), "three plus two"
+    )
     assert_one_line(code, err, "is an arithmetic caption; this model was trained on label captions only")
     assert not out.exists()
-    code, stdout, err = ved_main("sample", "--model", "paper-label", "-n", "2", "--no-strict", "--out", str(out),
-                                 "three plus two", "three plus")
+    code, stdout, err = ved_main(
+        "sample",
+        "--model",
+        "paper-label",
+        "-n",
+        "2",
+        "--no-strict",
+        "--out",
+        str(out),
+        "three plus two",
+        "three plus",
+    )
     assert code == 0 and "warning: drawing 2 caption(s) outside the model's grammar" in err
     assert np.load(out).shape == (2, 2, 28, 28)
     # every family reads a bare digit word; the mixed model reads every family
@@ -78,12 +97,15 @@ def test_errors_repeat_at_most_100_characters_of_input(tmp_path):
 
 # ---------------------------------------------------------------- paths and options
 
+
 def test_output_paths_are_checked_before_any_work(tmp_path):
     (tmp_path / "folder.png").mkdir()
     (tmp_path / "file").write_text("x")
-    cases = [(tmp_path / "folder.png", "is a folder; give a file name"),
-             (tmp_path / "file" / "x.png", "is a file, not a folder"),
-             (Path("/sys/ved-test.png"), "cannot write in '/sys' (Permission denied)")]
+    cases = [
+        (tmp_path / "folder.png", "is a folder; give a file name"),
+        (tmp_path / "file" / "x.png", "is a file, not a folder"),
+        (Path("/sys/ved-test.png"), "cannot write in '/sys' (Permission denied)"),
+    ]
     for out, fragment in cases:
         code, _, err = ved_main("sample", "-n", "1", "--out", str(out), "five")
         assert_one_line(code, err, fragment)
@@ -102,40 +124,63 @@ def test_captions_files_that_are_not_text(tmp_path):
         assert_one_line(code, err, f"--captions-file '{path}' {fragment}")
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (("sample", "--seed", "18446744073709551616", "five"), "argument --seed: 18446744073709551616 is out of range"),
-    (("sample", "-n", "2.5", "five"), "argument -n: '2.5' is not a whole number"),
-    (("serve", "--port", "99999"), "argument --port: 99999 is out of range; allowed: 1 to 65535"),
-    (("train", "--config", TINY, "--epochs", "0"), "argument --epochs: 0 is out of range"),
-    (("serve", "--allow-host", "a.example,b.example"), "--allow-host: 'a.example,b.example' is not a host name"),
-    (("serve", "--allow-host", ""), "--allow-host: '' is not a host name"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (
+            ("sample", "--seed", "18446744073709551616", "five"),
+            "argument --seed: 18446744073709551616 is out of range",
+        ),
+        (("sample", "-n", "2.5", "five"), "argument -n: '2.5' is not a whole number"),
+        (("serve", "--port", "99999"), "argument --port: 99999 is out of range; allowed: 1 to 65535"),
+        (("train", "--config", TINY, "--epochs", "0"), "argument --epochs: 0 is out of range"),
+        (
+            ("serve", "--allow-host", "a.example,b.example"),
+            "--allow-host: 'a.example,b.example' is not a host name",
+        ),
+        (("serve", "--allow-host", ""), "--allow-host: '' is not a host name"),
+    ],
+)
 def test_options_out_of_range_name_the_option(args, fragment):
     code, _, err = ved_main(*args)
     assert_one_line(code, err, fragment)
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("[train]\nbatch_size = 'big'\n", "[train] batch_size = 'big'; allowed: a whole number from 1 to 50,000"),
-    ("[train]\nbatch_size = 0\n", "[train] batch_size = 0; allowed"),
-    ("[train]\nlr = nan\n", "[train] lr = nan; allowed: a number"),
-    ("[data]\nfamily = 'poetry'\n", "[data] family = 'poetry'; allowed: label, sentence"),
-    ("[data]\nlogic_k = [3, 1]\n", "[data] logic_k = [3, 1]; allowed: [lowest, highest]"),
-    ("[model]\nlatent = -5\n", "[model] latent = -5; allowed: a whole number from 1"),
-    ("[model]\nlatent = 1000000000000\n", "[model] latent = 1000000000000; allowed"),
-    ("[model]\nfamily = 'cvae'\nstyle = 'big'\n", "[model] style = 'big'; allowed: a whole number"),
-    ("[model]\nfamily = 'cvae'\ncaption_encoder = 'attention'\ncaption_width = 6\n", "divisible"),
-    ("[model]\nfamily = 'cvae'\ncaption_encoder = 7\n", "[model] caption_encoder = 7; allowed: a name"),
-    ("train = 3\n", "[train] must be a table"),
-    ("[train\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        (
+            "[train]\nbatch_size = 'big'\n",
+            "[train] batch_size = 'big'; allowed: a whole number from 1 to 50,000",
+        ),
+        ("[train]\nbatch_size = 0\n", "[train] batch_size = 0; allowed"),
+        ("[train]\nlr = nan\n", "[train] lr = nan; allowed: a number"),
+        ("[data]\nfamily = 'poetry'\n", "[data] family = 'poetry'; allowed: label, sentence"),
+        ("[data]\nlogic_k = [3, 1]\n", "[data] logic_k = [3, 1]; allowed: [lowest, highest]"),
+        ("[model]\nlatent = -5\n", "[model] latent = -5; allowed: a whole number from 1"),
+        ("[model]\nlatent = 1000000000000\n", "[model] latent = 1000000000000; allowed"),
+        ("[model]\nfamily = 'cvae'\nstyle = 'big'\n", "[model] style = 'big'; allowed: a whole number"),
+        ("[model]\nfamily = 'cvae'\ncaption_encoder = 'attention'\ncaption_width = 6\n", "divisible"),
+        ("[model]\nfamily = 'cvae'\ncaption_encoder = 7\n", "[model] caption_encoder = 7; allowed: a name"),
+        ("train = 3\n", "[train] must be a table"),
+        ("[train\n", "is not valid TOML"),
+    ],
+)
 def test_config_values_are_checked_when_read_before_mnist(tmp_path, text, fragment):
     config = tmp_path / "bad.toml"
     config.write_text(text)
-    code, _, err = ved_main("train", "--config", str(config), "--out", str(tmp_path / "run"),
-                            env={"VED_CACHE": str(tmp_path / "no-mnist-here")})  # MNIST is never reached
+    code, _, err = ved_main(
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(tmp_path / "run"),
+        env={"VED_CACHE": str(tmp_path / "no-mnist-here")},
+    )  # MNIST is never reached
     assert_one_line(code, err, fragment)
-    assert str(config) in err and not (tmp_path / "run").exists() and not (tmp_path / "no-mnist-here").exists()
+    assert (
+        str(config) in err and not (tmp_path / "run").exists() and not (tmp_path / "no-mnist-here").exists()
+    )
 
 
 def test_config_that_is_a_folder_or_missing(tmp_path):
@@ -160,6 +205,7 @@ def test_an_unwritable_cache_costs_only_time(tmp_path, mnist_data):
 
 # ---------------------------------------------------------------- broken model folders
 
+
 def broken_folders(root: Path) -> dict[str, tuple[Path, str]]:
     good = WEIGHTS_DIR / "paper-label"
     config = json.loads((good / "config.json").read_text())
@@ -167,8 +213,9 @@ def broken_folders(root: Path) -> dict[str, tuple[Path, str]]:
     def folder(name, weights: bytes | None = None, cfg=None):
         path = root / name
         path.mkdir()
-        (path / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes() if weights is None
-                                                 else weights)
+        (path / "model.safetensors").write_bytes(
+            (good / "model.safetensors").read_bytes() if weights is None else weights
+        )
         (path / "config.json").write_text(json.dumps(config if cfg is None else cfg))
         return path
 
@@ -181,16 +228,25 @@ def broken_folders(root: Path) -> dict[str, tuple[Path, str]]:
         "empty": (root / "empty", "unknown model"),
         "truncated": (folder("truncated", raw[: len(raw) // 2]), "is not a readable safetensors file"),
         "random": (folder("random", os.urandom(4096)), "is not a readable safetensors file"),
-        "huge header": (folder("huge", (2**40).to_bytes(8, "little") + b"{}"), "is not a readable safetensors"),
+        "huge header": (
+            folder("huge", (2**40).to_bytes(8, "little") + b"{}"),
+            "is not a readable safetensors",
+        ),
         "no model key": (folder("nomodel", cfg={"data": config["data"]}), "has no [model] table"),
         "a JSON list": (folder("list", cfg=[1, 2]), "holds a JSON list"),
         "bad JSON": (folder("badjson", cfg=None), None),
-        "latent as text": (folder("latent-text", cfg={**config, "model": {**config["model"], "latent": "100"}}),
-                           "[model] latent = '100'; allowed: a whole number"),
-        "wrong shapes": (folder("shapes", cfg={**config, "model": {**config["model"], "latent": 50}}),
-                         "does not fit its config.json"),
-        "huge latent": (folder("huge-latent", cfg={**config, "model": {**config["model"], "latent": 10**12}}),
-                        "[model] latent = 1000000000000; allowed"),
+        "latent as text": (
+            folder("latent-text", cfg={**config, "model": {**config["model"], "latent": "100"}}),
+            "[model] latent = '100'; allowed: a whole number",
+        ),
+        "wrong shapes": (
+            folder("shapes", cfg={**config, "model": {**config["model"], "latent": 50}}),
+            "does not fit its config.json",
+        ),
+        "huge latent": (
+            folder("huge-latent", cfg={**config, "model": {**config["model"], "latent": 10**12}}),
+            "[model] latent = 1000000000000; allowed",
+        ),
         "NaN weights": (folder("nan", (root / "nan.safetensors").read_bytes()), "non-finite values"),
     }
 
@@ -216,6 +272,7 @@ def test_serve_with_a_broken_model_stops_before_any_worker(tmp_path):
 
 # ---------------------------------------------------------------- the Python API
 
+
 def test_generate_takes_any_iterable_of_text_read_once():
     pipe = ved.load("paper-label")
     images = pipe.generate((c for c in ["five", "seven"]), n=2, seed=0)
@@ -223,23 +280,35 @@ def test_generate_takes_any_iterable_of_text_read_once():
     assert np.array_equal(images, pipe.generate(["five", "seven"], n=2, seed=0))
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"n": 2.5}, "n must be a whole number from 1 to 10000, got 2.5"),
-    ({"n": True}, "got True"), ({"n": 0}, "got 0"), ({"n": "3"}, "got str"),
-    ({"seed": -1}, "seed must be None or a whole number"), ({"seed": 2.0}, "got 2.0"),
-    ({"strict": "no"}, "strict must be True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"n": 2.5}, "n must be a whole number from 1 to 10000, got 2.5"),
+        ({"n": True}, "got True"),
+        ({"n": 0}, "got 0"),
+        ({"n": "3"}, "got str"),
+        ({"seed": -1}, "seed must be None or a whole number"),
+        ({"seed": 2.0}, "got 2.0"),
+        ({"strict": "no"}, "strict must be True or False"),
+    ],
+)
 def test_generate_refuses_bad_arguments_with_a_ved_error(kwargs, fragment):
     with pytest.raises(VedError, match=None) as e:
         ved.load("paper-label").generate(["five"], **kwargs)
     assert fragment in str(e.value)
 
 
-@pytest.mark.parametrize("captions,fragment", [
-    (b"five", "got bytes"), ([b"five"], "caption 1 must be text (str), got bytes"), (5, "got int"),
-    (["five", None], "caption 2 must be text"), (["three plus"], "ends with the operator"),
-    (["three plus two"], "trained on label captions only"),
-])
+@pytest.mark.parametrize(
+    "captions,fragment",
+    [
+        (b"five", "got bytes"),
+        ([b"five"], "caption 1 must be text (str), got bytes"),
+        (5, "got int"),
+        (["five", None], "caption 2 must be text"),
+        (["three plus"], "ends with the operator"),
+        (["three plus two"], "trained on label captions only"),
+    ],
+)
 def test_generate_refuses_bad_captions_with_a_ved_error(captions, fragment):
     with pytest.raises(VedError) as e:
         ved.load("paper-label").generate(captions, n=1)
@@ -288,7 +357,9 @@ def test_a_planted_pickle_in_any_file_of_a_run_runs_nothing(tmp_path, trained_ru
     marker = tmp_path / "code-ran"
     payload = pickle_payload(marker)
     files = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*") if p.is_file())
-    assert {"last/train_state.safetensors", "last/model.safetensors", "metrics.jsonl"} <= {str(f) for f in files}
+    assert {"last/train_state.safetensors", "last/model.safetensors", "metrics.jsonl"} <= {
+        str(f) for f in files
+    }
     refused = 0
     for name in [*files, Path("last/train_state.pt")]:
         run = tmp_path / "tampered"
@@ -297,7 +368,9 @@ def test_a_planted_pickle_in_any_file_of_a_run_runs_nothing(tmp_path, trained_ru
         if name.name == "train_state.pt":  # an older ved's pickled state, on its own
             (run / "last" / checkpoint.TRAIN_STATE).unlink()
         (run / name).write_bytes(payload)
-        code, _, err = ved_main("train", "--config", FAST, "--out", str(run), "--epochs", "1", "--resume", "--quiet")
+        code, _, err = ved_main(
+            "train", "--config", FAST, "--out", str(run), "--epochs", "1", "--resume", "--quiet"
+        )
         assert not marker.exists(), f"code ran from {name}"
         assert code in (0, 2) and "Traceback" not in err, (name, err)
         if code == 2:
@@ -335,7 +408,8 @@ def child(out, epochs, resume, kill_at=0, when="", log=False):
         if log:
             print("REPLACE", calls[0], os.path.relpath(dst, out), flush=True)
     os.replace = replace
-    args = ["train", "--config", config, "--out", out, "--epochs", str(epochs), "--quiet"] + ["--resume"] * resume
+    args = ["train", "--config", config, "--out", out, "--epochs", str(epochs), "--quiet"]
+    args += ["--resume"] * resume
     try:
         code = cli.main(args)
     finally:
@@ -357,8 +431,12 @@ for kill_at, when in points:
 
 
 def forking_runner(root: Path, points) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", FORKING_RUNNER, FAST, str(root), json.dumps(points)],
-                          capture_output=True, text=True, timeout=HANG_GUARD_S)
+    return subprocess.run(
+        [sys.executable, "-c", FORKING_RUNNER, FAST, str(root), json.dumps(points)],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
 
 
 def test_a_kill_at_any_step_of_a_save_resumes_to_the_same_weights(tmp_path):
@@ -374,10 +452,14 @@ def test_a_kill_at_any_step_of_a_save_resumes_to_the_same_weights(tmp_path):
     halves = [points[::2], points[1::2]]
     with ThreadPoolExecutor(2) as pool:  # two forking runners, one per core
         runs = list(pool.map(lambda half: forking_runner(tmp_path, half), halves))
-    results = [line.split()[1:] for run in runs for line in run.stdout.splitlines() if line.startswith("POINT")]
+    results = [
+        line.split()[1:] for run in runs for line in run.stdout.splitlines() if line.startswith("POINT")
+    ]
     assert len(results) == len(points) >= 8, [run.stderr[-2000:] for run in runs]
     straight = tmp_path / "straight"
-    reference = {name: load_file(str(straight / name)) for name in ("model.safetensors", "last/model.safetensors")}
+    reference = {
+        name: load_file(str(straight / name)) for name in ("model.safetensors", "last/model.safetensors")
+    }
     for kill_at, when, killed, resumed in results:
         assert (killed, resumed) == ("137", "0"), (kill_at, when, [run.stderr[-2000:] for run in runs])
         run = tmp_path / f"killed-{kill_at}-{when}"

@@ -1,4 +1,5 @@
 """The caption encoders and the conditional VAE, on real MNIST and real captions."""
+
 import pytest
 import torch
 
@@ -39,7 +40,9 @@ def test_unknown_caption_encoder_is_a_clear_error():
 
 def _batch(mnist_data, size=64):
     images, labels = mnist_data.split("valid")
-    data = CaptionedImages(images[:size], labels[:size], CaptionPool(captions.caption_pool("arithmetic", "train")))
+    data = CaptionedImages(
+        images[:size], labels[:size], CaptionPool(captions.caption_pool("arithmetic", "train"))
+    )
     g = torch.Generator().manual_seed(0)
     return data.batch(torch.arange(size), data.pool.draw(data.labels, g))
 
@@ -52,14 +55,25 @@ def test_content_classes_are_the_digits_on_real_mnist(mnist_data):
     content.discover(data, 10, seed=0)
     classes, digits = data.pool.classes, data.pool.digits
     for k in range(10):
-        assert len(digits[classes == k].unique()) == 1, f"class {k} mixes digits {digits[classes == k].unique()}"
+        assert len(digits[classes == k].unique()) == 1, (
+            f"class {k} mixes digits {digits[classes == k].unique()}"
+        )
     assert len(classes.unique()) == 10
 
 
 def test_cvae_learns_and_samples(mnist_data):
     torch.manual_seed(0)
-    model = models.build({"family": "cvae", "channels": 8, "hidden": 64, "style": 4, "kl_warmup_steps": 10,
-                          "caption_encoder": "attention", "caption_steps": 200})
+    model = models.build(
+        {
+            "family": "cvae",
+            "channels": 8,
+            "hidden": 64,
+            "style": 4,
+            "kl_warmup_steps": 10,
+            "caption_encoder": "attention",
+            "caption_steps": 200,
+        }
+    )
     batch = _batch(mnist_data)
     pool = CaptionPool(captions.caption_pool("arithmetic", "train"))
     pool.classes = pool.digits  # stands in for content.discover, tested above, to keep this test short
@@ -109,16 +123,32 @@ def test_routed_encoder_reads_every_family_and_longer_captions():
     assert len(families) == len(pool) and set(families) == {"label", "sentence", "logic", "arithmetic"}
     keep = torch.tensor([i for i, f in enumerate(families) if f != "logic" or i % 10 == 0])
     tokens, lengths = pool.tokens[keep], pool.lengths[keep]
-    model = models.build({"family": "cvae", "caption_encoder": "routed", "caption_hidden": 32,
-                          "caption_steps": 400, "channels": 8, "hidden": 32})
-    model.caption_prior.fit(tokens[:, : int(lengths.max())], lengths, pool.digits[keep], [families[i] for i in keep])
+    model = models.build(
+        {
+            "family": "cvae",
+            "caption_encoder": "routed",
+            "caption_hidden": 32,
+            "caption_steps": 400,
+            "channels": 8,
+            "hidden": 32,
+        }
+    )
+    model.caption_prior.fit(
+        tokens[:, : int(lengths.max())], lengths, pool.digits[keep], [families[i] for i in keep]
+    )
     router = model.caption_prior.encoder
     # Measured on this tenth, in three runs: arithmetic 0.95 or more, logic 0.52 (all of its captions
     # give 1.0), sentence 0.975-1.0; chance is 0.1. The last bits vary between runs and 400 steps at
     # learning rate 1e-2 amplify them, hence the margins.
-    for family, split, least in [("arithmetic", "test", 0.85), ("logic", "valid", 0.4), ("sentence", "valid", 0.9)]:
+    for family, split, least in [
+        ("arithmetic", "test", 0.85),
+        ("logic", "valid", 0.4),
+        ("sentence", "valid", 0.9),
+    ]:
         test = CaptionPool(captions.pool_for({"family": family}, split))
-        own = torch.tensor([len(c.split()) > 1 for c in test.captions])  # a bare digit word is in three families
+        own = torch.tensor(
+            [len(c.split()) > 1 for c in test.captions]
+        )  # a bare digit word is in three families
         with torch.no_grad():
             routes = router.router_logits(test.tokens).argmax(1)
             right = (model.class_logits(test.tokens, test.lengths).argmax(1) == test.digits).float().mean()
@@ -149,8 +179,9 @@ def test_routed_encoder_on_one_family_without_arithmetic():
     torch.manual_seed(0)
     data = {"family": "label"}
     pool = CaptionPool(captions.pool_for(data, "train"))
-    model = models.build({"family": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8,
-                          "hidden": 32})
+    model = models.build(
+        {"family": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8, "hidden": 32}
+    )
     model.caption_prior.fit(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
     with torch.no_grad():
         assert (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.digits).all()
@@ -167,8 +198,9 @@ def test_style_mixture_finds_separate_clusters():
     order = means.mean(1).argsort()
     torch.testing.assert_close(weights[order], torch.tensor([0.75, 0.25]), atol=0.03, rtol=0)
     torch.testing.assert_close(means[order].mean(1), torch.tensor([0.0, 10.0]), atol=0.2, rtol=0)
-    torch.testing.assert_close(covs[order].diagonal(dim1=1, dim2=2).mean(1), torch.tensor([0.25, 4.0]),
-                               atol=0.3, rtol=0)
+    torch.testing.assert_close(
+        covs[order].diagonal(dim1=1, dim2=2).mean(1), torch.tensor([0.25, 4.0]), atol=0.3, rtol=0
+    )
 
 
 def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
@@ -186,15 +218,19 @@ def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
     old = {}
     for key, value in model.state_dict().items():
         prefix = next((p for p in new_to_old if key.startswith(p)), None)
-        old[new_to_old[prefix] + key[len(prefix):] if prefix else key] = value
+        old[new_to_old[prefix] + key[len(prefix) :] if prefix else key] = value
     assert "prototypes" in old and "caption.word.weight" in old and "caption_prior.prototypes" not in old
     del old["style_weights"]
     old["style_mean"], old["style_scale"] = old["style_mean"][:, 0], old["style_scale"][:, 0]
     loaded = models.build(config).eval()
     loaded.load_state_dict(old)
     tokens, lengths = vocab.encode(["three plus two", "nine"])
-    torch.testing.assert_close(loaded.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
-                               model.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
+        model.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_accept_redraws_only_what_the_models_critic_doubts():
@@ -207,9 +243,13 @@ def test_accept_redraws_only_what_the_models_critic_doubts():
     assert settings["accept"] == 0.9
     tokens, lengths = vocab.encode(["three plus two", "one plus two plus one plus one", "nine minus one"])
     k = model.class_logits(tokens, lengths).argmax(1).repeat_interleave(200)
-    kept = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(-1, 1, 28, 28)
+    kept = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(
+        -1, 1, 28, 28
+    )
     settings = {**settings, "accept": 0.0}
-    drawn = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(-1, 1, 28, 28)
+    drawn = model.generate(tokens, lengths, 200, torch.Generator().manual_seed(0), **settings).reshape(
+        -1, 1, 28, 28
+    )
     with torch.no_grad():
         believed = model.critic_belief(drawn, k) >= 0.9
         assert (model.critic_belief(kept, k) >= 0.9).all()

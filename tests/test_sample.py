@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import run_ved
 
 import ved
-from conftest import run_ved
 
 
 def test_python_api_returns_uint8_mnist_convention():
@@ -16,12 +16,25 @@ def test_python_api_returns_uint8_mnist_convention():
 
 def test_cli_npy_matches_python_api(tmp_path):
     out = tmp_path / "x.npy"
-    code, _, err = run_ved("sample", "--model", "paper-arithmetic", "-n", "5", "--seed", "3",
-                           "--out", str(out), "three plus two", "one plus two plus one plus one")
+    code, _, err = run_ved(
+        "sample",
+        "--model",
+        "paper-arithmetic",
+        "-n",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "three plus two",
+        "one plus two plus one plus one",
+    )
     assert code == 0, err
     array = np.load(out)
     assert array.shape == (2, 5, 28, 28) and array.dtype == np.uint8
-    expected = ved.load("paper-arithmetic").generate(["three plus two", "one plus two plus one plus one"], 5, 3)
+    expected = ved.load("paper-arithmetic").generate(
+        ["three plus two", "one plus two plus one plus one"], 5, 3
+    )
     assert np.array_equal(array, expected)
 
 
@@ -38,7 +51,9 @@ def test_cli_png_grid_and_captions_file(tmp_path):
     assert width > height  # three rows of four, captions to the left
 
 
-@pytest.mark.parametrize("caption,fragment", [("thre plus two", "did you mean 'three'"), ("", "empty caption")])
+@pytest.mark.parametrize(
+    "caption,fragment", [("thre plus two", "did you mean 'three'"), ("", "empty caption")]
+)
 def test_bad_caption_writes_nothing(tmp_path, caption, fragment):
     out = tmp_path / "x.npy"
     code, stdout, err = run_ved("sample", "--out", str(out), "five", caption)
@@ -66,8 +81,12 @@ def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_da
 
     assert DEFAULT_MODEL == "cvae-mixed"
     judge = load_judge()
-    for family, split, least in [("arithmetic", "test", 0.95), ("logic", "valid", 0.95),
-                                 ("sentence", "test", 0.95), ("logic", "test", 0.95)]:
+    for family, split, least in [
+        ("arithmetic", "test", 0.95),
+        ("logic", "valid", 0.95),
+        ("sentence", "test", 0.95),
+        ("logic", "test", 0.95),
+    ]:
         pool = captions.caption_pool(family, split, logic_test_k=(4, 8))
         chosen = [(c, d) for d in range(10) for c in pool[d][:10]]
         images = ved.load().generate([c for c, _ in chosen], n=5, seed=0)
@@ -83,8 +102,8 @@ def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
     vary at least 0.9 times as much as real digits (measured 1.00) and sit nearer real digits in the
     judge's features (FJD) than the plain Bernoulli means without the veto do (measured 18.5, 99.4%
     against 25.3, 98.3% on these 1,000 samples)."""
-    from ved import captions, metrics, vocab
     import ved
+    from ved import captions, metrics, vocab
     from ved.pipeline import load_judge
 
     pipe, judge = ved.load(), load_judge()
@@ -95,7 +114,9 @@ def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
     sharp = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0), sharpness=1.5)
     plain = model.generate(tokens, lengths, 3, torch.Generator().manual_seed(0), sharpness=1.0)
     # the same styles, only the pixels' logits scaled
-    torch.testing.assert_close(sharp, torch.sigmoid(1.5 * torch.logit(plain.double())).float(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        sharp, torch.sigmoid(1.5 * torch.logit(plain.double())).float(), atol=1e-4, rtol=0
+    )
 
     reference = metrics.RealReference(judge, mnist_data)
     pool = captions.caption_pool("arithmetic", "valid")

@@ -1,4 +1,5 @@
 """The web demo and API against a real uvicorn server on loopback, and a real browser."""
+
 import base64
 import io
 import json
@@ -11,9 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import free_port, run_ved
+from PIL import Image
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 WAIT_MS = 120_000  # a hang guard for a busy machine, not a speed target
@@ -54,8 +54,9 @@ def test_errors_are_json_with_the_cli_message(server):
     assert r.status_code == 400 and "did you mean 'nine'" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("body", [{"caption": "one " * 65}, {"caption": "five", "n": 0},
-                                  {"caption": "five", "n": 65}, {"n": 3}])
+@pytest.mark.parametrize(
+    "body", [{"caption": "one " * 65}, {"caption": "five", "n": 0}, {"caption": "five", "n": 65}, {"n": 3}]
+)
 def test_out_of_range_requests_are_422(server, body):
     assert httpx.post(server + "/api/generate", json=body).status_code == 422
 
@@ -70,8 +71,11 @@ def test_models_are_looked_up_by_name_only(server, tmp_path):
 
 def test_concurrent_requests_are_safe(server):
     def call(seed):
-        return httpx.post(server + "/api/generate", json={"caption": "nine minus five minus four", "seed": seed,
-                                                          "n": 8}, timeout=300).json()["images"]
+        return httpx.post(
+            server + "/api/generate",
+            json={"caption": "nine minus five minus four", "seed": seed, "n": 8},
+            timeout=300,
+        ).json()["images"]
 
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(call, [1, 2] * 16))
@@ -98,9 +102,17 @@ def test_page_in_a_real_browser(server):
         pytest.skip("Debian's chromium could not be installed with apt-get on this machine")
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         console = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
@@ -110,7 +122,9 @@ def test_page_in_a_real_browser(server):
         page.locator("#grid img").nth(15).wait_for(timeout=WAIT_MS)
         page.locator("#status", has_text="means 5").wait_for(timeout=WAIT_MS)
         assert page.locator("#grid img").count() == 16
-        assert page.eval_on_selector_all("#grid img", "imgs => imgs.every(i => i.complete && i.naturalWidth === 28)")
+        assert page.eval_on_selector_all(
+            "#grid img", "imgs => imgs.every(i => i.complete && i.naturalWidth === 28)"
+        )
         page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
         page.fill("#caption", "one plus tow")
         page.click("#generate")
@@ -135,9 +149,19 @@ def test_page_in_a_real_browser(server):
 
 
 def test_serve_refuses_bad_arguments_in_one_line():
-    code, _, err = run_ved("serve", "--model", "nope", "--port", str(free_port()), )
+    code, _, err = run_ved(
+        "serve",
+        "--model",
+        "nope",
+        "--port",
+        str(free_port()),
+    )
     assert code == 2 and "unknown model 'nope'" in err and "Traceback" not in err
-    code, _, err = run_ved("serve", "--workers", "0", )
+    code, _, err = run_ved(
+        "serve",
+        "--workers",
+        "0",
+    )
     assert code == 2 and "--workers: 0 is out of range; allowed: 1 to 64" in err and err.count("\n") == 1
     code, _, err = run_ved("serve", "--port", "99999")
     assert code == 2 and "--port: 99999 is out of range; allowed: 1 to 65535" in err and err.count("\n") == 1
@@ -145,27 +169,39 @@ def test_serve_refuses_bad_arguments_in_one_line():
 
 # ---------------------------------------------------------------- hardening
 
-@pytest.mark.parametrize("body,status,fragment", [
-    ('{"caption": "\\ud800"}', 422, "caption: Input should be a valid string"),
-    ('{"caption": "five", "n": NaN}', 422, "n: "), ('{"caption": "five", "n": Infinity}', 422, "n: "),
-    ('{"caption": "five", "seed": NaN}', 422, "seed: "), ('{"caption": "five", "model": "\\ud800"}', 422, "model: "),
-    ('{"caption": "five", "n": "3"}', 422, "n: Input should be a valid integer"),
-    ('{"caption": "five", "n": true}', 422, "n: Input should be a valid integer"),
-    ('{"caption": "five", "strict": "no"}', 422, "strict: "),
-    ('{"caption": "five", "surprise": 1}', 422, "surprise: Extra inputs are not permitted"),
-    ('{"n": 3}', 422, "caption: Field required"), ("{", 422, "JSON"), ("[]", 422, ""),
-    ('{"caption": "' + "one " * 80 + '"}', 422, "caption: String should have at most 256 characters"),
-    ('{"caption": "two plus"}', 400, "ends with the operator 'plus'"),
-])
+
+@pytest.mark.parametrize(
+    "body,status,fragment",
+    [
+        ('{"caption": "\\ud800"}', 422, "caption: Input should be a valid string"),
+        ('{"caption": "five", "n": NaN}', 422, "n: "),
+        ('{"caption": "five", "n": Infinity}', 422, "n: "),
+        ('{"caption": "five", "seed": NaN}', 422, "seed: "),
+        ('{"caption": "five", "model": "\\ud800"}', 422, "model: "),
+        ('{"caption": "five", "n": "3"}', 422, "n: Input should be a valid integer"),
+        ('{"caption": "five", "n": true}', 422, "n: Input should be a valid integer"),
+        ('{"caption": "five", "strict": "no"}', 422, "strict: "),
+        ('{"caption": "five", "surprise": 1}', 422, "surprise: Extra inputs are not permitted"),
+        ('{"n": 3}', 422, "caption: Field required"),
+        ("{", 422, "JSON"),
+        ("[]", 422, ""),
+        ('{"caption": "' + "one " * 80 + '"}', 422, "caption: String should have at most 256 characters"),
+        ('{"caption": "two plus"}', 400, "ends with the operator 'plus'"),
+    ],
+)
 def test_client_mistakes_get_a_4xx_and_one_short_line(server, body, status, fragment):
-    r = httpx.post(server + "/api/generate", content=body.encode(), headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        server + "/api/generate", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == status, r.text
     detail = r.json()["detail"]
     assert fragment in detail and "\n" not in detail and len(r.content) < 500
 
 
 def test_wrong_content_type_is_a_4xx(server):
-    r = httpx.post(server + "/api/generate", content=b'{"caption": "five"}', headers={"Content-Type": "text/plain"})
+    r = httpx.post(
+        server + "/api/generate", content=b'{"caption": "five"}', headers={"Content-Type": "text/plain"}
+    )
     assert 400 <= r.status_code < 500 and "\n" not in r.json()["detail"]
 
 
@@ -175,7 +211,12 @@ def test_the_caption_contract_over_http(server):
     assert 'send "strict": false to draw it anyway' in r.json()["detail"]
     r = httpx.post(server + "/api/generate", json={"caption": "two plus", "n": 2, "strict": False})
     body = r.json()
-    assert r.status_code == 200 and body["digit"] is None and body["strict"] is False and len(body["images"]) == 2
+    assert (
+        r.status_code == 200
+        and body["digit"] is None
+        and body["strict"] is False
+        and len(body["images"]) == 2
+    )
     assert "outside the model's grammar" in body["warning"]
     r = httpx.post(server + "/api/generate", json={"caption": "three plus two", "model": "paper-label"})
     assert r.status_code == 400 and "trained on label captions only" in r.json()["detail"]
@@ -221,6 +262,9 @@ def test_security_headers_and_no_external_docs(server):
 
 
 def test_serving_loads_no_matplotlib():
-    done = subprocess.run([sys.executable, "-c", "import sys, ved.serve; print('matplotlib' in sys.modules)"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, ved.serve; print('matplotlib' in sys.modules)"],
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip() == "False", done.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_ved, ved_main
 from safetensors.torch import load_file
 
-from conftest import run_ved, ved_main
 from ved import checkpoint, models, vocab
 from ved.pipeline import load_judge
 
@@ -82,8 +82,11 @@ def test_kill_then_resume_ends_with_the_same_weights(tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     code, _, err = run_ved("train", "--config", TINY, "--out", str(straight), "--quiet")
     assert code == 0, err
-    proc = subprocess.Popen([sys.executable, "-m", "ved", "train", "--config", TINY, "--out", str(broken),
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ved", "train", "--config", TINY, "--out", str(broken), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 3600  # a hang guard only
     while time.time() < deadline and proc.poll() is None:
         if saved_epoch(broken) >= 2:
@@ -132,14 +135,18 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
 
 def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
     config = tmp_path / "bernoulli.toml"
-    config.write_text(Path(TINY).read_text().replace('family = "paper_ved"',
-                                                     'family = "paper_ved"\nlikelihood = "bernoulli"')
-                      .replace("max_epochs = 4", "max_epochs = 2"))
+    config.write_text(
+        Path(TINY)
+        .read_text()
+        .replace('family = "paper_ved"', 'family = "paper_ved"\nlikelihood = "bernoulli"')
+        .replace("max_epochs = 4", "max_epochs = 2")
+    )
     code, _, err = run_ved("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
     assert code == 0, err
     out = tmp_path / "r.json"
-    code, _, err = run_ved("evaluate", "--model", str(tmp_path / "run"), "--split", "valid", "--json", str(out),
-                           "--quiet")
+    code, _, err = run_ved(
+        "evaluate", "--model", str(tmp_path / "run"), "--split", "valid", "--json", str(out), "--quiet"
+    )
     assert code == 0, err
     r = json.loads(out.read_text())["results"]["label"]["valid"]
     # nats per image: summed Bernoulli NLL over 784 pixels (a blank guess costs ~540) plus summed KL
@@ -172,7 +179,9 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     average = resume_state["ema"]  # the kept network is the weights' moving average, not the last weights
     assert torch.equal(final["decoder.0.weight"], average["decoder.0.weight"])
     assert not torch.equal(final["decoder.0.weight"], a["decoder.0.weight"])
-    assert not torch.equal(final["style_prior.mean"], average["style_prior.mean"])  # the same network, refitted prior
+    assert not torch.equal(
+        final["style_prior.mean"], average["style_prior.mean"]
+    )  # the same network, refitted prior
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     # label captions, 3 short epochs: measured 0.97 (0.10 after the first); chance is 0.1
     assert rows[-1]["valid_accuracy"] >= 0.8, rows[-1]
@@ -183,15 +192,24 @@ def test_routed_configs_record_their_experts(tmp_path):
     what a saved model reads. A config saved before that gets the experts it was trained with:
     its weights would load into the new logic expert without an error (measured: 27% of logic
     test captions in the right class instead of 92%)."""
-    from ved.pipeline import load_generator
     from ved.config import resolve
+    from ved.pipeline import load_generator
 
-    small = {"family": "cvae", "caption_encoder": "routed", "caption_hidden": 8, "caption_width": 8,
-             "channels": 4, "hidden": 8, "style": 2}
+    small = {
+        "family": "cvae",
+        "caption_encoder": "routed",
+        "caption_hidden": 8,
+        "caption_width": 8,
+        "channels": 4,
+        "hidden": 8,
+        "style": 2,
+    }
     assert resolve({"model": small})["model"]["experts"]["logic"] == "attention-mean"
     assert "experts" not in resolve({"model": {**small, "caption_encoder": "word-sum"}})["model"]
     checkpoint.save_model(tmp_path / "old", models.build(small), {"model": small})
     assert type(load_generator(tmp_path / "old").caption_prior.encoder.experts[-1]).__name__ == "Attention"
     recorded = resolve({"model": small})
     checkpoint.save_model(tmp_path / "new", models.build(recorded["model"]), recorded)
-    assert type(load_generator(tmp_path / "new").caption_prior.encoder.experts[-1]).__name__ == "AttentionMean"
+    assert (
+        type(load_generator(tmp_path / "new").caption_prior.encoder.experts[-1]).__name__ == "AttentionMean"
+    )

@@ -3,6 +3,7 @@
 A batch's captions are drawn by tensor indexing into a pre-tokenised pool,
 never by per-sample Python, so an epoch costs a few hundred small kernels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -80,14 +81,24 @@ class CaptionedImages:
         classes = None if self.pool.classes is None else self.pool.classes[caption_index]
         return Batch(images, tokens, lengths, caption_of, self.pool.digits[caption_index], classes)
 
-    def batches(self, batch_size: int, generator: torch.Generator, shuffle: bool = True,
-                rank: int = 0, world_size: int = 1):
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         """One epoch. With world_size > 1 each rank takes its own slice of every global batch."""
         n = len(self)
-        order = torch.randperm(n, generator=generator).to(self.device) if shuffle else torch.arange(n, device=self.device)
+        order = (
+            torch.randperm(n, generator=generator).to(self.device)
+            if shuffle
+            else torch.arange(n, device=self.device)
+        )
         captions = self.pool.draw(self.labels[order], generator)
         for lo in range(0, n, batch_size):
-            idx, cap = order[lo: lo + batch_size], captions[lo: lo + batch_size]
+            idx, cap = order[lo : lo + batch_size], captions[lo : lo + batch_size]
             if world_size > 1:
                 idx, cap = idx[rank::world_size], cap[rank::world_size]
             yield self.batch(idx, cap)

@@ -3,6 +3,7 @@
 The parser exists to build datasets and to score generated images; models
 never call it (they see token ids only, see vocab.py).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -13,8 +14,20 @@ from .errors import VedError, shown
 
 SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-SENTENCE_WORDS = ["this", "is", "the", "a", "that", "'s", "number", "black", "on", "white",
-                  "background", "with"]
+SENTENCE_WORDS = [
+    "this",
+    "is",
+    "the",
+    "a",
+    "that",
+    "'s",
+    "number",
+    "black",
+    "on",
+    "white",
+    "background",
+    "with",
+]
 LOGIC_WORDS = ["min", "max", "or", "plus", "minus"]
 WORDS = SPECIALS + DIGIT_WORDS + SENTENCE_WORDS + LOGIC_WORDS  # the paper's 31 tokens
 CAPTION_WORDS = DIGIT_WORDS + SENTENCE_WORDS + LOGIC_WORDS
@@ -93,13 +106,15 @@ def _value(tokens: list[str]) -> int:
     digits = [i for i, w in enumerate(tokens) if w in DIGIT_VALUE]
     if len(digits) == 1:
         i = digits[0]
-        template = " ".join(tokens[:i] + ["<label>"] + tokens[i + 1:])
+        template = " ".join(tokens[:i] + ["<label>"] + tokens[i + 1 :])
         if template in TEMPLATES:
             return DIGIT_VALUE[tokens[i]]
     if "or" in tokens:
         raise CaptionError("'or' is in the paper's vocabulary but no caption family uses it")
-    raise CaptionError(f"not a caption form ved knows: a digit word, one of the {len(TEMPLATES)} sentence "
-                       "templates, 'min|max d d ...' or 'd plus|minus d ...'")
+    raise CaptionError(
+        f"not a caption form ved knows: a digit word, one of the {len(TEMPLATES)} sentence "
+        "templates, 'min|max d d ...' or 'd plus|minus d ...'"
+    )
 
 
 def _evaluate_chain(tokens: list[str]) -> int:
@@ -146,8 +161,10 @@ def check_caption(caption: str, trained_on: str | None) -> int:
     if trained_on not in (None, "mixed") and trained_on not in families:
         kinds = ", ".join(families[:-1]) + " or " + families[-1] if len(families) > 1 else families[0]
         article = "an" if kinds[0] in "aeiou" else "a"
-        raise CaptionError(f"caption '{shown(caption)}' is {article} {kinds} caption; this model was trained on "
-                           f"{trained_on} captions only")
+        raise CaptionError(
+            f"caption '{shown(caption)}' is {article} {kinds} caption; this model was trained on "
+            f"{trained_on} captions only"
+        )
     return digit
 
 
@@ -160,6 +177,7 @@ def operation_count(caption: str) -> int:
 
 
 # ---------------------------------------------------------------- families
+
 
 def _split_of(caption: str, seed: int) -> str:
     # A stable hash gives disjoint caption sets per split, independent of draw order.
@@ -175,8 +193,9 @@ def sentence_pool() -> dict[int, list[str]]:
     return {d: [t.replace("<label>", DIGIT_WORDS[d]) for t in TEMPLATES] for d in range(10)}
 
 
-def logic_pool(split: str, seed: int = 0, k_range: tuple[int, int] = (1, 3),
-               per_digit: int | None = None) -> dict[int, list[str]]:
+def logic_pool(
+    split: str, seed: int = 0, k_range: tuple[int, int] = (1, 3), per_digit: int | None = None
+) -> dict[int, list[str]]:
     """min/max over the label and k distractors (larger for min, smaller for max).
 
     Caption sets of the three splits are disjoint by a seeded hash; `k_range`
@@ -217,8 +236,9 @@ def arithmetic_train_pool() -> dict[int, list[str]]:
     return pools
 
 
-def arithmetic_test_pool(seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5),
-                         per_cell: int = 15) -> dict[int, list[str]]:
+def arithmetic_test_pool(
+    seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5), per_cell: int = 15
+) -> dict[int, list[str]]:
     """Unseen captions with several operations, balanced over digits and operation counts."""
     rng = random.Random(f"arithmetic-test:{seed}:{ops}")
     seen = {c for pool in arithmetic_train_pool().values() for c in pool}
@@ -233,15 +253,17 @@ def arithmetic_test_pool(seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5),
                 if total != d:
                     continue
                 caption = DIGIT_WORDS[values[0]] + "".join(
-                    f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, values[1:]))
+                    f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, values[1:])
+                )
                 if caption not in seen:
                     cell.add(caption)
             pools[d].extend(sorted(cell))
     return pools
 
 
-def arithmetic_pool(split: str, seed: int = 0, train_max_ops: int = 1,
-                    hold_out_pairs: int = 0) -> dict[int, list[str]]:
+def arithmetic_pool(
+    split: str, seed: int = 0, train_max_ops: int = 1, hold_out_pairs: int = 0
+) -> dict[int, list[str]]:
     """The arithmetic family's splits (validation images get the training captions). The paper's
     protocol trains on one operation at most and tests on 2-5. Two SCAN-style variants:
 
@@ -253,12 +275,17 @@ def arithmetic_pool(split: str, seed: int = 0, train_max_ops: int = 1,
     if not 1 <= train_max_ops <= 4:
         raise CaptionError(f"train_max_ops = {train_max_ops}; allowed: 1 to 4 (tests go up to 5 operations)")
     if not 0 <= hold_out_pairs <= 50:
-        raise CaptionError(f"hold_out_pairs = {hold_out_pairs}; allowed: 0 to 50 (training keeps 5+ per digit)")
+        raise CaptionError(
+            f"hold_out_pairs = {hold_out_pairs}; allowed: 0 to 50 (training keeps 5+ per digit)"
+        )
     if hold_out_pairs and train_max_ops > 1:
         raise CaptionError("hold_out_pairs and train_max_ops > 1 are two different splits; set one of them")
     paper = arithmetic_train_pool()
     rng = random.Random(f"pairs:{seed}")
-    by_digit = [rng.sample(p, len(p)) for p in ([c for c in pool if operation_count(c) == 1] for pool in paper.values())]
+    by_digit = [
+        rng.sample(p, len(p))
+        for p in ([c for c in pool if operation_count(c) == 1] for pool in paper.values())
+    ]
     held = {by_digit[i % 10][i // 10] for i in range(hold_out_pairs)}  # round the digits, so each has some
     if split == "test":
         if held:
@@ -271,9 +298,15 @@ def arithmetic_pool(split: str, seed: int = 0, train_max_ops: int = 1,
     return pools
 
 
-def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int] = (1, 3),
-                 logic_test_k: tuple[int, int] | None = None, train_max_ops: int = 1,
-                 hold_out_pairs: int = 0) -> dict[int, list[str]]:
+def caption_pool(
+    family: str,
+    split: str,
+    seed: int = 0,
+    logic_k: tuple[int, int] = (1, 3),
+    logic_test_k: tuple[int, int] | None = None,
+    train_max_ops: int = 1,
+    hold_out_pairs: int = 0,
+) -> dict[int, list[str]]:
     """Captions a split may give an image of each digit: {digit: [caption, ...]}."""
     if family not in FAMILIES:
         raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
@@ -290,7 +323,9 @@ def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int
         return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs)
     merged: dict[int, list[str]] = {d: [] for d in range(10)}
     for fam in ("label", "sentence", "logic", "arithmetic"):
-        for d, pool in caption_pool(fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs).items():
+        for d, pool in caption_pool(
+            fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs
+        ).items():
             merged[d].extend(pool)
     return merged
 
@@ -298,9 +333,15 @@ def caption_pool(family: str, split: str, seed: int = 0, logic_k: tuple[int, int
 def pool_for(data: dict, split: str) -> dict[int, list[str]]:
     """The caption pool that a config's [data] table gives a split."""
     logic_test = data.get("logic_test_k")
-    return caption_pool(data["family"], split, data.get("caption_seed", 0), tuple(data.get("logic_k", (1, 3))),
-                        tuple(logic_test) if logic_test else None, data.get("train_max_ops", 1),
-                        data.get("hold_out_pairs", 0))
+    return caption_pool(
+        data["family"],
+        split,
+        data.get("caption_seed", 0),
+        tuple(data.get("logic_k", (1, 3))),
+        tuple(logic_test) if logic_test else None,
+        data.get("train_max_ops", 1),
+        data.get("hold_out_pairs", 0),
+    )
 
 
 def pool_families(data: dict, split: str) -> list[str]:

@@ -5,6 +5,7 @@ JSON, so a run or model folder from anywhere can be opened without running its c
 checkpoint (`save_checkpoint`) is one unit: it is written whole into a new folder that then takes
 the old one's place by rename, so a kill at any moment leaves the old checkpoint or the new one.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,12 +56,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 def remove_temp_files(folder: Path) -> None:
     """Temp files that killed atomic writes left behind (`.NAME.xxxxxxxx`)."""
     for path in Path(folder).glob(".*.*"):
-        if path.is_file() and any(path.name.startswith(f".{name}.") for name in (WEIGHTS, CONFIG, "metrics.jsonl")):
+        if path.is_file() and any(
+            path.name.startswith(f".{name}.") for name in (WEIGHTS, CONFIG, "metrics.jsonl")
+        ):
             path.unlink(missing_ok=True)
 
 
 def _weights_bytes(model_or_tensors, metadata: dict | None = None) -> bytes:
-    items = model_or_tensors.state_dict() if isinstance(model_or_tensors, torch.nn.Module) else model_or_tensors
+    items = (
+        model_or_tensors.state_dict() if isinstance(model_or_tensors, torch.nn.Module) else model_or_tensors
+    )
     return save({k: v.detach().cpu().contiguous() for k, v in items.items()}, metadata)
 
 
@@ -82,6 +87,7 @@ def copy_model(run: Path, target: Path) -> None:
 
 # ---------------------------------------------------------------- training checkpoints
 
+
 def save_checkpoint(folder: Path, model, config: dict, train_state: dict) -> None:
     """Weights, config and training state as one unit: written into a fresh sibling folder, then
     swapped in by two renames (old -> .NAME.old, new -> NAME). `recover` finishes or undoes a swap
@@ -91,9 +97,11 @@ def save_checkpoint(folder: Path, model, config: dict, train_state: dict) -> Non
     recover(folder)
     new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
     tensors, skeleton = _flatten(train_state)
-    for name, data in ((WEIGHTS, _weights_bytes(model)),
-                       (CONFIG, json.dumps(config, indent=2, sort_keys=True).encode()),
-                       (TRAIN_STATE, save(tensors, {"state": json.dumps(skeleton)}))):
+    for name, data in (
+        (WEIGHTS, _weights_bytes(model)),
+        (CONFIG, json.dumps(config, indent=2, sort_keys=True).encode()),
+        (TRAIN_STATE, save(tensors, {"state": json.dumps(skeleton)})),
+    ):
         with open(new / name, "wb") as f:
             f.write(data)
             f.flush()
@@ -128,8 +136,10 @@ def load_train_state(folder: Path) -> dict | None:
     path = folder / TRAIN_STATE
     if not path.exists():
         if (folder / PICKLED_TRAIN_STATE).exists():
-            raise ModelError(f"{folder / PICKLED_TRAIN_STATE} is a pickle from an older ved, which is never "
-                             f"opened (it could run code); delete {folder} to train this run afresh")
+            raise ModelError(
+                f"{folder / PICKLED_TRAIN_STATE} is a pickle from an older ved, which is never "
+                f"opened (it could run code); delete {folder} to train this run afresh"
+            )
         return None
     try:
         with safe_open(str(path), "pt") as f:
@@ -137,7 +147,9 @@ def load_train_state(folder: Path) -> dict | None:
         tensors = load(path.read_bytes())
         state = _unflatten(skeleton, tensors)
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
-        raise ModelError(f"{path} is damaged ({one_line(e)}); delete {folder} to train this run afresh") from None
+        raise ModelError(
+            f"{path} is damaged ({one_line(e)}); delete {folder} to train this run afresh"
+        ) from None
     if not isinstance(state, dict) or not {"optimizer", "rng", "state"} <= state.keys():
         raise ModelError(f"{path} is not a ved training state; delete {folder} to train this run afresh")
     return state
@@ -147,6 +159,7 @@ def load_train_state(folder: Path) -> dict | None:
 # the random generators'). Tensors go into safetensors under a path name; the rest is JSON in the
 # file's metadata, a tensor standing as {"tensor": name} and a dict with other keys than strings
 # (the optimiser's per-parameter state) as {"items": [[key, value], ...]}.
+
 
 def _flatten(value, tensors: dict | None = None, path: str = "") -> tuple[dict, object]:
     tensors = {} if tensors is None else tensors
@@ -170,7 +183,7 @@ def _unflatten(node, tensors: dict):
     if isinstance(node, dict):
         if len(node) != 1:
             raise ValueError("malformed training state")
-        (kind, body), = node.items()
+        ((kind, body),) = node.items()
         if kind == "tensor":
             return tensors[body]
         if kind == "dict":
@@ -188,6 +201,7 @@ def _unflatten(node, tensors: dict):
 
 
 # ---------------------------------------------------------------- reading model folders
+
 
 def load_config(folder: Path) -> dict:
     """A model folder's config.json as a dict; ModelError in one line naming the file otherwise."""

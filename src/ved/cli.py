@@ -4,6 +4,7 @@ Exit status: 0 done; 2 input ved refuses (a caption, an option, a config, a mode
 with nothing written; 1 the system failed us (a file that cannot be written, MNIST out of reach);
 130 interrupted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,6 +34,7 @@ class Parser(argparse.ArgumentParser):
 
 def whole(low: int, high: int):
     """An argparse type: a whole number in [low, high], refused with both bounds named."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -42,6 +44,7 @@ def whole(low: int, high: int):
             top = f"{high:,}" if high >= 10**6 else str(high)
             raise argparse.ArgumentTypeError(f"{shown(text, 40)} is out of range; allowed: {low} to {top}")
         return value
+
     return parse
 
 
@@ -53,8 +56,10 @@ def host_name(text: str) -> str:
     address in brackets or not)."""
     name = text.strip("[]")
     if not name or len(name) > 253 or not all(ch.isascii() and (ch.isalnum() or ch in ".-:") for ch in name):
-        raise argparse.ArgumentTypeError(f"'{shown(text, 60)}' is not a host name; allowed: letters, digits, "
-                                         "dots and hyphens, e.g. ved.example.org, or an IP address")
+        raise argparse.ArgumentTypeError(
+            f"'{shown(text, 60)}' is not a host name; allowed: letters, digits, "
+            "dots and hyphens, e.g. ved.example.org, or an IP address"
+        )
     return name
 
 
@@ -110,8 +115,9 @@ def cmd_judge_train(args):
     from .train_judge import train_judge
 
     writable_folder(Path(args.out), "--out")
-    result = train_judge(args.out, str(device_of(args.device)), epochs=args.epochs, seed=args.seed,
-                         progress=not args.quiet)
+    result = train_judge(
+        args.out, str(device_of(args.device)), epochs=args.epochs, seed=args.seed, progress=not args.quiet
+    )
     print(f"judge: test accuracy {result['test_accuracy']:.4f} -> {args.out}")
 
 
@@ -132,14 +138,23 @@ def cmd_train(args):
     dist = distributed.setup(device)
     device = dist.device if dist else device  # under torchrun each rank takes its own GPU
     try:
-        result = train(config, out, device=device, resume=args.resume, judge=load_judge(device=device),
-                       progress=not args.quiet, dist=dist)
+        result = train(
+            config,
+            out,
+            device=device,
+            resume=args.resume,
+            judge=load_judge(device=device),
+            progress=not args.quiet,
+            dist=dist,
+        )
     finally:
         distributed.teardown(dist)
     if dist is None or dist.rank == 0:
         s = result["state"]
-        print(f"trained {s['epoch']} epochs in {s['seconds']:.1f}s; best epoch {s['best_epoch']} "
-              f"(valid {config['train']['early_stop_on']} {s['best_valid']:.4f}) -> {out}")
+        print(
+            f"trained {s['epoch']} epochs in {s['seconds']:.1f}s; best epoch {s['best_epoch']} "
+            f"(valid {config['train']['early_stop_on']} {s['best_valid']:.4f}) -> {out}"
+        )
 
 
 MAX_CAPTIONS_FILE = 10 << 20
@@ -151,10 +166,14 @@ def read_captions(args) -> list[str]:
         path = Path(args.captions_file)
         try:
             if path.is_dir():
-                raise UsageError(f"--captions-file '{path}' is a folder; give a text file, one caption a line")
+                raise UsageError(
+                    f"--captions-file '{path}' is a folder; give a text file, one caption a line"
+                )
             if path.stat().st_size > MAX_CAPTIONS_FILE:
-                raise UsageError(f"--captions-file '{path}' is over {MAX_CAPTIONS_FILE >> 20} MB; "
-                                 "give a text file, one caption a line")
+                raise UsageError(
+                    f"--captions-file '{path}' is over {MAX_CAPTIONS_FILE >> 20} MB; "
+                    "give a text file, one caption a line"
+                )
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise UsageError(f"--captions-file '{path}' not found") from None
@@ -183,8 +202,11 @@ def cmd_sample(args):
     except StrictRefusal as e:
         raise StrictRefusal(f"{e}; --no-strict draws it anyway") from None
     if loose:
-        print(f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
-              f"e.g. '{shown(loose[0][0], 60)}'; their digits mean nothing", file=sys.stderr)
+        print(
+            f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
+            f"e.g. '{shown(loose[0][0], 60)}'; their digits mean nothing",
+            file=sys.stderr,
+        )
     with warnings.catch_warnings():  # said above, in the CLI's own words
         warnings.simplefilter("ignore")
         images = pipe.generate(caption_list, args.n, args.seed, strict=strict)
@@ -208,8 +230,14 @@ def cmd_evaluate(args):
     if args.json:
         writable_file(Path(args.json), "--json")
     pipe = load(args.model, device=args.device)
-    result = evaluate_model(pipe.model, pipe.config, load_judge(device=pipe.device), families=args.family,
-                            splits=args.split, progress=not args.quiet)
+    result = evaluate_model(
+        pipe.model,
+        pipe.config,
+        load_judge(device=pipe.device),
+        families=args.family,
+        splits=args.split,
+        progress=not args.quiet,
+    )
     text = json.dumps(result, indent=2)
     if args.json:
         from .checkpoint import atomic_write_text
@@ -223,8 +251,14 @@ def cmd_evaluate(args):
 def cmd_reproduce(args):
     from .reproduce import reproduce
 
-    path = reproduce(Path(args.out), quick=args.quick, device=args.device, retrain_judge=args.train_judge,
-                     readme=args.readme, ship=args.ship)
+    path = reproduce(
+        Path(args.out),
+        quick=args.quick,
+        device=args.device,
+        retrain_judge=args.train_judge,
+        readme=args.readme,
+        ship=args.ship,
+    )
     print(f"report: {path}")
 
 
@@ -250,7 +284,9 @@ def parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p = Parser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
-    p.add_argument("--version", action="version", version=f"ved {__version__}", help="print the version and exit")
+    p.add_argument(
+        "--version", action="version", version=f"ved {__version__}", help="print the version and exit"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")
@@ -281,12 +317,17 @@ def parser() -> argparse.ArgumentParser:
     j.set_defaults(run=cmd_judge_train)
 
     s = sub.add_parser("train", help="train a generator from a config file")
-    s.add_argument("--config", required=True,
-                   help="a TOML file, or the name of a shipped config such as cvae-arithmetic (see src/ved/configs/)")
+    s.add_argument(
+        "--config",
+        required=True,
+        help="a TOML file, or the name of a shipped config such as cvae-arithmetic (see src/ved/configs/)",
+    )
     s.add_argument("--out", help="run folder (default: runs/<config name>)")
     add_device(s)
     s.add_argument("--seed", type=SEED, help="override [train] seed (default: the config's)")
-    s.add_argument("--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)")
+    s.add_argument(
+        "--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)"
+    )
     s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
     add_quiet(s)
     s.set_defaults(run=cmd_train)
@@ -297,19 +338,31 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=whole(1, 10_000), default=8, help="samples per caption (default: 8)")
     s.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
     s.add_argument("--captions-file", help="file with one caption per line")
-    s.add_argument("--no-strict", action="store_true",
-                   help="also draw captions of known words that the grammar gives no value, or of a family the "
-                        "model was not trained on; a warning says so (default: off, they are refused)")
-    s.add_argument("--out", default="samples.png", help=".npy (uint8, captions x n x 28 x 28) or .png grid "
-                                                         "(default: samples.png)")
+    s.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="also draw captions of known words that the grammar gives no value, or of a family the "
+        "model was not trained on; a warning says so (default: off, they are refused)",
+    )
+    s.add_argument(
+        "--out",
+        default="samples.png",
+        help=".npy (uint8, captions x n x 28 x 28) or .png grid (default: samples.png)",
+    )
     add_device(s)
     s.set_defaults(run=cmd_sample)
 
     s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
     add_model(s)
-    s.add_argument("--family", action="append", choices=captions.FAMILIES,
-                   help="repeatable (default: the model's training family)")
-    s.add_argument("--split", action="append", choices=captions.SPLITS, help="repeatable (default: valid, test)")
+    s.add_argument(
+        "--family",
+        action="append",
+        choices=captions.FAMILIES,
+        help="repeatable (default: the model's training family)",
+    )
+    s.add_argument(
+        "--split", action="append", choices=captions.SPLITS, help="repeatable (default: valid, test)"
+    )
     s.add_argument("--json", help="also write the full results here")
     add_device(s)
     add_quiet(s)
@@ -318,22 +371,37 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reproduce", help="the whole study in one command: models, metrics, figures, report")
     s.add_argument("--out", default="out/reproduce", help="(default: out/reproduce)")
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
-    s.add_argument("--train-judge", action="store_true", help="retrain the judge instead of using the shipped one")
-    s.add_argument("--readme", help="also rewrite the results and beyond-the-paper blocks of this README "
-                                    "(default: off)")
-    s.add_argument("--ship", action="store_true", help="copy the trained models into the package's shipped "
-                                                         "weights (default: off)")
+    s.add_argument(
+        "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"
+    )
+    s.add_argument(
+        "--readme", help="also rewrite the results and beyond-the-paper blocks of this README (default: off)"
+    )
+    s.add_argument(
+        "--ship",
+        action="store_true",
+        help="copy the trained models into the package's shipped weights (default: off)",
+    )
     add_device(s)
     s.set_defaults(run=cmd_reproduce)
 
     s = sub.add_parser("serve", help="the web demo and HTTP API")
     s.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     s.add_argument("--port", type=whole(1, 65535), default=8000, help="(default: 8000)")
-    s.add_argument("--workers", type=whole(1, 64), default=2, help="server processes, each with its own copy of "
-                                                                    "the model; one per core (default: 2)")
-    s.add_argument("--allow-host", action="append", metavar="NAME", type=host_name,
-                   help="a Host name clients may use, repeatable, when serving on a network (default: the "
-                        "loopback names and --host)")
+    s.add_argument(
+        "--workers",
+        type=whole(1, 64),
+        default=2,
+        help="server processes, each with its own copy of the model; one per core (default: 2)",
+    )
+    s.add_argument(
+        "--allow-host",
+        action="append",
+        metavar="NAME",
+        type=host_name,
+        help="a Host name clients may use, repeatable, when serving on a network (default: the "
+        "loopback names and --host)",
+    )
     add_model(s)
     s.set_defaults(run=cmd_serve)
     return p

@@ -12,6 +12,7 @@ Configs in TOML (shipped ones in ved/configs/, found by name) and a model
 folder's config.json both go through `resolve`, so a folder says nothing a
 config could not. Every error is one line naming the key and what is allowed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,8 +54,12 @@ class Data:
     caption_seed: int = whole(0, 0, 2**31 - 1)  # seeds the logic pools and the arithmetic test captions
     logic_k: list = counts((1, 3), 1, 8)  # distractor counts for logic captions in train and valid
     logic_test_k: list | None = counts(None, 1, 8)  # for logic test captions (None: as logic_k)
-    train_max_ops: int = whole(1, 1, 4)  # arithmetic: most operations in a training caption; tests have up to 5
-    hold_out_pairs: int = whole(0, 0, 50)  # arithmetic: one-operation captions kept out of training, to test on
+    train_max_ops: int = whole(
+        1, 1, 4
+    )  # arithmetic: most operations in a training caption; tests have up to 5
+    hold_out_pairs: int = whole(
+        0, 0, 50
+    )  # arithmetic: one-operation captions kept out of training, to test on
 
 
 @dataclass
@@ -63,12 +68,16 @@ class Train:
     lr: float = number(1e-3, 1e-8, 10.0)  # Adam
     max_epochs: int = whole(200, 1, 100_000)
     patience: int = whole(10, 1, 100_000)  # epochs without a better validation score before stopping
-    early_stop_on: str = one_of("recon", ("recon", "loss"))  # the validation loss term that picks the best epoch
+    early_stop_on: str = one_of(
+        "recon", ("recon", "loss")
+    )  # the validation loss term that picks the best epoch
     min_epochs: int = whole(0, 0, 100_000)
     seed: int = whole(0, 0, 2**63 - 1)
     threads: int = whole(0, 0, 1024)  # torch CPU threads; 0 leaves torch's default
     eval_images: int = whole(2000, 1, 10_000)  # validation (and train) images generated and judged each epoch
-    ema: float = number(0.0, 0.0, 1.0, below_high=True, what="a decay")  # > 0: validate, keep and ship a moving average
+    ema: float = number(
+        0.0, 0.0, 1.0, below_high=True, what="a decay"
+    )  # > 0: validate, keep and ship a moving average
 
 
 TABLES = {"data": Data, "train": Train}
@@ -134,7 +143,11 @@ def _check_rule(where: str, value, rule: dict) -> None:
         low, high = rule["range"]
         if value is None:
             return
-        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(is_whole(v, low, high) for v in value)
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(is_whole(v, low, high) for v in value)
+        )
         if not ok or value[0] > value[1]:
             raise ValueError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
 
@@ -145,7 +158,9 @@ def model_class(table) -> type:
         raise ValueError(f"[model] must be a table of settings, got {type(table).__name__}")
     kind = table.get("family", "paper_ved")
     if not isinstance(kind, str) or kind not in models.GENERATORS:
-        raise ValueError(f"[model] family = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}")
+        raise ValueError(
+            f"[model] family = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}"
+        )
     return models.GENERATORS[kind]
 
 
@@ -158,8 +173,10 @@ def check_model(table: dict) -> dict:
         if key == "family":
             continue
         if key not in params:
-            raise ValueError(f"unknown key '{shown(key, 40)}' in [model] for family '{table.get('family')}'; "
-                             f"allowed: {', '.join(params)}")
+            raise ValueError(
+                f"unknown key '{shown(key, 40)}' in [model] for family '{table.get('family')}'; "
+                f"allowed: {', '.join(params)}"
+            )
         _check_like(f"[model] {key}", value, params[key].default, key)
     return {"family": table.get("family", "paper_ved"), **{k: v for k, v in table.items() if k != "family"}}
 
@@ -169,8 +186,10 @@ def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
     defaults = cls.sample_defaults()
     for key, value in settings.items():
         if key not in defaults:
-            raise ValueError(f"unknown sampling setting '{shown(key, 40)}' for {cls.__name__}; "
-                             f"allowed: {', '.join(defaults)}")
+            raise ValueError(
+                f"unknown sampling setting '{shown(key, 40)}' for {cls.__name__}; "
+                f"allowed: {', '.join(defaults)}"
+            )
         _check_like(f"{table}{key}", value, defaults[key], key)
     return {**defaults, **settings}
 
@@ -181,17 +200,25 @@ def _check_like(name: str, value, default, key: str) -> None:
         if not isinstance(value, bool):
             raise ValueError(f"{where}; allowed: true or false")
     elif isinstance(default, int):
-        low = 0 if default == 0 or key.endswith("_steps") else 1  # step counts and settings off at 0; sizes >= 1
+        low = (
+            0 if default == 0 or key.endswith("_steps") else 1
+        )  # step counts and settings off at 0; sizes >= 1
         if not is_whole(value, low, MAX_WHOLE):
             raise ValueError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
     elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ValueError(f"{where}; allowed: a number >= 0")
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise ValueError(f"{where}; allowed: a name in quotes")
-    elif value is not None and not (isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+    elif value is not None and not (
+        isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
         raise ValueError(f"{where}; allowed: a table of names")
 
 
@@ -213,16 +240,22 @@ def load(path_or_name) -> dict:
     if not path.exists() and (SHIPPED / f"{path_or_name}.toml").is_file():
         path = SHIPPED / f"{path_or_name}.toml"
     if path.is_dir():
-        raise ValueError(f"config '{path}' is a folder; give a TOML file or a shipped config's name "
-                         f"({', '.join(shipped())})")
+        raise ValueError(
+            f"config '{path}' is a folder; give a TOML file or a shipped config's name "
+            f"({', '.join(shipped())})"
+        )
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except FileNotFoundError:
-        raise ValueError(f"config file '{path}' not found; give a TOML file or a shipped config's name "
-                         f"({', '.join(shipped())})") from None
+        raise ValueError(
+            f"config file '{path}' not found; give a TOML file or a shipped config's name "
+            f"({', '.join(shipped())})"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"config '{path}' cannot be read: {e.strerror if isinstance(e, OSError) else e}") from None
+        raise ValueError(
+            f"config '{path}' cannot be read: {e.strerror if isinstance(e, OSError) else e}"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config '{path}' is not valid TOML: {str(e).splitlines()[0]}") from None
     try:
@@ -248,7 +281,9 @@ def of_folder(folder: Path) -> dict:
     if not isinstance(raw.get("model"), dict):
         raise checkpoint.ModelError(f"{where} has no [model] table; is this a ved model folder?")
     model = raw["model"]
-    if model.get("caption_encoder") == "routed" and "experts" not in model:  # saved before experts were recorded
+    if (
+        model.get("caption_encoder") == "routed" and "experts" not in model
+    ):  # saved before experts were recorded
         raw = {**raw, "model": {**model, "experts": caption_encoders.UNRECORDED_EXPERTS}}
     try:
         return resolve(raw)

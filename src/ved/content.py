@@ -11,6 +11,7 @@ This uses no parser and no arithmetic: only which image came with which
 caption. The conditional VAE learns to put each caption on its class's
 point; captions it never saw are placed by what its caption encoder learned.
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ import torch
 from .batches import CaptionedImages
 
 
-def caption_means(dataset: CaptionedImages, generator: torch.Generator,
-                  draws: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def caption_means(
+    dataset: CaptionedImages, generator: torch.Generator, draws: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean image (flattened) and image count of every caption in the pool, over `draws` epochs' worth
     of caption draws (each image paired with a caption as training pairs them)."""
     pixels = dataset.images.flatten(1).float() / 255
@@ -32,8 +34,14 @@ def caption_means(dataset: CaptionedImages, generator: torch.Generator,
     return sums / counts.clamp_min(1)[:, None], counts
 
 
-def kmeans(points: torch.Tensor, weights: torch.Tensor, k: int, generator: torch.Generator,
-           iterations: int = 50, restarts: int = 10) -> torch.Tensor:
+def kmeans(
+    points: torch.Tensor,
+    weights: torch.Tensor,
+    k: int,
+    generator: torch.Generator,
+    iterations: int = 50,
+    restarts: int = 10,
+) -> torch.Tensor:
     """Weighted k-means with k-means++ starts; the centres of the restart with the lowest cost."""
     best_cost, best = float("inf"), None
     for _ in range(restarts):
@@ -43,9 +51,14 @@ def kmeans(points: torch.Tensor, weights: torch.Tensor, k: int, generator: torch
             pick = torch.multinomial((d2 * weights).cpu() + 1e-12, 1, generator=generator).to(points.device)
             centres = torch.cat([centres, points[pick]])
         for _ in range(iterations):
-            onehot = torch.nn.functional.one_hot(torch.cdist(points, centres).argmin(1), k).float() * weights[:, None]
+            onehot = (
+                torch.nn.functional.one_hot(torch.cdist(points, centres).argmin(1), k).float()
+                * weights[:, None]
+            )
             mass = onehot.sum(0)
-            centres = torch.where(mass[:, None] > 0, onehot.t() @ points / mass.clamp_min(1e-12)[:, None], centres)
+            centres = torch.where(
+                mass[:, None] > 0, onehot.t() @ points / mass.clamp_min(1e-12)[:, None], centres
+            )
         cost = (torch.cdist(points, centres).pow(2).min(1).values * weights).sum().item()
         if cost < best_cost:
             best_cost, best = cost, centres

@@ -5,6 +5,7 @@ training runs in one process. Every rank walks the same shuffled epoch order
 and takes its own slice of each global batch (batches.py), so the global
 batch is the config's; DDP averages the gradients.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,11 @@ class Distributed:
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average scalar metrics over ranks."""
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
-                         device=self.device if self.device.startswith("cuda") else "cpu")
+        t = torch.tensor(
+            [values[k] for k in keys],
+            dtype=torch.float64,
+            device=self.device if self.device.startswith("cuda") else "cpu",
+        )
         td.all_reduce(t)
         return {k: (v / self.world_size).item() for k, v in zip(keys, t)}
 

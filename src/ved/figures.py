@@ -1,4 +1,5 @@
 """Figures: matplotlib plots written as PNG files (the report's, and `ved sample --out x.png`)."""
+
 from __future__ import annotations
 
 import io
@@ -26,7 +27,9 @@ def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: st
     rows, n = images.shape[:2]
     label_width = max(map(len, row_labels), default=0) * 0.075 + 0.2
     fig = plt.figure(figsize=(label_width + n * 0.42, rows * 0.42 + (0.35 if title else 0.05)))
-    ax = fig.add_axes([label_width / (label_width + n * 0.42), 0, 1 - label_width / (label_width + n * 0.42), 1])
+    ax = fig.add_axes(
+        [label_width / (label_width + n * 0.42), 0, 1 - label_width / (label_width + n * 0.42), 1]
+    )
     ax.imshow(grid_image(images), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels, fontsize=9)  # 30 = 28 + 2 * pad
     ax.set_xticks([])
@@ -106,7 +109,9 @@ def confusion_matrix(confusion, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
-def encoding_projection(points: np.ndarray, values: list[int], markers: list[str], path: Path, title: str) -> None:
+def encoding_projection(
+    points: np.ndarray, values: list[int], markers: list[str], path: Path, title: str
+) -> None:
     """2-D PCA of caption encodings, coloured by the caption's value; o = train captions, x = test."""
     centred = points - points.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
@@ -114,8 +119,18 @@ def encoding_projection(points: np.ndarray, values: list[int], markers: list[str
     fig, ax = plt.subplots(figsize=(4.6, 3.8))
     for marker in sorted(set(markers)):
         keep = np.array([m == marker for m in markers])
-        sc = ax.scatter(xy[keep, 0], xy[keep, 1], c=np.asarray(values)[keep], cmap="tab10", vmin=-0.5, vmax=9.5,
-                        marker=marker, s=14 if marker == "o" else 10, alpha=0.8, linewidths=0.6)
+        sc = ax.scatter(
+            xy[keep, 0],
+            xy[keep, 1],
+            c=np.asarray(values)[keep],
+            cmap="tab10",
+            vmin=-0.5,
+            vmax=9.5,
+            marker=marker,
+            s=14 if marker == "o" else 10,
+            alpha=0.8,
+            linewidths=0.6,
+        )
     fig.colorbar(sc, ax=ax, ticks=range(10), label="caption's digit")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])

@@ -1,5 +1,6 @@
 """uint8 digit images as mosaics and PNG bytes: what the CLI, the server and the report share.
 No matplotlib here, so that the server never loads it."""
+
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
     mosaic = np.full((rows * cell, n * cell), 40, dtype=np.uint8)
     for r in range(rows):
         for c in range(n):
-            mosaic[r * cell + pad: r * cell + pad + 28, c * cell + pad: c * cell + pad + 28] = images[r, c]
+            mosaic[r * cell + pad : r * cell + pad + 28, c * cell + pad : c * cell + pad + 28] = images[r, c]
     return mosaic
 
 

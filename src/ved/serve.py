@@ -10,6 +10,7 @@ more than ~100 characters of input. Only the Host names the server was bound for
 (a page elsewhere cannot reach a loopback server by DNS rebinding), and every response carries a
 strict Content-Security-Policy. See docs/http-api.md.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,11 @@ MAX_CAPTION_CHARS = 256
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                 b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -109,8 +113,11 @@ class Guard:
         host = headers.get(b"host", b"").decode("latin-1")
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if name.lower().strip("[]") not in self.allowed:
-            return await error(400, "unexpected Host header; the server answers only the names it was started "
-                                    "for (ved serve --allow-host NAME)")(scope, receive, send_with_headers)
+            return await error(
+                400,
+                "unexpected Host header; the server answers only the names it was started "
+                "for (ved serve --allow-host NAME)",
+            )(scope, receive, send_with_headers)
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return await too_large()(scope, receive, send_with_headers)
@@ -137,8 +144,13 @@ class Guard:
 
 def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: list[str] | None = None):
     """The FastAPI app behind its Guard (an ASGI app too)."""
-    app = FastAPI(title="ved", description="Captions to MNIST digits", docs_url=None, redoc_url=None,
-                  default_response_class=SafeJSON)  # /docs would fetch Swagger UI from a CDN: off
+    app = FastAPI(
+        title="ved",
+        description="Captions to MNIST digits",
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=SafeJSON,
+    )  # /docs would fetch Swagger UI from a CDN: off
     default_name = str(model or DEFAULT_MODEL)
     pipelines: dict[str, Pipeline] = {default_name: load(model, device=device)}
     lock = threading.Lock()
@@ -198,11 +210,19 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
             warnings.simplefilter("ignore")
             images = pipe.generate([request.caption], request.n, seed, strict=request.strict)[0]
         if format == "png":
-            headers = {"X-Ved-Warning": warning.encode("ascii", "backslashreplace").decode()} if warning else None
+            headers = (
+                {"X-Ved-Warning": warning.encode("ascii", "backslashreplace").decode()} if warning else None
+            )
             return Response(png_bytes(wrapped_grid(images)), media_type="image/png", headers=headers)
-        body = {"caption": request.caption, "digit": digit, "n": request.n, "seed": seed,
-                "model": request.model or default_name, "strict": request.strict,
-                "images": [base64.b64encode(png_bytes(im)).decode() for im in images]}
+        body = {
+            "caption": request.caption,
+            "digit": digit,
+            "n": request.n,
+            "seed": seed,
+            "model": request.model or default_name,
+            "strict": request.strict,
+            "images": [base64.b64encode(png_bytes(im)).decode() for im in images],
+        }
         if warning:
             body["warning"] = warning
         return SafeJSON(body)
@@ -221,8 +241,13 @@ def app_from_env():
     return app
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, workers: int = 1,
-        allowed_hosts: list[str] | None = None) -> None:
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    workers: int = 1,
+    allowed_hosts: list[str] | None = None,
+) -> None:
     import uvicorn
 
     load(model)  # a bad name or a broken folder fails here, in one line, before any worker starts
@@ -230,9 +255,17 @@ def run(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, wor
     if host not in ("0.0.0.0", "::", ""):
         hosts.append(host)
     elif not allowed_hosts:
-        print("ved serve: on all interfaces, but only loopback Host names are answered; add --allow-host NAME "
-              "for each name clients use", flush=True)
+        print(
+            "ved serve: on all interfaces, but only loopback Host names are answered; add --allow-host NAME "
+            "for each name clients use",
+            flush=True,
+        )
     os.environ["VED_SERVE_MODEL"] = model or ""
     os.environ["VED_SERVE_HOSTS"] = ",".join(hosts)
-    print(f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))", flush=True)
-    uvicorn.run("ved.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    print(
+        f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))",
+        flush=True,
+    )
+    uvicorn.run(
+        "ved.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
+    )

@@ -7,6 +7,7 @@ optimizer and random states, so that `--resume` continues exactly. With
 which last/ keeps too. The model runs its own steps around the loop through
 the hooks of models/base.py; the loop knows no model's recipe.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, config as configs, mnist
+from . import captions, checkpoint, mnist
+from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
 from .metrics import judged_accuracy, mean_losses
@@ -69,8 +71,16 @@ def _set_rng_states(generator, states, rank: int = 0):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=None,
-          progress: bool = True, log=print, dist=None) -> dict:
+def train(
+    config: dict,
+    out,
+    device: str = "cpu",
+    resume: bool = False,
+    judge=None,
+    progress: bool = True,
+    log=print,
+    dist=None,
+) -> dict:
     """Train a generative model; returns the final train state summary. `dist`: see distributed.py."""
     out, last = Path(out), Path(out) / "last"
     cfg = configs.resolve(config)
@@ -90,8 +100,13 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
     optimizer = model.optimizer(tcfg["lr"])
     state = {"epoch": 0, "best_valid": math.inf, "best_epoch": -1, "bad_epochs": 0, "seconds": 0.0}
     t0 = time.perf_counter()
-    note = model.prepare(train_set, seed=tcfg["seed"], fresh=saved is None, progress=progress and is_main,
-                         families=captions.pool_families(cfg["data"], "train"))
+    note = model.prepare(
+        train_set,
+        seed=tcfg["seed"],
+        fresh=saved is None,
+        progress=progress and is_main,
+        families=captions.pool_families(cfg["data"], "train"),
+    )
     if saved is not None:
         state = _restore(saved, last, model, optimizer, generator, rank, state, device)
         if is_main:
@@ -119,8 +134,13 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         state.pop("finished", None)  # a run resumed for more epochs finishes after them again
         model.train()
         sums = {}
-        bar = tqdm(train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
-                   total=per_rank, desc=f"epoch {epoch}", leave=False, disable=not (progress and is_main))
+        bar = tqdm(
+            train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
+            total=per_rank,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not (progress and is_main),
+        )
         for batch in bar:
             losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
             optimizer.zero_grad(set_to_none=True)
@@ -140,9 +160,12 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
         state["seconds"] += time.perf_counter() - t0
         # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
         valid_losses = mean_losses(kept, valid_set)
-        row = {"epoch": epoch, "seconds": round(state["seconds"], 3),
-               **{f"train_{k}": v for k, v in train_losses.items()},
-               **{f"valid_{k}": v for k, v in valid_losses.items()}}
+        row = {
+            "epoch": epoch,
+            "seconds": round(state["seconds"], 3),
+            **{f"train_{k}": v for k, v in train_losses.items()},
+            **{f"valid_{k}": v for k, v in valid_losses.items()},
+        }
         if judge is not None:  # mean_losses left the model in eval mode
             row["train_accuracy"] = judged_accuracy(kept, judge, train_probe, cfg["sample"])
             row["valid_accuracy"] = judged_accuracy(kept, judge, valid_probe, cfg["sample"])
@@ -167,8 +190,10 @@ def train(config: dict, out, device: str = "cpu", resume: bool = False, judge=No
             checkpoint.save_checkpoint(last, model, cfg, resume_state)
             acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
             if progress:
-                tqdm.write(f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
-                           f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)")
+                tqdm.write(
+                    f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
+                    f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)"
+                )
     if is_main and not state.get("finished"):
         _finish(model, out, last, cfg, train_set, state, device, log)
     return {"state": state, "history": history}
@@ -186,8 +211,9 @@ def _finish(model, out: Path, last: Path, cfg: dict, train_set, state: dict, dev
         return
     state.update(seconds=state["seconds"] + time.perf_counter() - t0, finished=True)
     checkpoint.save_model(out, model, cfg)
-    checkpoint.save_checkpoint(last, checkpoint.load_weights(last), cfg,
-                               {**checkpoint.load_train_state(last), "state": dict(state)})
+    checkpoint.save_checkpoint(
+        last, checkpoint.load_weights(last), cfg, {**checkpoint.load_train_state(last), "state": dict(state)}
+    )
     log(f"finished on epoch {state['best_epoch']}'s weights ({state['seconds']:.1f}s in all)")
 
 
@@ -209,8 +235,10 @@ def _restore(saved: dict, last: Path, model, optimizer, generator, rank: int, st
         state = {**state, **saved["state"]}
         int(state["epoch"])
     except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise checkpoint.ModelError(f"{last} does not fit this config ({one_line(e)}); resume with the config "
-                                    "the run was trained with, or train afresh without --resume") from None
+        raise checkpoint.ModelError(
+            f"{last} does not fit this config ({one_line(e)}); resume with the config "
+            "the run was trained with, or train afresh without --resume"
+        ) from None
     if state.pop("style_refitted", False):  # saved before `finish` had its name
         state["finished"] = True
     return state

@@ -1,4 +1,5 @@
 """Training the judge: the CNN that scores generated digits (models/judge.py), on MNIST's training split."""
+
 from __future__ import annotations
 
 import math
@@ -17,14 +18,27 @@ def _shift(images: torch.Tensor, generator: torch.Generator, pixels: float = 2.0
     angle = (torch.rand(n, generator=generator) - 0.5) * 0.3
     shift = (torch.rand(n, 2, generator=generator) - 0.5) * 2 * pixels / 14
     theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = angle.cos(), -angle.sin(), angle.sin(), angle.cos()
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = (
+        angle.cos(),
+        -angle.sin(),
+        angle.sin(),
+        angle.cos(),
+    )
     theta[:, :, 2] = shift
     grid = F.affine_grid(theta.to(images.device), images.shape, align_corners=False)
     return F.grid_sample(images, grid, align_corners=False)
 
 
-def train_judge(out, device: str = "cpu", epochs: int = 12, batch_size: int = 128, lr: float = 2e-3,
-                seed: int = 0, progress: bool = True, log=print) -> dict:
+def train_judge(
+    out,
+    device: str = "cpu",
+    epochs: int = 12,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+    log=print,
+) -> dict:
     """Train the evaluator CNN on the 50k training split; keep the epoch best on validation."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -42,7 +56,7 @@ def train_judge(out, device: str = "cpu", epochs: int = 12, batch_size: int = 12
         order = torch.randperm(len(y_train), generator=g).to(device)
         batches = range(0, len(order), batch_size)
         for lo in tqdm(batches, desc=f"judge epoch {epoch}", leave=False, disable=not progress):
-            idx = order[lo: lo + batch_size]
+            idx = order[lo : lo + batch_size]
             x = _shift(x_train[idx].unsqueeze(1).float() / 255, g)
             loss = F.cross_entropy(judge(x), y_train[idx].long())
             opt.zero_grad(set_to_none=True)
@@ -56,8 +70,13 @@ def train_judge(out, device: str = "cpu", epochs: int = 12, batch_size: int = 12
         if valid_acc > best:
             best = valid_acc
             test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
-            config = {"family": "judge", "valid_accuracy": valid_acc, "test_accuracy": test_acc,
-                      "epoch": epoch, "command": f"ved judge train --epochs {epochs} --seed {seed}"}
+            config = {
+                "family": "judge",
+                "valid_accuracy": valid_acc,
+                "test_accuracy": test_acc,
+                "epoch": epoch,
+                "command": f"ved judge train --epochs {epochs} --seed {seed}",
+            }
             checkpoint.save_model(Path(out), judge, config)
     log(f"judge: best valid accuracy {best:.4f}, test accuracy {test_acc:.4f} -> {out}")
     return {"valid_accuracy": best, "test_accuracy": test_acc, "history": history}

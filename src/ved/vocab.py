@@ -1,4 +1,5 @@
 """Tokenizer, vocabulary and the paper's fixed binary word embeddings."""
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,7 @@ def encode(captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def binary_embedding() -> torch.Tensor:
     """(31, 5): digit words get the binary code of their value, the rest the next free codes."""
-    codes, free = {}, iter(range(len(DIGIT_VALUE), 2 ** EMBED_WIDTH))
+    codes, free = {}, iter(range(len(DIGIT_VALUE), 2**EMBED_WIDTH))
     for w in WORDS:
         codes[w] = DIGIT_VALUE[w] if w in DIGIT_VALUE else next(free)
     bits = [[(codes[w] >> (EMBED_WIDTH - 1 - b)) & 1 for b in range(EMBED_WIDTH)] for w in WORDS]

@@ -1,6 +1,7 @@
 """Model families. Each generator is a models.base.Generator built from its [model] table (checked by
 config.py), with loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator, **settings)
 -> images in [0, 1]."""
+
 from ..errors import one_line
 from .base import Generator
 from .cvae import ConditionalVAE

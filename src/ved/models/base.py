@@ -7,6 +7,7 @@ config's [sample] table sets and a call may override. The hooks below let
 a model run its own steps around the loop (as nanoGPT keeps
 `configure_optimizers` on the model) without the loop knowing its recipe.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -20,7 +21,9 @@ class Generator(nn.Module):
         """The optimiser of the image-training loop."""
         return torch.optim.Adam(self.parameters(), lr=lr, foreach=True)  # foreach: measured faster on CPU
 
-    def prepare(self, train, seed: int, fresh: bool, families: list[str], progress: bool = False) -> str | None:
+    def prepare(
+        self, train, seed: int, fresh: bool, families: list[str], progress: bool = False
+    ) -> str | None:
         """Before the first epoch, on every start (`fresh`: not resumed); `train` is the training
         CaptionedImages, `families` each training caption's family. Returns a line for the log, if any."""
 

@@ -20,6 +20,7 @@ value does. Pooling by max or mixing words by attention or recurrence breaks
 that, as `experiments/length_generalisation.py` measures. No one encoder here
 does both arithmetic and logic, hence `routed`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -109,15 +110,20 @@ class AttentionMean(Attention):
     """`attention` with the words' mean in place of their sum, beside the max: nothing in it grows
     with the caption's length. In the `routed` model the sum drifted with every distractor: the
     caption side put 78% of logic captions with 8 distractors in their digit's class, against 100%
-    with the mean (and 100% at 4 to 7; trained on 1 to 3; two seeds, README "Beyond the paper")."""
+    with the mean (and 100% at 4 to 7; trained on 1 to 3; two seeds, docs/conditional-vae.md)."""
 
     def pool(self, h, words):
         return h.masked_fill(~words, 0).sum(1) / words.sum(1).clamp_min(1)
 
 
-# The expert that generalises on each family (README "Beyond the paper")
+# The expert that generalises on each family (docs/conditional-vae.md)
 # (the first family's expert places the class prototypes alone: see CaptionPrior.fit)
-DEFAULT_EXPERTS = {"arithmetic": "word-sum", "label": "word-sum", "sentence": "word-sum", "logic": "attention-mean"}
+DEFAULT_EXPERTS = {
+    "arithmetic": "word-sum",
+    "label": "word-sum",
+    "sentence": "word-sum",
+    "logic": "attention-mean",
+}
 # Training writes a routed model's experts into its config (train.resolve). Configs saved before that
 # were trained with these, and their weights load into `attention-mean` without any error.
 UNRECORDED_EXPERTS = {**DEFAULT_EXPERTS, "logic": "attention"}
@@ -150,7 +156,9 @@ class Routed(nn.Module):
     def routes(self, families: list[str]) -> torch.Tensor:
         unknown = sorted(set(families) - set(self.families))
         if unknown:
-            raise ValueError(f"no expert for caption family '{unknown[0]}'; experts cover: {', '.join(self.families)}")
+            raise ValueError(
+                f"no expert for caption family '{unknown[0]}'; experts cover: {', '.join(self.families)}"
+            )
         return torch.tensor([self.families.index(f) for f in families])
 
     def router_logits(self, tokens):
@@ -168,8 +176,14 @@ class Routed(nn.Module):
         return out
 
 
-ENCODERS = {"binary-gru": BinaryGRU, "gru": GRU, "attention": Attention, "attention-mean": AttentionMean,
-            "word-sum": WordSum, "routed": Routed}
+ENCODERS = {
+    "binary-gru": BinaryGRU,
+    "gru": GRU,
+    "attention": Attention,
+    "attention-mean": AttentionMean,
+    "word-sum": WordSum,
+    "routed": Routed,
+}
 
 
 def build(name: str, **kwargs) -> nn.Module:

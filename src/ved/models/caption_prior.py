@@ -10,6 +10,7 @@ land on the right class; with `attention`, logic captions with more
 distractors than trained do; `routed` gives each family of the `mixed`
 captions its own of these and learns which reads a caption.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,17 @@ from . import caption_encoders
 
 
 class CaptionPrior(nn.Module):
-    def __init__(self, encoder: str, hidden: int, width: int, experts: dict[str, str] | None, classes: int,
-                 dim: int, pull: float, steps: int):
+    def __init__(
+        self,
+        encoder: str,
+        hidden: int,
+        width: int,
+        experts: dict[str, str] | None,
+        classes: int,
+        dim: int,
+        pull: float,
+        steps: int,
+    ):
         super().__init__()
         self.encoder = caption_encoders.build(encoder, hidden=hidden, width=width, experts=experts)
         self.to_point = nn.Linear(self.encoder.out_dim, dim)
@@ -45,8 +55,15 @@ class CaptionPrior(nn.Module):
         spread = torch.pdist(self.prototypes).pow(2).mean().detach()
         return F.cross_entropy(logits, k) + self.pull * (-logits.gather(1, k[:, None])).mean() / spread
 
-    def fit(self, tokens, lengths, classes, families: list[str] | None = None, lr: float = 1e-2,
-            progress: bool = False) -> float:
+    def fit(
+        self,
+        tokens,
+        lengths,
+        classes,
+        families: list[str] | None = None,
+        lr: float = 1e-2,
+        progress: bool = False,
+    ) -> float:
         """`steps` full-batch Adam steps of the class loss over the training pool. It needs ~1,000
         steps to settle, more than an epoch of image batches gives it.
 
@@ -59,14 +76,23 @@ class CaptionPrior(nn.Module):
         once with the logic expert off its classes (46% of its own captions), once right."""
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
-            return self._fit(tokens, lengths, classes, None, [*self.encoder.parameters(), *point_map], lr, progress)
+            return self._fit(
+                tokens, lengths, classes, None, [*self.encoder.parameters(), *point_map], lr, progress
+            )
         if families is None:
             raise ValueError("caption_encoder 'routed' needs each training caption's family")
         routes = self.encoder.routes(families).to(tokens.device)
         lead = int(routes.min())  # the first family in the experts' order that has captions here
         first = routes == lead
-        self._fit(tokens[first], lengths[first], classes[first], routes[first],
-                  [*self.encoder.experts[lead].parameters(), *point_map], lr, progress)
+        self._fit(
+            tokens[first],
+            lengths[first],
+            classes[first],
+            routes[first],
+            [*self.encoder.experts[lead].parameters(), *point_map],
+            lr,
+            progress,
+        )
         others = [e for i, e in enumerate(self.encoder.experts) if i != lead]
         rest = [p for e in others for p in e.parameters()] + list(self.encoder.votes.parameters())
         return self._fit(tokens, lengths, classes, routes, rest, lr, progress, decay=True)
@@ -83,8 +109,12 @@ class CaptionPrior(nn.Module):
                 loss = self.loss(logits, classes)
             else:  # every family weighs the same, however many captions it has (logic has 3,000, label 10)
                 votes = self.encoder.router_logits(tokens)
-                loss = torch.stack([F.cross_entropy(votes[f], routes[f]) + self.loss(logits[f], classes[f])
-                                    for f in families]).mean()
+                loss = torch.stack(
+                    [
+                        F.cross_entropy(votes[f], routes[f]) + self.loss(logits[f], classes[f])
+                        for f in families
+                    ]
+                ).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -19,6 +19,7 @@ of the style [+ critic cross-entropy + consistency x its cross-entropy on prior
 samples]. Validation and test batches carry no classes: the caption's
 likeliest class stands in for k.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,31 +32,63 @@ from .caption_prior import CaptionPrior
 from .style_prior import StylePrior
 
 # Old names of tensors in saved weights, from before the caption and style priors were modules of their own.
-RENAMED = {"caption.": "caption_prior.encoder.", "to_point.": "caption_prior.to_point.",
-           "prototypes": "caption_prior.prototypes", "style_weights": "style_prior.weights",
-           "style_mean": "style_prior.mean", "style_scale": "style_prior.scale"}
+RENAMED = {
+    "caption.": "caption_prior.encoder.",
+    "to_point.": "caption_prior.to_point.",
+    "prototypes": "caption_prior.prototypes",
+    "style_weights": "style_prior.weights",
+    "style_mean": "style_prior.mean",
+    "style_scale": "style_prior.scale",
+}
 
 
 class ConditionalVAE(Generator):
     likelihood = "bernoulli"
     REDRAWS = 10  # with `accept`: at most this many fresh styles for an image its critic doubts
 
-    def __init__(self, caption_encoder: str = "word-sum", caption_hidden: int = 64, caption_width: int = 64,
-                 content_classes: int = 10, content_dim: int = 8, style: int = 16, channels: int = 32,
-                 hidden: int = 256, kl_warmup_steps: int = 0, kl_weight: float = 1.0, pull: float = 10.0,
-                 caption_steps: int = 1500, consistency: float = 5.0, experts: dict[str, str] | None = None,
-                 style_components: int = 1, final_fit_steps: int = 0):
+    def __init__(
+        self,
+        caption_encoder: str = "word-sum",
+        caption_hidden: int = 64,
+        caption_width: int = 64,
+        content_classes: int = 10,
+        content_dim: int = 8,
+        style: int = 16,
+        channels: int = 32,
+        hidden: int = 256,
+        kl_warmup_steps: int = 0,
+        kl_weight: float = 1.0,
+        pull: float = 10.0,
+        caption_steps: int = 1500,
+        consistency: float = 5.0,
+        experts: dict[str, str] | None = None,
+        style_components: int = 1,
+        final_fit_steps: int = 0,
+    ):
         super().__init__()
         self.content_classes = content_classes  # prepare() discovers this many classes (content.py)
-        self.caption_prior = CaptionPrior(caption_encoder, caption_hidden, caption_width, experts,
-                                          content_classes, content_dim, pull, caption_steps)
+        self.caption_prior = CaptionPrior(
+            caption_encoder,
+            caption_hidden,
+            caption_width,
+            experts,
+            content_classes,
+            content_dim,
+            pull,
+            caption_steps,
+        )
         self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
         self.image_encoder = nn.Sequential(
-            nn.Conv2d(1, ch, 4, 2, 1), nn.ReLU(),  # 14x14
-            nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.ReLU(),  # 7x7
-            nn.Flatten(), nn.Linear(2 * ch * 49, hidden), nn.ReLU())
+            nn.Conv2d(1, ch, 4, 2, 1),
+            nn.ReLU(),  # 14x14
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1),
+            nn.ReLU(),  # 7x7
+            nn.Flatten(),
+            nn.Linear(2 * ch * 49, hidden),
+            nn.ReLU(),
+        )
         self.to_style = nn.Linear(hidden + content_classes, 2 * style)
         self.style_prior = StylePrior(content_classes, style, style_components)
         self.final_fit_steps = final_fit_steps  # > 0: a fresh fit of p(s | k) after training (finish)
@@ -63,11 +96,15 @@ class ConditionalVAE(Generator):
         # are trained to look like their class to it
         self.critic = nn.Linear(hidden, content_classes) if consistency else None
         self.decoder = nn.Sequential(
-            nn.Linear(style + content_classes, hidden), nn.ReLU(),
-            nn.Linear(hidden, 2 * ch * 49), nn.ReLU(),
+            nn.Linear(style + content_classes, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 2 * ch * 49),
+            nn.ReLU(),
             nn.Unflatten(1, (2 * ch, 7, 7)),
-            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1), nn.ReLU(),  # 14x14
-            nn.ConvTranspose2d(ch, 1, 4, 2, 1))  # 28x28 logits
+            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1),
+            nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(ch, 1, 4, 2, 1),
+        )  # 28x28 logits
 
     # ------------------------------------------------------------ training hooks (models/base.py)
 
@@ -75,7 +112,9 @@ class ConditionalVAE(Generator):
         content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same classes
         if fresh:
             pool = train.pool
-            loss = self.caption_prior.fit(pool.tokens, pool.lengths, pool.classes, families, progress=progress)
+            loss = self.caption_prior.fit(
+                pool.tokens, pool.lengths, pool.classes, families, progress=progress
+            )
             return f"caption classes fitted: loss {loss:.3f}"
         return None
 
@@ -94,7 +133,9 @@ class ConditionalVAE(Generator):
         if not 0 <= accept < 1:
             raise ValueError(f"accept = {accept!r}; allowed: a probability in [0, 1)")
         if accept and self.critic is None:  # the veto asks the critic, which only consistency > 0 trains
-            raise ValueError(f"accept = {accept} needs the critic that consistency > 0 trains; got consistency = 0")
+            raise ValueError(
+                f"accept = {accept} needs the critic that consistency > 0 trains; got consistency = 0"
+            )
 
     # ------------------------------------------------------------ the model
 
@@ -116,13 +157,20 @@ class ConditionalVAE(Generator):
         h = self.image_encoder(batch.images)
         mean, logvar = self.style_posterior(h, k)
         s = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-        recon = F.binary_cross_entropy_with_logits(self.decode(s, k).flatten(1),
-                                                   batch.images.flatten(1), reduction="none").sum(1).mean()
+        recon = (
+            F.binary_cross_entropy_with_logits(
+                self.decode(s, k).flatten(1), batch.images.flatten(1), reduction="none"
+            )
+            .sum(1)
+            .mean()
+        )
         kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
         weight = self.kl_weight
         if self.training:
             self.steps += 1
-            weight = self.kl_weight * (self.steps / max(1, self.kl_warmup_steps)).clamp(max=1.0)  # no device sync
+            weight = self.kl_weight * (self.steps / max(1, self.kl_warmup_steps)).clamp(
+                max=1.0
+            )  # no device sync
         out = {"loss": recon + weight * kl, "recon": recon, "kl": kl}
         if batch.classes is not None:
             classes = self.caption_prior.loss(logits, k)
@@ -142,15 +190,20 @@ class ConditionalVAE(Generator):
         s = torch.randn(len(k), self.to_style.out_features // 2, device=k.device)
         images = torch.sigmoid(self.decode(s, k))
         # the image encoder and critic are frozen here, so that only the decoder learns to please them
-        frozen = {name: p.detach() for name, p in self.named_parameters()
-                  if name.startswith(("image_encoder.", "critic."))}
+        frozen = {
+            name: p.detach()
+            for name, p in self.named_parameters()
+            if name.startswith(("image_encoder.", "critic."))
+        }
         h = torch.func.functional_call(self.image_encoder, _under(frozen, "image_encoder."), (images,))
         logits = torch.func.functional_call(self.critic, _under(frozen, "critic."), (h,))
         return F.cross_entropy(logits, k)
 
     def style_posterior(self, features, k):
         """Mean and log-variance of q(s | x, k) from the image encoder's features and the class."""
-        return self.to_style(torch.cat([features, F.one_hot(k, self.content_classes).float()], -1)).chunk(2, -1)
+        return self.to_style(torch.cat([features, F.one_hot(k, self.content_classes).float()], -1)).chunk(
+            2, -1
+        )
 
     def decode(self, style, k):
         """Pixel logits of p(x | s, k), (N, 1, 28, 28)."""
@@ -159,17 +212,21 @@ class ConditionalVAE(Generator):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         for old, new in RENAMED.items():
             for key in [k for k in state_dict if k.startswith(prefix + old)]:
-                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
         # Models saved before p(s | k) became a mixture hold one Gaussian per class and no weights.
         mean = state_dict.get(prefix + "style_prior.mean")
         if mean is not None and mean.dim() == 2:
             state_dict[prefix + "style_prior.mean"] = mean[:, None]
             state_dict[prefix + "style_prior.scale"] = state_dict[prefix + "style_prior.scale"][:, None]
-            state_dict.setdefault(prefix + "style_prior.weights", torch.ones(len(mean), 1, device=mean.device))
+            state_dict.setdefault(
+                prefix + "style_prior.weights", torch.ones(len(mean), 1, device=mean.device)
+            )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def fit_style_prior(self, dataset, generator: torch.Generator, chunk: int = 5000, steps: int | None = None):
+    def fit_style_prior(
+        self, dataset, generator: torch.Generator, chunk: int = 5000, steps: int | None = None
+    ):
         """Fit p(s | k) to the styles q(s | x, k) gives the training images of class k (one caption
         draw each). `steps`: a fresh fit of that many EM steps (StylePrior.fit)."""
         was_training = self.training
@@ -177,16 +234,25 @@ class ConditionalVAE(Generator):
         k = dataset.pool.classes[dataset.pool.draw(dataset.labels, generator)]
         styles = []
         for lo in range(0, len(dataset), chunk):
-            images = dataset.images[lo: lo + chunk].unsqueeze(1).float().div(255)
-            mean, logvar = self.style_posterior(self.image_encoder(images), k[lo: lo + chunk])
+            images = dataset.images[lo : lo + chunk].unsqueeze(1).float().div(255)
+            mean, logvar = self.style_posterior(self.image_encoder(images), k[lo : lo + chunk])
             noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
             styles.append(mean + noise * torch.exp(0.5 * logvar))
         self.style_prior.fit(torch.cat(styles), k, generator, steps)
         self.train(was_training)
 
     @torch.no_grad()
-    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None, *,
-                 temperature: float = 1.0, sharpness: float = 1.0, accept: float = 0.0) -> torch.Tensor:
+    def generate(
+        self,
+        tokens,
+        lengths,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        temperature: float = 1.0,
+        sharpness: float = 1.0,
+        accept: float = 0.0,
+    ) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: k the caption's likeliest class, the style drawn
         from p(s | k) with its spread scaled by `temperature` (0: a component's mean style), pixels
         sigmoid(sharpness x decoder logits). With `accept` > 0, an image whose class the model's own
@@ -221,4 +287,4 @@ class ConditionalVAE(Generator):
 
 
 def _under(params: dict, prefix: str) -> dict:
-    return {name[len(prefix):]: p for name, p in params.items() if name.startswith(prefix)}
+    return {name[len(prefix) :]: p for name, p in params.items() if name.startswith(prefix)}

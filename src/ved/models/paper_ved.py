@@ -9,6 +9,7 @@ Loss `KL + 2 * MSE` on normalised images, the KL averaged over latent
 elements and the MSE over pixels. `likelihood = "bernoulli"` swaps in the
 usual ELBO: summed Bernoulli log-likelihood and summed KL, in nats per image.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,9 +22,16 @@ from .base import Generator
 
 
 class PaperVED(Generator):
-    def __init__(self, gru_hidden: int = 30, latent: int = 100, decoder_hidden: int = 500,
-                 likelihood: str = "mse", mse_weight: float = 2.0, caption_encoder: str = "binary-gru",
-                 caption_width: int = 64):
+    def __init__(
+        self,
+        gru_hidden: int = 30,
+        latent: int = 100,
+        decoder_hidden: int = 500,
+        likelihood: str = "mse",
+        mse_weight: float = 2.0,
+        caption_encoder: str = "binary-gru",
+        caption_width: int = 64,
+    ):
         super().__init__()
         if likelihood not in ("mse", "bernoulli"):
             raise ValueError(f"likelihood must be 'mse' or 'bernoulli', got '{likelihood}'")
@@ -31,7 +39,9 @@ class PaperVED(Generator):
         self.encoder = caption_encoders.build(caption_encoder, hidden=gru_hidden, width=caption_width)
         self.to_mean = nn.Linear(self.encoder.out_dim, latent)
         self.to_logvar = nn.Linear(self.encoder.out_dim, latent)
-        self.decoder = nn.Sequential(nn.Linear(latent, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, 784))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, 784)
+        )
 
     def encode(self, tokens, lengths):
         h = self.encoder(tokens, lengths)
@@ -59,13 +69,15 @@ class PaperVED(Generator):
     forward = loss
 
     @torch.no_grad()
-    def generate(self, tokens, lengths, n: int, generator: torch.Generator | None = None, *,
-                 temperature: float = 1.0) -> torch.Tensor:
+    def generate(
+        self, tokens, lengths, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0
+    ) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,
         its spread scaled by `temperature` (0: decode the mean)."""
         mean, logvar = self.encode(tokens, lengths)
-        eps = torch.randn((n, *mean.shape), generator=generator,
-                          device=generator.device if generator else "cpu").to(mean.device)
+        eps = torch.randn(
+            (n, *mean.shape), generator=generator, device=generator.device if generator else "cpu"
+        ).to(mean.device)
         z = (mean + temperature * eps * torch.exp(0.5 * logvar)).transpose(0, 1)
         out = self.decoder(z)
         images = torch.sigmoid(out) if self.likelihood == "bernoulli" else out * MNIST_STD + MNIST_MEAN

@@ -6,6 +6,7 @@ Sampling draws from this fit instead (docs/conditional-vae.md). It is a
 two-stage recipe (Ghosh et al. 2020, "From variational to deterministic
 autoencoders"): fit the latent density after the autoencoder.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,9 @@ class StylePrior(nn.Module):
         self.register_buffer("scale", torch.eye(style).repeat(classes, components, 1, 1))
 
     @torch.no_grad()
-    def fit(self, styles: torch.Tensor, k: torch.Tensor, generator: torch.Generator, steps: int | None = None):
+    def fit(
+        self, styles: torch.Tensor, k: torch.Tensor, generator: torch.Generator, steps: int | None = None
+    ):
         """Fit each class's mixture to the styles of its rows; one component is their mean and
         covariance. A mixture is fitted by EM, FIT_STEPS per call, each time from the last fit:
         12 epochs give it 60 steps at a twelfth of their cost. `steps`: that many steps from random
@@ -37,7 +40,9 @@ class StylePrior(nn.Module):
             if components == 1 or len(mine) <= components * dim:  # one Gaussian, in every component
                 weights = torch.full((components,), 1.0 / components, device=mine.device)
                 means = mine.mean(0).expand(components, -1)
-                covs = (torch.cov(mine.T) + 1e-4 * eye).expand(components, -1, -1)  # a ridge, as fit_mixture adds
+                covs = (torch.cov(mine.T) + 1e-4 * eye).expand(
+                    components, -1, -1
+                )  # a ridge, as fit_mixture adds
             elif steps or torch.equal(self.mean[c, 0], self.mean[c, 1]):  # asked, or unfitted: EM cannot
                 # part components that coincide, so these start from random rows
                 weights, means, covs = fit_mixture(mine, components, generator, steps=steps or self.FIT_STEPS)
@@ -49,7 +54,9 @@ class StylePrior(nn.Module):
             self.mean[c] = means
             self.scale[c] = torch.linalg.cholesky(covs)
 
-    def draw(self, k: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw(
+        self, k: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """A style for each class in k, each component's spread scaled by `temperature`."""
         device = generator.device if generator else "cpu"
         eps = torch.randn((len(k), self.mean.shape[2]), generator=generator, device=device)
@@ -77,7 +84,9 @@ def fit_mixture(x, components: int, generator: torch.Generator, start=None, step
     for _ in range(steps):
         chol = torch.linalg.cholesky(covs)
         centred = x - means[:, None]  # (components, n, dim)
-        white = torch.linalg.solve_triangular(chol, centred.transpose(1, 2), upper=False)  # (components, dim, n)
+        white = torch.linalg.solve_triangular(
+            chol, centred.transpose(1, 2), upper=False
+        )  # (components, dim, n)
         log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
         log_p = -0.5 * (white.pow(2).sum(1) + log_det[:, None]) + weights.log()[:, None]  # up to a constant
         r = log_p.softmax(0)  # (components, n): each row's share in each component
