@@ -27,7 +27,7 @@ def test_generate_returns_digit_and_images(server):
     r = httpx.post(server + "/api/generate", json={"caption": "three plus two", "seed": 5})
     assert r.status_code == 200
     body = r.json()
-    assert body["digit"] == 5 and body["n"] == 16 and len(body["images"]) == 16
+    assert body["digit"] == 5 and body["n"] == 8 and len(body["images"]) == 8  # one default n everywhere
     first = decode(body["images"][0])
     assert first.shape == (28, 28) and first.dtype == np.uint8
     again = httpx.post(server + "/api/generate", json={"caption": "three plus two", "seed": 5}).json()
@@ -96,6 +96,8 @@ def chromium_path():
 
 
 def test_page_in_a_real_browser(server):
+    """The page in Chromium: drawing, errors inline, the busy state, the model picker, the seed link,
+    the style row and a 360 px wide screen, each with a screenshot in test-artifacts/."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
     executable = chromium_path()
     if executable is None:
@@ -117,15 +119,43 @@ def test_page_in_a_real_browser(server):
         console = []
         page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
         page.goto(server + "/")
+        # the picker lists every shipped model with its family, the default chosen
+        page.wait_for_function("document.querySelectorAll('#model option').length === 6", timeout=WAIT_MS)
+        assert page.input_value("#model") == "cvae-mixed"
+        assert "cvae-mixed (mixed)" in page.text_content("#model")
+        assert page.locator("label[for=caption]").is_visible()  # a visible label, not only aria-label
         page.fill("#caption", "one plus two plus one plus one")
+        # busy: the request is held until the screenshot is taken
+        held = []
+        page.route("**/api/generate", lambda route: held.append(route))
         page.click("#generate")
-        page.locator("#grid img").nth(15).wait_for(timeout=WAIT_MS)
+        page.wait_for_function("document.getElementById('grid').getAttribute('aria-busy') === 'true'")
+        assert page.is_disabled("#generate") and "busy" in page.get_attribute("#status", "class")
+        while not held:
+            page.wait_for_timeout(20)
+        page.screenshot(path=str(ARTIFACTS / "demo-busy.png"), full_page=True)
+        held[0].continue_()
+        page.unroute("**/api/generate")
         page.locator("#status", has_text="means 5").wait_for(timeout=WAIT_MS)
-        assert page.locator("#grid img").count() == 16
+        assert page.get_attribute("#grid", "aria-busy") == "false" and page.is_enabled("#generate")
+        assert page.locator("#grid img").count() == 8
         assert page.eval_on_selector_all(
             "#grid img", "imgs => imgs.every(i => i.complete && i.naturalWidth === 28)"
         )
         page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+        # the seed is shown, and its link draws the same grid again
+        seed = page.text_content("#seed")
+        link = page.get_attribute("#permalink", "href")
+        assert f"seed={seed}" in link and "model=cvae-mixed" in link and "n=8" in link
+        first = page.eval_on_selector_all("#grid img", "imgs => imgs.map(i => i.src)")
+        again = browser.new_page()
+        again.goto(server + link)
+        again.locator("#status", has_text="means 5").wait_for(timeout=WAIT_MS)
+        assert again.input_value("#caption") == "one plus two plus one plus one"
+        assert again.eval_on_selector_all("#grid img", "imgs => imgs.map(i => i.src)") == first
+        again.screenshot(path=str(ARTIFACTS / "demo-seed-link.png"), full_page=True)
+        again.close()
+        # errors inline
         page.fill("#caption", "one plus tow")
         page.click("#generate")
         page.wait_for_selector("#status.error", timeout=WAIT_MS)
@@ -141,10 +171,43 @@ def test_page_in_a_real_browser(server):
         page.click("#anyway")
         page.wait_for_selector("#status.warning", timeout=WAIT_MS)
         assert "outside the model's grammar" in page.text_content("#status")
-        assert page.locator("#grid img").count() == 16
+        assert page.locator("#grid img").count() == 8
         page.click("text=min nine five seven")
         page.locator("#status", has_text="means 5").wait_for(timeout=WAIT_MS)
+        # another model from the picker: the paper's label model refuses what it was not trained on
+        page.select_option("#model", "paper-label")
+        page.click("text=min nine five seven")
+        page.wait_for_selector("#status.error #anyway", timeout=WAIT_MS)
+        page.fill("#caption", "seven")
+        page.click("#generate")
+        page.locator("#status", has_text="means 7").wait_for(timeout=WAIT_MS)
+        assert "model=paper-label" in page.get_attribute("#permalink", "href")
+        page.screenshot(path=str(ARTIFACTS / "demo-picker.png"), full_page=True)
+        # same handwriting, every digit
+        page.select_option("#model", "cvae-mixed")
+        page.click("#style-button")
+        page.locator("#style-status", has_text="one handwriting").wait_for(timeout=WAIT_MS)
+        assert page.locator("#style-grid img").count() == 10
+        assert page.locator("#style-grid figcaption").all_text_contents() == [str(d) for d in range(10)]
+        page.screenshot(path=str(ARTIFACTS / "demo-style.png"), full_page=True)
+        # keyboard: Enter in the caption box submits
+        page.fill("#caption", "two")
+        page.press("#caption", "Enter")
+        page.locator("#status", has_text="means 2").wait_for(timeout=WAIT_MS)
         assert not [m for m in console if "Content Security Policy" in m], console  # the page obeys its CSP
+        # a phone: 360 px wide, nothing wider than the screen, the grid wrapped onto rows
+        narrow = browser.new_page(viewport={"width": 360, "height": 740})
+        narrow.goto(server + link)
+        narrow.locator("#status", has_text="means 5").wait_for(timeout=WAIT_MS)
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 360
+        tops = narrow.eval_on_selector_all(
+            "#grid img", "imgs => imgs.map(i => i.getBoundingClientRect().top)"
+        )
+        rights = narrow.eval_on_selector_all(
+            "#grid img", "imgs => imgs.map(i => i.getBoundingClientRect().right)"
+        )
+        assert len(set(tops)) >= 2 and max(rights) <= 360
+        narrow.screenshot(path=str(ARTIFACTS / "demo-360px.png"), full_page=True)
         browser.close()
 
 

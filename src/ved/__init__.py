@@ -1,10 +1,11 @@
 """ved: captions to MNIST digits with variational encoder-decoders."""
 
+from .about import VERSION
 from .captions import CaptionError, parse
 from .errors import VedError
 from .pipeline import ArgumentError, ModelError, Pipeline, load, shipped_models
 
-__version__ = "0.1.0"
+__version__ = VERSION
 __all__ = [
     "ArgumentError",
     "CaptionError",

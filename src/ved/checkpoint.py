@@ -72,17 +72,10 @@ def _weights_bytes(model_or_tensors, metadata: dict | None = None) -> bytes:
 def save_model(folder: Path, model, config: dict) -> None:
     """Weights and config of a model to sample from, each written atomically."""
     folder = Path(folder)
-    atomic_write_bytes(folder / WEIGHTS, _weights_bytes(model))
-    atomic_write_text(folder / CONFIG, json.dumps(config, indent=2, sort_keys=True))
-
-
-def copy_model(run: Path, target: Path) -> None:
-    """A run's best weights, config and metrics copied into another model folder (`ved reproduce --ship`)."""
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CONFIG, "metrics.jsonl"):
-        if (Path(run) / name).exists():
-            atomic_write_bytes(target / name, (Path(run) / name).read_bytes())
+    text = json.dumps(config, indent=2, sort_keys=True)
+    # the weights carry their config too, so that the file alone says what it is
+    atomic_write_bytes(folder / WEIGHTS, _weights_bytes(model, {"ved_config": text}))
+    atomic_write_text(folder / CONFIG, text)
 
 
 # ---------------------------------------------------------------- training checkpoints

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import captions, mnist
 from .errors import VedError, one_line, shown
+from .pipeline import DEFAULT_N
 
 
 class UsageError(VedError):
@@ -190,26 +191,33 @@ def read_captions(args) -> list[str]:
 def cmd_sample(args):
     from .pipeline import StrictRefusal, load
 
-    caption_list = read_captions(args)
+    caption_list = [] if args.same_style else read_captions(args)
+    if args.same_style and (args.caption or args.captions_file):
+        raise UsageError("--same-style draws the ten digits itself; give no captions with it")
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UsageError(f"--out must end in .npy or .png, got '{shown(out.name, 60)}'")
     writable_file(out, "--out")
     pipe = load(args.model, device=args.device)
     strict = not args.no_strict
-    try:  # every caption, before any work: the first refused one stops it all
-        caption_list, loose = pipe.check(caption_list, strict)
-    except StrictRefusal as e:
-        raise StrictRefusal(f"{e}; --no-strict draws it anyway") from None
-    if loose:
-        print(
-            f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
-            f"e.g. '{shown(loose[0][0], 60)}'; their digits mean nothing",
-            file=sys.stderr,
-        )
-    with warnings.catch_warnings():  # said above, in the CLI's own words
-        warnings.simplefilter("ignore")
-        images = pipe.generate(caption_list, args.n, args.seed, strict=strict)
+    if args.same_style:
+        images = pipe.same_style(args.n, generator=args.seed)
+        labels = [f"style {i + 1}" for i in range(args.n)]
+    else:
+        try:  # every caption, before any work: the first refused one stops it all
+            caption_list, loose = pipe.check(caption_list, strict)
+        except StrictRefusal as e:
+            raise StrictRefusal(f"{e}; --no-strict draws it anyway") from None
+        if loose:
+            print(
+                f"ved: warning: drawing {len(loose)} caption(s) outside the model's grammar (--no-strict), "
+                f"e.g. '{shown(loose[0][0], 60)}'; their digits mean nothing",
+                file=sys.stderr,
+            )
+        with warnings.catch_warnings():  # said above, in the CLI's own words
+            warnings.simplefilter("ignore")
+            images = pipe(caption_list, args.n, generator=args.seed, strict=strict, progress=not args.quiet)
+        labels = [shown(c, 60) for c in caption_list]
     from .checkpoint import atomic_write_bytes
 
     if out.suffix == ".npy":
@@ -219,8 +227,34 @@ def cmd_sample(args):
     else:
         from .figures import sample_grid
 
-        sample_grid(images, [shown(c, 60) for c in caption_list], out)
-    print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out}")
+        sample_grid(images, labels, out)
+    print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out} (seed {pipe.last_seed})")
+
+
+def cmd_models(args):
+    from . import config as configs
+    from .pipeline import WEIGHTS_DIR, resolve_model, shipped_models
+
+    folders = [WEIGHTS_DIR / name for name in shipped_models()] + [resolve_model(m) for m in args.model or []]
+    rows = [("model", "families", "test accuracy", "FJD", "diversity", "train s", "ved", "trained")]
+    for folder in folders:
+        config = configs.of_folder(folder)
+        about = config.get("provenance", {})
+        m = about.get("metrics", {})
+        name = folder.name if folder.parent == WEIGHTS_DIR else str(folder)
+        rows.append((
+            name,
+            ",".join(m.get("families", [config["data"]["family"]])),
+            f"{m['test_accuracy']:.1%}" if "test_accuracy" in m else "-",
+            f"{m['test_fjd']:.1f}" if "test_fjd" in m else "-",
+            f"{m['test_diversity']:.2f}" if "test_diversity" in m else "-",
+            str(m.get("train_seconds", "-")),
+            str(about.get("ved", "-")),
+            str(about.get("trained", "-"))[:10],
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def cmd_evaluate(args):
@@ -335,9 +369,22 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw digits for captions into a .npy array or a .png grid")
     s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
     add_model(s)
-    s.add_argument("-n", type=whole(1, 10_000), default=8, help="samples per caption (default: 8)")
-    s.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
-    s.add_argument("--captions-file", help="file with one caption per line")
+    s.add_argument(
+        "-n", type=whole(1, 10_000), default=DEFAULT_N, help=f"samples per caption (default: {DEFAULT_N})"
+    )
+    s.add_argument(
+        "--seed",
+        type=SEED,
+        default=0,
+        help="seed of the random draws; the same seed draws the same images (default: 0)",
+    )
+    s.add_argument("--captions-file", help="a UTF-8 text file with one caption per line")
+    s.add_argument(
+        "--same-style",
+        action="store_true",
+        help="instead of captions: N rows, each one handwriting drawn as each of the ten digits",
+    )
+    add_quiet(s)
     s.add_argument(
         "--no-strict",
         action="store_true",
@@ -351,6 +398,14 @@ def parser() -> argparse.ArgumentParser:
     )
     add_device(s)
     s.set_defaults(run=cmd_sample)
+
+    s = sub.add_parser("models", help="list the shipped models (and --model folders) with their metrics")
+    s.add_argument(
+        "--model",
+        action="append",
+        help="also a run folder or another model, repeatable (default: shipped only)",
+    )
+    s.set_defaults(run=cmd_models)
 
     s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
     add_model(s)

@@ -7,6 +7,7 @@ A config is four tables (and a `name`):
     [train]   how the loop trains (Train below)
     [sample]  the model's sampling settings: the keyword-only arguments of its `generate`;
               these are the defaults that a call may override
+    [provenance]  in a model folder only: ved version, commit, training date, MNIST hash, metrics
 
 Configs in TOML (shipped ones in ved/configs/, found by name) and a model
 folder's config.json both go through `resolve`, so a folder says nothing a
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from . import captions, checkpoint, models
+from .about import VERSION
 from .errors import is_whole, one_line, shown, shown_value
 from .models import caption_encoders
 
@@ -88,7 +90,7 @@ def resolve(config: dict) -> dict:
     """Defaults overlaid with a config's tables, every value checked; ValueError in one line otherwise."""
     if not isinstance(config, dict):
         raise ValueError(f"a config is a table of tables, got {type(config).__name__}")
-    allowed = ["model", *TABLES, "sample"]
+    allowed = ["model", *TABLES, "sample", "provenance"]
     for table, values in config.items():
         if table == "name":  # the run's name (the config file's stem), kept with the weights
             if not isinstance(values, str):
@@ -98,6 +100,8 @@ def resolve(config: dict) -> dict:
         elif not isinstance(values, dict):
             raise ValueError(f"[{table}] must be a table of settings, got {shown_value(values)}")
     out = {"name": config["name"]} if "name" in config else {}
+    if "provenance" in config:  # written by training (about.py) and by `ved reproduce --ship`; kept as is
+        out["provenance"] = copy.deepcopy(config["provenance"])
     model = dict(config.get("model", {}))
     sample = dict(config.get("sample", {}))
     cls = model_class(model)
@@ -288,4 +292,10 @@ def of_folder(folder: Path) -> dict:
     try:
         return resolve(raw)
     except ValueError as e:
-        raise checkpoint.ModelError(f"{where}: {one_line(e)}") from None
+        saved_by = raw.get("provenance", {}).get("ved") if isinstance(raw.get("provenance"), dict) else None
+        which = (
+            f" (saved by ved {shown(str(saved_by), 20)}; this is ved {VERSION})"
+            if saved_by != VERSION
+            else ""
+        )
+        raise checkpoint.ModelError(f"{where}: {one_line(e)}{which}") from None

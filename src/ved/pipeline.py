@@ -1,17 +1,22 @@
 """Loading trained models and sampling digits from captions: the stable user contract.
 
 import ved
-images = ved.load("paper-arithmetic").generate(["three plus two"], n=8, seed=0)
-images.shape, images.dtype  # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
+pipe = ved.load()                                  # the default model, on the CPU
+images = pipe(["three plus two"], n=8, generator=0)
+images.shape, images.dtype                         # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
+pipe(["nine"], output_type="pil", temperature=0.8) # lists of PIL images; a sampling setting overridden
+pipe.same_style(n=2)                               # (2, 10, 28, 28): one handwriting, every digit
 """
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from . import captions, checkpoint, models, vocab
 from . import config as configs
@@ -32,6 +37,9 @@ class StrictRefusal(captions.CaptionError):
 
 
 MAX_N = 10_000
+DEFAULT_N = 8  # images per caption, everywhere: Python, the CLI and the HTTP API
+CHUNK_IMAGES = 4096  # images drawn per forward pass: memory stays bounded however large the request
+OUTPUT_TYPES = ("np", "pil", "pt")
 MAX_SEED = 2**63 - 1
 
 
@@ -118,18 +126,33 @@ def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
 
 
 class Pipeline:
-    """A trained generator with its tokenizer: captions in, uint8 digit images out.
+    """A trained generator with its tokenizer: captions in, digit images out.
 
     `config`: the model's resolved config (config.py). Its [sample] table gives the sampling settings
-    `generate` uses. Its [data] family is the caption family the model was trained on: by default a
-    caption is drawn only if the grammar gives it a value and it belongs to that family (any family
-    for `mixed`); `strict=False` draws any caption of known words, and warns that it did."""
+    a call uses unless it overrides them. Its [data] family is the caption family the model was
+    trained on: by default a caption is drawn only if the grammar gives it a value and it belongs to
+    that family (any family for `mixed`); `strict=False` draws any caption of known words, and warns
+    that it did."""
 
     def __init__(self, model: torch.nn.Module, config: dict | None = None, name: str = "", device="cpu"):
         self.model, self.name, self.device = model.eval(), name, torch.device(device)
         self.config = config
         self.family = trained_family(config) if config else None
         self.settings = dict(config["sample"]) if config else type(model).sample_defaults()
+        self.last_seed: int | None = None  # the seed of the last call: any result can be drawn again
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return (
+            f"Pipeline(model={self.name or type(self.model).__name__!r}, family={self.family!r}, "
+            f"device='{self.device}', {settings})"
+        )
+
+    def to(self, device) -> Pipeline:
+        """The pipeline on another device (as torch's .to: moved in place, returned)."""
+        self.device = device_of(str(device))
+        self.model.to(self.device)
+        return self
 
     def check(self, caption_list, strict: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
         """The captions as a list (read once), every one checked before any work, and (caption, why)
@@ -150,23 +173,95 @@ class Pipeline:
         return caption_list, loose
 
     @torch.no_grad()
-    def generate(self, caption_list, n: int = 16, seed: int | None = 0, strict: bool = True) -> np.ndarray:
-        """(len(captions), n, 28, 28) uint8 in MNIST convention. `caption_list`: a str or any iterable
-        of str. CaptionError (a VedError) for a refused caption, ArgumentError for a bad n or seed."""
+    def __call__(
+        self,
+        caption_list,
+        n: int = DEFAULT_N,
+        generator: int | torch.Generator | None = None,
+        output_type: str = "np",
+        strict: bool = True,
+        progress: bool = False,
+        **settings,
+    ):
+        """`n` images for each caption (a str or any iterable of str).
+
+        generator: a seed, a torch.Generator, or None for a fresh seed; the seed is kept in
+        `last_seed` (None for a Generator). output_type: "np" (captions, n, 28, 28) uint8 in MNIST
+        convention, "pt" the same as float32 in [0, 1], "pil" a list per caption of PIL images.
+        settings: the model's sampling settings (e.g. temperature; see `settings`) for this call.
+        Large requests are drawn in chunks of at most CHUNK_IMAGES images. CaptionError (a VedError)
+        for a refused caption, ArgumentError for any other bad argument."""
         caption_list, loose = self.check(caption_list, strict)
-        n, seed = check_n(n), check_seed(seed)
+        n, output_type = check_n(n), check_output_type(output_type)
+        g, settings = self._generator(generator), self._settings(settings)
         if loose:
             warnings.warn(
                 f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
                 f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing",
                 stacklevel=3,
             )
-        if not caption_list:
-            return np.zeros((0, n, 28, 28), dtype=np.uint8)
-        tokens, lengths = vocab.encode(caption_list)
-        g = torch.Generator().manual_seed(seed if seed is not None else torch.seed())
-        images = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g, **self.settings)
-        return (images * 255).round().to(torch.uint8).cpu().numpy()
+        images = torch.zeros((len(caption_list), n, 28, 28))
+        step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
+        chunks = range(0, len(caption_list), step)
+        for lo in tqdm(chunks, desc="drawing", leave=False, disable=not progress or len(chunks) < 2):
+            tokens, lengths = vocab.encode(caption_list[lo : lo + step])
+            drawn = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g, **settings)
+            images[lo : lo + step] = drawn.cpu()
+        return as_output(images, output_type)
+
+    def generate(
+        self, caption_list, n: int = DEFAULT_N, seed: int | None = 0, strict: bool = True
+    ) -> np.ndarray:
+        """The call above as a uint8 array, seeded (0 by default): the older spelling, kept."""
+        return self(caption_list, n=n, generator=check_seed(seed), strict=strict)
+
+    @torch.no_grad()
+    def same_style(
+        self, n: int = 1, generator: int | torch.Generator | None = None, output_type: str = "np", **settings
+    ):
+        """Same handwriting, every digit: `n` rows, each one style drawn as each of the ten digits,
+        (n, 10, 28, 28) for "np". A model whose latent does not part style from content (the paper's)
+        shows each digit's latent mean. The digits are named by one training caption each."""
+        n, output_type = check_n(n), check_output_type(output_type)
+        g, settings = self._generator(generator), self._settings(settings)
+        pool = captions.pool_for(self.config["data"], "train") if self.config else captions.label_pool()
+        tokens, lengths = vocab.encode([pool[d][0] for d in range(10)])
+        images = self.model.same_style(tokens.to(self.device), lengths.to(self.device), n, g, **settings)
+        return as_output(images.cpu(), output_type)
+
+    def _generator(self, generator) -> torch.Generator:
+        if isinstance(generator, torch.Generator):
+            self.last_seed = None
+            return generator
+        seed = check_seed(generator)
+        self.last_seed = secrets.randbits(63) if seed is None else seed
+        return torch.Generator().manual_seed(self.last_seed)
+
+    def _settings(self, overrides: dict) -> dict:
+        try:
+            settings = configs.check_sample(type(self.model), {**self.settings, **overrides}, table="")
+            self.model.check_settings(**settings)
+        except ValueError as e:
+            raise ArgumentError(one_line(e)) from None
+        return settings
+
+
+def as_output(images: torch.Tensor, output_type: str):
+    """Float images in [0, 1] as the output type asks: "np" uint8, "pt" float32, "pil" PIL images."""
+    if output_type == "pt":
+        return images
+    array = (images * 255).round().to(torch.uint8).numpy()
+    if output_type == "np":
+        return array
+    from PIL import Image  # matplotlib's dependency; only this output needs it
+
+    return [[Image.fromarray(im) for im in row] for row in array]  # uint8, 2-D: mode "L"
+
+
+def check_output_type(output_type) -> str:
+    if output_type not in OUTPUT_TYPES:
+        raise ArgumentError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r:.40}")
+    return output_type
 
 
 def caption_texts(caption_list) -> list[str]:

@@ -13,6 +13,21 @@ PUBLISHED = "14–15%"  # the paper's Figure 3 (its code's own scoring), all fam
 TEMPLATE = Path(__file__).parent / "templates" / "report.md"
 
 
+def headline(results: dict, seconds: float | None = None) -> dict:
+    """A model's headline numbers from its results (family -> split -> metrics): test accuracy, FJD
+    and diversity averaged over its families, and its training time, for its config's provenance."""
+    tests = [splits["test"] for splits in results.values() if "test" in splits]
+    out = {
+        "families": sorted(results),
+        "test_accuracy": round(sum(r["accuracy"] for r in tests) / len(tests), 4),
+        "test_fjd": round(sum(r["fjd"] for r in tests) / len(tests), 2),
+        "test_diversity": round(sum(r["diversity"] for r in tests) / len(tests), 3),
+    }
+    if seconds is not None:
+        out["train_seconds"] = round(seconds)
+    return out
+
+
 def render(**values) -> str:
     """The report, its template's {fields} filled in."""
     return TEMPLATE.read_text(encoding="utf-8").format(**values)

@@ -95,7 +95,7 @@ def reproduce(
     path = write(study, checkpoint.load_config(judge_dir), (time.perf_counter() - started) / 60, readme)
     if ship:
         for name in PAPER + [n for n in study.beyond if n in SHIPPED_BEYOND]:
-            checkpoint.copy_model(study.runs[name], WEIGHTS_DIR / name)
+            ship(study, name)
     bar.close()
     return path
 
@@ -252,6 +252,19 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
     if readme:
         report.update_readme(Path(readme), table, study.out, None if study.quick else beyond_table)
     return study.out / "report.md"
+
+
+def ship(study: Study, name: str) -> None:
+    """Copy a run into the package's shipped models, its headline metrics added to its provenance."""
+    run, target = study.runs[name], WEIGHTS_DIR / name
+    results = study.comparison.get(name) or {
+        name.removeprefix("paper-"): study.results[name.removeprefix("paper-")]
+    }
+    config = configs.of_folder(run)
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    config.setdefault("provenance", {})["metrics"] = report.headline(results, history[-1]["seconds"])
+    checkpoint.save_model(target, checkpoint.load_weights(run), config)
+    checkpoint.atomic_write_bytes(target / "metrics.jsonl", (run / "metrics.jsonl").read_bytes())
 
 
 def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) -> list[str]:

@@ -28,10 +28,21 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import captions
+from . import config as configs
 from .captions import CaptionError
 from .errors import shown
 from .images import png_bytes, wrapped_grid
-from .pipeline import DEFAULT_MODEL, ModelError, Pipeline, StrictRefusal, load, shipped_models
+from .pipeline import (
+    DEFAULT_MODEL,
+    DEFAULT_N,
+    WEIGHTS_DIR,
+    ModelError,
+    Pipeline,
+    StrictRefusal,
+    load,
+    shipped_models,
+    trained_family,
+)
 
 STATIC = Path(__file__).parent / "static"
 MAX_CAPTION_CHARS = 256
@@ -54,7 +65,7 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "3" is not 3, true is not 1
 
     caption: str = Field(max_length=MAX_CAPTION_CHARS)
-    n: int = Field(16, ge=1, le=64)
+    n: int = Field(DEFAULT_N, ge=1, le=64)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
     strict: bool = Field(True, description="false: also draw captions outside the model's grammar")
@@ -67,6 +78,19 @@ class GenerateRequest(BaseModel):
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but no text
             raise ValueError("must be valid Unicode text") from None
         return text
+
+
+class SameStyleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    n: int = Field(1, ge=1, le=8)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
+
+    @field_validator("model")
+    @classmethod
+    def text_only(cls, text: str | None) -> str | None:
+        return GenerateRequest.text_only(text)
 
 
 class SafeJSON(JSONResponse):
@@ -189,7 +213,19 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
 
     @app.get("/api/models")
     def list_models():
-        return {"models": shipped_models(), "default": default_name}
+        families = {name: trained_family(configs.of_folder(WEIGHTS_DIR / name)) for name in shipped_models()}
+        return {"models": shipped_models(), "default": default_name, "families": families}
+
+    @app.post("/api/same-style")
+    async def same_style(request: SameStyleRequest):
+        """Same handwriting, every digit: `n` rows of the ten digits, each row one style."""
+        pipe = pipeline(request.model)
+        seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
+        rows = pipe.same_style(request.n, generator=seed)
+        images = [[base64.b64encode(png_bytes(im)).decode() for im in row] for row in rows]
+        return SafeJSON(
+            {"n": request.n, "seed": seed, "model": request.model or default_name, "images": images}
+        )
 
     @app.get("/api/parse")
     def parse(caption: str = Query(max_length=MAX_CAPTION_CHARS)):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, mnist
+from . import about, captions, checkpoint, mnist
 from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
@@ -83,7 +83,7 @@ def train(
 ) -> dict:
     """Train a generative model; returns the final train state summary. `dist`: see distributed.py."""
     out, last = Path(out), Path(out) / "last"
-    cfg = configs.resolve(config)
+    cfg = {**configs.resolve(config), "provenance": about.provenance(mnist.CONTENT_SHA256)}
     tcfg = cfg["train"]
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
     is_main = rank == 0

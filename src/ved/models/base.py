@@ -37,6 +37,10 @@ class Generator(nn.Module):
     def check_settings(self, **settings) -> None:
         """ValueError in one line if these sampling settings cannot be used with this model."""
 
+    def same_style(self, tokens, lengths, n: int, generator: torch.Generator | None = None, **settings):
+        """(n, captions, 28, 28) images in [0, 1]: row i draws every caption in one handwriting."""
+        raise NotImplementedError(f"{type(self).__name__} cannot draw one style as several captions")
+
     @classmethod
     def sample_defaults(cls) -> dict:
         """The sampling settings `generate` takes and their defaults."""

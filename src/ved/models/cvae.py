@@ -281,6 +281,22 @@ class ConditionalVAE(Generator):
                 doubted = doubted[self.critic_belief(images[doubted], k[doubted]) < accept]
         return images.view(len(tokens), n, 28, 28)
 
+    @torch.no_grad()
+    def same_style(self, tokens, lengths, n, generator=None, *, temperature=1.0, sharpness=1.0, accept=0.0):
+        """Row i draws one standardised style as each caption's class: the same noise, scaled by
+        `temperature`, through each class's fitted p(s | k) taken as one Gaussian. A style drawn for
+        one class and decoded as another keeps drawing the first class's digit (the style carries
+        much of the image); the same noise through each class's own spread keeps the stroke width
+        and slant instead. `accept` is not used, as a redraw would change the handwriting."""
+        self.check_settings(temperature, sharpness, accept)
+        k = self.class_logits(tokens, lengths).argmax(1)
+        mean, scale = self.style_prior.overall()
+        device = generator.device if generator else "cpu"
+        eps = temperature * torch.randn((n, mean.shape[1]), generator=generator, device=device).to(k.device)
+        styles = mean[k][None] + (scale[k][None] @ eps[:, None, :, None])[..., 0]  # (n, captions, style)
+        logits = self.decode(styles.flatten(0, 1), k.repeat(n))
+        return torch.sigmoid(sharpness * logits).view(n, len(k), 28, 28)
+
     def critic_belief(self, images, k):
         """q(k | x) of the model's own critic for each image's class."""
         return self.critic(self.image_encoder(images)).softmax(1).gather(1, k[:, None])[:, 0]

@@ -82,3 +82,9 @@ class PaperVED(Generator):
         out = self.decoder(z)
         images = torch.sigmoid(out) if self.likelihood == "bernoulli" else out * MNIST_STD + MNIST_MEAN
         return images.clamp(0, 1).view(len(tokens), n, 28, 28)
+
+    @torch.no_grad()
+    def same_style(self, tokens, lengths, n, generator=None, *, temperature=1.0):
+        """This model has no style apart from content: every row shows each caption's latent mean."""
+        means = self.generate(tokens, lengths, 1, generator, temperature=0.0)[:, 0]
+        return means.unsqueeze(0).expand(n, -1, -1, -1).contiguous()

@@ -54,6 +54,15 @@ class StylePrior(nn.Module):
             self.mean[c] = means
             self.scale[c] = torch.linalg.cholesky(covs)
 
+    def overall(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each class's mixture as one Gaussian (its mean and covariance): means (classes, style) and
+        Cholesky factors (classes, style, style)."""
+        covs = self.scale @ self.scale.transpose(-1, -2)
+        mean = (self.weights[..., None] * self.mean).sum(1)
+        apart = self.mean - mean[:, None]
+        cov = (self.weights[..., None, None] * (covs + apart[..., :, None] * apart[..., None, :])).sum(1)
+        return mean, torch.linalg.cholesky(cov)
+
     def draw(
         self, k: torch.Tensor, temperature: float, generator: torch.Generator | None = None
     ) -> torch.Tensor:

@@ -1,0 +1,133 @@
+"""The user-facing API a newcomer meets first: the pipeline call, `ved models`, self-describing weights."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import ved_main
+from safetensors import safe_open
+
+import ved
+from ved import checkpoint, mnist
+from ved.pipeline import WEIGHTS_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_pipeline_call_takes_a_generator_an_output_type_and_settings():
+    pipe = ved.load("cvae-arithmetic")
+    assert repr(pipe) == (
+        "Pipeline(model='cvae-arithmetic', family='arithmetic', device='cpu', "
+        "temperature=1.0, sharpness=1.5, accept=0.9)"
+    )
+    assert pipe.to("cpu") is pipe
+    images = pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7), output_type="pil")
+    assert (
+        len(images) == 1
+        and len(images[0]) == 3
+        and images[0][0].size == (28, 28)
+        and images[0][0].mode == "L"
+    )
+    again = pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7))
+    assert np.array_equal(np.stack([np.asarray(im) for im in images[0]]), again[0])
+    cold = pipe(["three plus two"], n=3, generator=7, temperature=0.0, accept=0.0, output_type="pt")
+    assert cold.dtype == torch.float32 and cold.shape == (1, 3, 28, 28) and 0 <= cold.min() <= cold.max() <= 1
+    # temperature 0: each sample is a component's mean style, so fewer distinct images than at 1
+    assert not torch.equal(cold, pipe(["three plus two"], n=3, generator=7, accept=0.0, output_type="pt"))
+    assert pipe.settings["temperature"] == 1.0  # an override lasts one call
+    with pytest.raises(ved.ArgumentError, match="unknown sampling setting 'temprature'"):
+        pipe("five", temprature=0.5)
+    with pytest.raises(ved.ArgumentError, match="output_type must be one of np, pil, pt"):
+        pipe("five", output_type="png")
+
+
+def test_no_seed_draws_afresh_and_records_the_seed_that_draws_it_again():
+    pipe = ved.load("paper-label")
+    first = pipe("five", n=4)
+    seed = pipe.last_seed
+    assert isinstance(seed, int) and np.array_equal(pipe("five", n=4, generator=seed), first)
+    pipe("five", n=4, generator=torch.Generator())
+    assert pipe.last_seed is None  # a Generator's state is the caller's to keep
+
+
+def test_large_requests_are_drawn_in_chunks(monkeypatch):
+    """However many images are asked for, one forward pass draws at most CHUNK_IMAGES of them."""
+    pipe = ved.load("paper-label")
+    passes = []
+    generate = pipe.model.generate
+    monkeypatch.setattr(
+        pipe.model, "generate", lambda t, *a, **k: passes.append(len(t) * a[1]) or generate(t, *a, **k)
+    )
+    monkeypatch.setattr(ved.pipeline, "CHUNK_IMAGES", 20)
+    images = pipe(["one", "two", "three", "four", "five"], n=6, generator=0)
+    assert images.shape == (5, 6, 28, 28) and passes == [18, 12]
+    assert ved.pipeline.DEFAULT_N == 8 and pipe("five").shape == (1, 8, 28, 28)
+
+
+def test_same_style_draws_each_digit_in_one_handwriting():
+    """Each row is one style drawn as 0..9: the judge reads each column's digit (measured 91% for
+    cvae-mixed at n = 50, whose veto is not used here), and a row keeps its stroke weight: the ink of
+    one digit follows the ink of another across rows (measured correlation 0.72; independent samples
+    -0.03)."""
+    from ved.pipeline import load_judge
+
+    rows = ved.load().same_style(n=50, generator=0)
+    assert rows.shape == (50, 10, 28, 28) and rows.dtype == np.uint8
+    predicted = (
+        load_judge().predict(torch.as_tensor(rows.reshape(-1, 28, 28)).float() / 255).view(50, 10).numpy()
+    )
+    assert (predicted == np.arange(10)).mean() >= 0.85
+    ink = rows.reshape(50, 10, -1).mean(-1)
+    corr = np.corrcoef(((ink - ink.mean(0)) / ink.std(0)).T)[np.triu_indices(10, 1)].mean()
+    assert corr >= 0.5
+    paper = ved.load("paper-arithmetic").same_style(n=2, generator=0)  # no style: the latent means
+    assert paper.shape == (2, 10, 28, 28) and np.array_equal(paper[0], paper[1])
+
+
+def test_version_is_the_packages():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert ved.__version__ == pyproject["project"]["version"]
+
+
+def test_ved_models_lists_every_shipped_model_with_its_metrics(tmp_path):
+    code, out, err = ved_main("models")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["model", "families"]
+    for name in ved.shipped_models():
+        row = next(line for line in lines if line.startswith(name + " "))
+        assert "0.1.0" in row and "%" in row
+    assert "99.6%" in next(line for line in lines if line.startswith("cvae-mixed "))
+    code, _, err = ved_main("models", "--model", str(tmp_path))
+    assert code == 2 and "unknown model" in err
+
+
+@pytest.mark.parametrize("name", ved.shipped_models())
+def test_shipped_weights_say_what_they_are(name):
+    folder = WEIGHTS_DIR / name
+    about = json.loads((folder / checkpoint.CONFIG).read_text())["provenance"]
+    assert about["ved"] == "0.1.0" and len(about["commit"]) == 40 and about["trained"].startswith("2026-")
+    assert about["mnist_sha256"] == mnist.CONTENT_SHA256
+    assert {"families", "test_accuracy", "test_fjd", "test_diversity"} <= about["metrics"].keys()
+    with safe_open(str(folder / checkpoint.WEIGHTS), "pt") as f:
+        assert json.loads(f.metadata()["ved_config"])["provenance"] == about
+
+
+def test_a_folder_from_another_version_says_so(tmp_path):
+    folder = tmp_path / "future"
+    folder.mkdir()
+    config = json.loads((WEIGHTS_DIR / "paper-label" / checkpoint.CONFIG).read_text())
+    config["provenance"]["ved"] = "9.0.0"
+    config["model"]["attention_heads"] = 4  # a setting this version does not know
+    (folder / checkpoint.CONFIG).write_text(json.dumps(config))
+    (folder / checkpoint.WEIGHTS).write_bytes((WEIGHTS_DIR / "paper-label" / checkpoint.WEIGHTS).read_bytes())
+    with pytest.raises(
+        ved.ModelError, match=r"unknown key 'attention_heads'.*saved by ved 9\.0\.0; this is ved 0\.1\.0"
+    ):
+        ved.load(folder)
