@@ -37,3 +37,23 @@ def test_version():
 
     code, out, err = run_ved("--version")
     assert code == 0 and out.strip() == f"ved {ved.__version__}"
+
+
+def test_every_option_says_what_it_does():
+    """`--help` of every command: each option's text says what it does, not only its default."""
+    import argparse
+
+    from ved.cli import parser
+
+    bare = []
+
+    def walk(p, path):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif not (action.help or "").strip() or action.help.strip().startswith("(default"):
+                bare.append((" ".join(path), action.option_strings or action.dest))
+
+    walk(parser(), ["ved"])
+    assert not bare, bare

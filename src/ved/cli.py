@@ -331,8 +331,15 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("captions", help="list a family's captions or parse captions")
     csub = s.add_subparsers(dest="captions_command", required=True, metavar="ACTION")
     c = csub.add_parser("list", help="print caption<TAB>digit for a family and split")
-    c.add_argument("--family", choices=captions.FAMILIES, default="arithmetic", help="(default: arithmetic)")
-    c.add_argument("--split", choices=captions.SPLITS, default="train", help="(default: train)")
+    c.add_argument(
+        "--family",
+        choices=captions.FAMILIES,
+        default="arithmetic",
+        help="caption family to list (default: arithmetic)",
+    )
+    c.add_argument(
+        "--split", choices=captions.SPLITS, default="train", help="which split's captions (default: train)"
+    )
     c.add_argument("-n", type=whole(0, 10**9), default=None, help="at most N lines (default: all)")
     c.add_argument("--seed", type=whole(0, 2**31 - 1), default=0, help="caption seed (default: 0)")
     c.set_defaults(run=cmd_captions_list)
@@ -343,9 +350,14 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("judge", help="the evaluator CNN")
     jsub = s.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
     j = jsub.add_parser("train", help="train the judge on the 50k training split")
-    j.add_argument("--out", default="runs/judge", help="(default: runs/judge)")
-    j.add_argument("--epochs", type=whole(1, 1000), default=12, help="(default: 12)")
-    j.add_argument("--seed", type=SEED, default=0, help="(default: 0)")
+    j.add_argument("--out", default="runs/judge", help="folder for the judge's weights (default: runs/judge)")
+    j.add_argument(
+        "--epochs",
+        type=whole(1, 1000),
+        default=12,
+        help="training epochs; the best on validation is kept (default: 12)",
+    )
+    j.add_argument("--seed", type=SEED, default=0, help="seed of initialisation and shuffling (default: 0)")
     add_device(j)
     add_quiet(j)
     j.set_defaults(run=cmd_judge_train)
@@ -424,7 +436,11 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_evaluate)
 
     s = sub.add_parser("reproduce", help="the whole study in one command: models, metrics, figures, report")
-    s.add_argument("--out", default="out/reproduce", help="(default: out/reproduce)")
+    s.add_argument(
+        "--out",
+        default="out/reproduce",
+        help="folder for runs, figures and report; its finished runs are resumed (default: out/reproduce)",
+    )
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
     s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"
@@ -441,8 +457,12 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=cmd_reproduce)
 
     s = sub.add_parser("serve", help="the web demo and HTTP API")
-    s.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
-    s.add_argument("--port", type=whole(1, 65535), default=8000, help="(default: 8000)")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default: 127.0.0.1)",
+    )
+    s.add_argument("--port", type=whole(1, 65535), default=8000, help="TCP port to listen on (default: 8000)")
     s.add_argument(
         "--workers",
         type=whole(1, 64),

@@ -50,6 +50,21 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
     return "\n".join(lines)
 
 
+def headline_table(paper: dict, comparison: dict, default: str = "cvae-mixed") -> str:
+    """The README's table: per family and test split, the paper as published, the paper's model
+    scored correctly, and ved's default model (one model for every family)."""
+    ours = comparison.get(default, {})
+    lines = [
+        f"| test captions | paper (published) | paper's model, scored correctly | **ved: {default}** |",
+        "|---|---|---|---|",
+    ]
+    for family, splits in paper.items():
+        mine = ours.get(family, {}).get("test")
+        shown = f"**{mine['accuracy']:.1%}**" if mine else "-"
+        lines.append(f"| {family} | {PUBLISHED} | {splits['test']['accuracy']:.1%} | {shown} |")
+    return "\n".join(lines)
+
+
 def comparison_table(paper: dict, comparison: dict) -> str:
     """The paper's VED beside the conditional VAE on every family and split this run trained."""
     lines = [
@@ -89,16 +104,20 @@ def findings(results: dict, at_mean: dict) -> str:
     )
 
 
-def update_readme(readme: Path, table: str, out: Path, beyond_table: str | None = None) -> None:
-    """Replace the results block with the table and Figure 4 of this run, and the beyond-the-paper
-    block with the comparison table, when there is one. Each block is marked
-    `<!-- NAME:start -->...<!-- NAME:end -->` once, in the README or in a page of the docs/ folder
-    beside it; nothing outside the marks changes."""
+def update_readme(
+    readme: Path, table: str, out: Path, beyond_table: str | None = None, headline: str | None = None
+) -> None:
+    """Replace the results block with the table and Figure 4 of this run, the beyond-the-paper block
+    with the comparison table and the headline block with the headline table, when there are ones.
+    Each block is marked `<!-- NAME:start -->...<!-- NAME:end -->` once, in the README or in a page
+    of the docs/ folder beside it; nothing outside the marks changes."""
     pages = [readme, *sorted((readme.parent / "docs").glob("*.md"))]
     texts = {page: page.read_text(encoding="utf-8") for page in pages}
     blocks = {"results": (table, "fig4_samples.png", "Figure 4: samples for unseen test captions")}
     if beyond_table:
         blocks["beyond"] = (beyond_table, None, None)
+    if headline:
+        blocks["headline"] = (headline, None, None)
     for name, (body, figure, alt) in blocks.items():
         pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
         found = [page for page, text in texts.items() if pattern.search(text)]

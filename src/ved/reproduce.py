@@ -250,7 +250,9 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         ),
     )
     if readme:
-        report.update_readme(Path(readme), table, study.out, None if study.quick else beyond_table)
+        full = not study.quick and DEFAULT_MODEL in study.comparison  # --quick trains no default model
+        headline = report.headline_table(study.results, study.comparison, DEFAULT_MODEL) if full else None
+        report.update_readme(Path(readme), table, study.out, beyond_table if full else None, headline)
     return study.out / "report.md"
 
 
