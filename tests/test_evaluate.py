@@ -13,13 +13,14 @@ from ved.pipeline import load_judge
 
 
 class RealImageOracle(torch.nn.Module):
-    """A test stand-in for a perfect generator: real test images of each caption's digit.
+    """A test stand-in for a perfect generator: real training images of each caption's digit, none
+    of them among the reference's test images or its held-out validation digits.
 
     It reads the caption back from token ids (test code may; ved's models may not)."""
 
     def __init__(self, data, offset=0):
         super().__init__()
-        images, labels = data.split("test")
+        images, labels = data.split("train")
         self.by_digit = [torch.as_tensor(images[labels == d]).float() / 255 for d in range(10)]
         self.offset = offset  # offset=k draws digit (d + k) % 10: a generator that is always wrong
 
@@ -57,10 +58,10 @@ def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference):
     r = metrics.score_pool(RealImageOracle(mnist_data), judge, pool, reference, samples=3000)
     assert r["accuracy"] >= 0.99  # the judge's own accuracy on real digits
     assert 0.9 <= r["diversity"] <= 1.1
-    assert r["fjd"] < 3 * r["fjd_floor"] + 1
-    # held-out real digits, as many as were drawn: the bar a perfect generator meets at this count
+    # held-out real digits, as many as were drawn: the bar a perfect generator meets at this count;
+    # real training digits, disjoint from both, meet it (measured 7.1 against 8.4; floor 4.9)
     assert r["fjd_floor"] < r["fjd_real"] < 3 * r["fjd_floor"]
-    assert r["fjd"] < r["fjd_real"] + 1  # these samples are the reference's own images
+    assert abs(r["fjd"] - r["fjd_real"]) < 0.25 * r["fjd_real"], (r["fjd"], r["fjd_real"])
     assert set(r["by_operations"]) == {2, 3, 4, 5}
     confusion = np.array(r["confusion"])
     assert confusion.sum() == r["images"] and np.trace(confusion) / confusion.sum() >= 0.99
@@ -94,20 +95,17 @@ def test_evaluate_cli_writes_json(tmp_path):
     )
     assert code == 0, err
     result = json.loads(out.read_text())["results"]["label"]["test"]
-    for key in (
-        "accuracy",
-        "by_operations",
-        "by_digit",
-        "confusion",
-        "fjd",
-        "fjd_by_digit",
-        "fjd_floor",
-        "fjd_real",
-        "diversity",
-        "recon",
-        "kl",
-    ):
-        assert key in result
+    # the shipped paper-label model, measured at 5,000 samples: accuracy 74.7%, FJD 664.8 (held-out
+    # real 6.8), diversity 0.095; the margins cover another machine's last bits, not a broken metric
+    assert 0.72 <= result["accuracy"] <= 0.78
+    assert (
+        600 < result["fjd"] < 730 and 5 < result["fjd_real"] < 9 and result["fjd_floor"] < result["fjd_real"]
+    )
+    assert 0.07 < result["diversity"] < 0.12
+    confusion = np.array(result["confusion"])
+    assert confusion.sum() == result["images"] >= 5000 and len(result["by_digit"]) == 10
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(result["accuracy"], abs=1e-6)
+    assert result["recon"] > 0 and result["kl"] > 0
     assert "| label | test |" in stdout
 
 
@@ -131,8 +129,14 @@ def test_reproduce_quick(tmp_path):
     assert "## Beyond the paper" in report and "| arithmetic | test | conditional VAE |" in report
     assert (tmp_path / "figures" / "samples_cvae-arithmetic.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] > 0.5
+    # one epoch of cvae-arithmetic: measured 99.6% (valid) and 99.7% (test) on 1,000 samples
+    assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] >= 0.97
     assert results["minutes"] > 0  # recorded; how long it takes is benchmarks' business, not a test's
+    # the report says what this invocation did: time by stage, and which runs it trained
+    assert {"MNIST", "judge", "train", "evaluate", "draw"} <= results["stage_minutes"].keys()
+    assert results["epochs_before_and_after"]["paper-label"] == [0, 2]
+    assert "Trained in this invocation: paper-label (epochs 1-2)" in report
+    assert "Finished before it, only resumed and scored: none." in report
 
 
 def test_update_readme_replaces_both_marked_blocks(tmp_path):

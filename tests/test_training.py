@@ -51,6 +51,42 @@ def test_models_never_touch_the_parser():
                 assert name not in ("parse", "operation_count", "caption_pool"), (path.name, name)
 
 
+def test_models_run_with_the_parser_disabled(mnist_data, monkeypatch):
+    """The same guard by behaviour, whatever path a model might take to the grammar: with every
+    function of captions.py that reads a caption's value made to raise, each model family still
+    prepares (content classes, caption fit), trains a step, runs its epoch hooks and draws."""
+    from ved import captions
+    from ved.batches import CaptionedImages, CaptionPool
+
+    images, labels = mnist_data.split("train")
+    data = {"family": "mixed"}
+    train = CaptionedImages(images[:3000], labels[:3000], CaptionPool(captions.pool_for(data, "train")))
+    families = captions.pool_families(data, "train")
+    tokens, lengths = vocab.encode(["three plus two", "min nine five seven", "five"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model reached the caption grammar")
+
+    for name in ("parse", "check_caption", "families_of", "operation_count", "_value", "_evaluate_chain",
+                 "caption_pool", "pool_for", "pool_families"):  # fmt: skip
+        monkeypatch.setattr(captions, name, refuse)
+    for config in (
+        {"family": "cvae", "caption_encoder": "routed", "caption_steps": 5, "channels": 4, "hidden": 16,
+         "style": 2, "style_components": 2, "final_fit_steps": 2},
+        {"family": "paper_ved", "gru_hidden": 8, "latent": 4, "decoder_hidden": 16},
+    ):  # fmt: skip
+        torch.manual_seed(0)
+        model = models.build(config)
+        model.prepare(train, seed=0, fresh=True, families=families)
+        g = torch.Generator().manual_seed(0)
+        batch = next(train.batches(256, g))
+        model.loss(batch)["loss"].backward()
+        model.after_epoch(train, g)
+        model.finish(train, g)
+        assert model.generate(tokens, lengths, 2, g).shape == (3, 2, 28, 28)
+        assert model.same_style(tokens, lengths, 2, g).shape == (2, 3, 28, 28)
+
+
 def weights(folder):
     return load_file(str(Path(folder) / "last" / checkpoint.WEIGHTS))
 

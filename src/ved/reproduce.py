@@ -51,6 +51,8 @@ class Study:
     published: dict = field(default_factory=dict)  # the same, scored as the published code does
     at_mean: dict = field(default_factory=dict)  # the same, decoding the latent mean
     comparison: dict = field(default_factory=dict)  # every run beyond the paper
+    seconds: dict = field(default_factory=dict)  # wall time of each kind of stage in this invocation
+    epochs: dict = field(default_factory=dict)  # run -> (epochs done before this invocation, after it)
 
 
 def reproduce(
@@ -73,7 +75,13 @@ def reproduce(
     ]
     bar = tqdm(stages, desc="reproduce", bar_format="{desc}: {n}/{total} stages [{elapsed}]")
 
+    clock = [time.perf_counter(), "MNIST"]
+
     def stage(name):
+        now = time.perf_counter()
+        kind = clock[1].split()[0]  # MNIST, judge, train, evaluate, draw: the report sums each kind
+        study.seconds[kind] = study.seconds.get(kind, 0.0) + now - clock[0]
+        clock[:] = [now, name]
         bar.set_description(f"reproduce: {name}")
         bar.update(1)
 
@@ -117,7 +125,9 @@ def train_run(study: Study, name: str, judge) -> None:
     )
     config["train"]["eval_images"] = 500 if study.quick else 1000  # per-epoch curves; the table uses 5000
     study.runs[name] = study.out / "runs" / name
+    before = checkpoint.load_train_state(study.runs[name] / "last")
     result = train(config, study.runs[name], study.device, resume=True, judge=judge, log=tqdm.write)
+    study.epochs[name] = (before["state"]["epoch"] if before else 0, result["state"]["epoch"])
     if name in PAPER:
         study.histories[name.removeprefix("paper-")] = result["history"]
 
@@ -220,11 +230,18 @@ def draw(study: Study) -> None:
 def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -> Path:
     table = report.results_table(study.results, study.published, study.at_mean)
     beyond_table = report.comparison_table(study.results, study.comparison)
-    train_minutes = sum(h[-1]["seconds"] for h in study.histories.values() if h) / 60
+    stage_minutes = ", ".join(f"{kind} {seconds / 60:.1f}" for kind, seconds in study.seconds.items())
+    trained = [f"{n} (epochs {a + 1}-{b})" for n, (a, b) in study.epochs.items() if b > a]
+    resumed = [n for n, (a, b) in study.epochs.items() if b == a]
+    runs_line = (
+        f"Trained in this invocation: {', '.join(trained) or 'none'}. "
+        f"Finished before it, only resumed and scored: {', '.join(resumed) or 'none'}."
+    )
     text = report.render(
         table=table,
         minutes=minutes,
-        train_minutes=train_minutes,
+        stage_minutes=stage_minutes,
+        runs_line=runs_line,
         findings=report.findings(study.results, study.at_mean),
         beyond=beyond_table,
         beyond_figures="\n".join(f"![{n}](figures/samples_{n}.png)" for n in study.beyond),
@@ -244,14 +261,19 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
                 "latent_mean_accuracy": study.at_mean,
                 "beyond_the_paper": study.comparison,
                 "minutes": minutes,
-                "train_minutes": train_minutes,
+                "stage_minutes": {kind: seconds / 60 for kind, seconds in study.seconds.items()},
+                "epochs_before_and_after": study.epochs,
             },
             indent=2,
         ),
     )
     if readme:
         full = not study.quick and DEFAULT_MODEL in study.comparison  # --quick trains no default model
-        headline = report.headline_table(study.results, study.comparison, DEFAULT_MODEL) if full else None
+        headline = (
+            report.headline_table(study.results, study.published, study.comparison, DEFAULT_MODEL)
+            if full
+            else None
+        )
         report.update_readme(Path(readme), table, study.out, beyond_table if full else None, headline)
     return study.out / "report.md"
 
