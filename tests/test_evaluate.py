@@ -53,6 +53,30 @@ def test_frechet_distance_known_values():
     assert metrics.frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
 
 
+def test_precision_recall_known_values():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(500, 4))
+    assert metrics.precision_recall(real, real) == (1.0, 1.0)
+    assert metrics.precision_recall(real, real + 100) == (0.0, 0.0)  # nothing alike
+    collapsed = np.repeat(real[:1], 500, axis=0) + 1e-3 * rng.normal(size=(500, 4))  # one digit, drawn again
+    precision, recall = metrics.precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.02  # like real data, but covering none of its variety
+    half = real[real[:, 0] > 0]  # half the modes: precise, recall about a half
+    precision, recall = metrics.precision_recall(real[: len(half)], half)
+    assert precision > 0.9 and 0.3 < recall < 0.75
+
+
+def test_validation_reference_reads_no_test_image(mnist_data, judge):
+    """The reference for choosing settings: validation's even images, its odd ones held out."""
+    reference = metrics.RealReference(judge, mnist_data, split="valid")
+    images, labels = mnist_data.split("valid")
+    assert len(reference.labels) == len(images[::2])
+    assert torch.equal(reference.images, torch.as_tensor(images[::2]).float() / 255)
+    assert sum(map(len, reference.held_out)) == len(images[1::2])
+    with pytest.raises(ValueError, match="'test' or 'valid'"):
+        metrics.RealReference(judge, mnist_data, split="train")
+
+
 def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference):
     pool = captions.caption_pool("arithmetic", "test")
     r = metrics.score_pool(RealImageOracle(mnist_data), judge, pool, reference, samples=3000)
@@ -62,6 +86,8 @@ def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference):
     # real training digits, disjoint from both, meet it (measured 7.1 against 8.4; floor 4.9)
     assert r["fjd_floor"] < r["fjd_real"] < 3 * r["fjd_floor"]
     assert abs(r["fjd"] - r["fjd_real"]) < 0.25 * r["fjd_real"], (r["fjd"], r["fjd_real"])
+    # precision and recall of real digits against real digits: measured 0.88 and 0.89
+    assert r["precision"] >= 0.8 and r["recall"] >= 0.8
     assert set(r["by_operations"]) == {2, 3, 4, 5}
     confusion = np.array(r["confusion"])
     assert confusion.sum() == r["images"] and np.trace(confusion) / confusion.sum() >= 0.99
@@ -106,6 +132,7 @@ def test_evaluate_cli_writes_json(tmp_path):
     assert confusion.sum() == result["images"] >= 5000 and len(result["by_digit"]) == 10
     assert np.trace(confusion) / confusion.sum() == pytest.approx(result["accuracy"], abs=1e-6)
     assert result["recon"] > 0 and result["kl"] > 0
+    assert result["reference_split"] == "test"  # test rows, and only they, read the test images
     assert "| label | test |" in stdout
 
 

@@ -188,6 +188,7 @@ def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
     # nats per image: summed Bernoulli NLL over 784 pixels (a blank guess costs ~540) plus summed KL
     assert 60 < r["recon"] < 300 and r["kl"] > 0
     assert r["elbo_nats"] == pytest.approx(-(r["recon"] + r["kl"]))
+    assert r["reference_split"] == "valid"  # a validation row never reads a test image
 
 
 def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):

@@ -55,6 +55,24 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * cross)
 
 
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of feature sets (rows are samples).
+    Each set's manifold is the union of balls around its points, each reaching its k-th nearest
+    neighbour in the same set. Precision: the share of generated points inside the real manifold
+    (are they like real digits?); recall: the share of real points inside the generated one (do they
+    cover real digits' variety?). Unlike pixel diversity, sharpening strokes cannot buy recall."""
+    real_t, fake_t = torch.as_tensor(real, dtype=torch.float64), torch.as_tensor(fake, dtype=torch.float64)
+
+    def radii(x):  # distance to the k-th nearest other point
+        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+
+    if len(real_t) <= k or len(fake_t) <= k:
+        return float("nan"), float("nan")
+    precision = (torch.cdist(fake_t, real_t) <= radii(real_t)[None]).any(1).double().mean().item()
+    recall = (torch.cdist(real_t, fake_t) <= radii(fake_t)[None]).any(1).double().mean().item()
+    return precision, recall
+
+
 def mean_pairwise_distance(x: torch.Tensor) -> float:
     """Mean L2 distance between distinct rows of x (images flattened, pixels in [0, 1])."""
     x = x.reshape(len(x), -1).double()
@@ -65,7 +83,8 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
 
 
 class RealReference:
-    """Judge features and within-digit spread of real test images: what generated ones are compared to.
+    """Judge features and within-digit spread of real images (test images for the final report):
+    what generated ones are compared to.
 
     Two real-vs-real FJDs put a model's FJD in scale. `floor`: the test set's two halves against each
     other (~490 images a side). `held_out_fjd`: held-out validation digits, as many as a generator drew,
@@ -73,12 +92,20 @@ class RealReference:
     distance of a few hundred samples is biased upwards, so this is the fair bar: 200 held-out
     digits of each class score 10.1, 500 score 6.8, 1,000 score 5.7 (floor 4.9, shipped judge)."""
 
-    def __init__(self, judge, data: mnist.MNIST, device="cpu", seed: int = 0):
-        images, labels = data.split("test")
+    def __init__(self, judge, data: mnist.MNIST, device="cpu", seed: int = 0, split: str = "test"):
+        """`split`: "test", the final report's reference (test images; validation digits held out),
+        or "valid", for choosing settings without the test images: the validation set's even images
+        are the reference and its odd ones the held-out digits."""
+        if split not in ("test", "valid"):
+            raise ValueError(f"a reference split is 'test' or 'valid', got {split!r}")
+        images, labels = data.split(split)
+        held_out, held_out_labels = data.split("valid")
+        if split == "valid":
+            images, labels, held_out, held_out_labels = images[::2], labels[::2], images[1::2], labels[1::2]
+        self.split = split
         self.images = torch.as_tensor(images).float().div(255).to(device)
         self.labels = torch.as_tensor(labels).long()
         self.features = features(judge, self.images).cpu().numpy()
-        held_out, held_out_labels = data.split("valid")
         held_out_features = (
             features(judge, torch.as_tensor(held_out).float().div(255).to(device)).cpu().numpy()
         )
@@ -163,6 +190,12 @@ def score_pool(
         generated_features[digits == d].reshape(-1, generated_features.shape[-1]).numpy() for d in range(10)
     ]
     fjd = [frechet_distance(f, reference.digit_features(d)) for d, f in enumerate(per_digit)]
+    # as many real digits as generated ones, drawn once: the k-NN radii depend on a set's size
+    pick = np.random.default_rng(reference.seed)
+    prec_rec = [
+        precision_recall(pick.permutation(reference.digit_features(d))[: len(f)], f)
+        for d, f in enumerate(per_digit)
+    ]
     diversity = [s / reference.spread[int(d)] for s, d in zip(spread, digits)]
     return {
         "accuracy": correct.mean().item(),
@@ -174,9 +207,25 @@ def score_pool(
         "fjd_floor": float(np.mean(reference.floor)),
         "fjd_real": reference.held_out_fjd([len(f) for f in per_digit]),
         "diversity": float(np.mean(diversity)),
+        "precision": float(np.nanmean([p for p, _ in prec_rec])),  # per digit, averaged
+        "recall": float(np.nanmean([r for _, r in prec_rec])),
+        "reference_split": reference.split,  # the split of the real digits it was scored against
         "captions": len(caption_pool),
         "images": int(predicted.numel()),
     }
+
+
+class References(dict):
+    """A RealReference per split, each built when first asked for: "valid" (validation images only)
+    for validation rows, "test" (test images) for test rows."""
+
+    def __init__(self, judge, data: mnist.MNIST, device="cpu"):
+        super().__init__()
+        self.judge, self.data, self.device = judge, data, device
+
+    def __missing__(self, split: str) -> RealReference:
+        self[split] = RealReference(self.judge, self.data, self.device, split=split)
+        return self[split]
 
 
 def evaluate_model(
@@ -191,17 +240,19 @@ def evaluate_model(
     reference=None,
 ) -> dict:
     """Every metric for a loaded model and its resolved config (pipeline.load gives both), per family
-    and split (default: its own family; valid, test), sampled with the config's [sample] settings."""
+    and split (default: its own family; valid, test), sampled with the config's [sample] settings.
+    Each split is scored against real digits of its own split (`references`): validation rows never
+    read a test image, so they can choose settings; only test rows do."""
     device = next(model.parameters()).device
     data = data or mnist.load(progress=progress)
-    reference = reference or RealReference(judge, data, device)
+    references = reference or References(judge, data, device)
     families = families or [config["data"]["family"]]
     splits = splits or ["valid", "test"]
     results = {}
     jobs = [(f, s) for f in families for s in splits]
     for family, split in tqdm(jobs, desc="evaluate", disable=not progress, leave=False):
         pool = captions.pool_for({**config["data"], "family": family}, split)
-        row = score_pool(model, judge, pool, reference, device, samples, settings=config["sample"])
+        row = score_pool(model, judge, pool, references[split], device, samples, settings=config["sample"])
         images, labels = data.split(split)
         losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))
         row.update({k: v for k, v in losses.items() if k != "loss"})
@@ -214,15 +265,17 @@ def evaluate_model(
 def summary_table(result: dict) -> str:
     """A Markdown table of the headline numbers of evaluate_model's result."""
     lines = [
-        "| family | split | accuracy | FJD (held-out real; floor) | diversity | recon | KL |",
-        "|---|---|---|---|---|---|---|",
+        "| family | split | accuracy | FJD (held-out real; floor) | diversity | precision / recall "
+        "| recon | KL |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for family, splits in result["results"].items():
         for split, r in splits.items():
             lines.append(
                 f"| {family} | {split} | {r['accuracy']:.1%} "
                 f"| {r['fjd']:.2f} ({r['fjd_real']:.2f}; {r['fjd_floor']:.2f}) | "
-                f"{r['diversity']:.2f} | {r['recon']:.4f} | {r['kl']:.4f} |"
+                f"{r['diversity']:.2f} | {r['precision']:.2f} / {r['recall']:.2f} "
+                f"| {r['recon']:.4f} | {r['kl']:.4f} |"
             )
     return "\n".join(lines)
 

@@ -42,12 +42,17 @@ def render(**values) -> str:
     return TEMPLATE.read_text(encoding="utf-8").format(**values)
 
 
+def precision_recall(r: dict) -> str:
+    """Precision / recall of a result, or "-" for results scored before they were measured."""
+    return f"{r['precision']:.2f} / {r['recall']:.2f}" if "precision" in r else "-"
+
+
 def results_table(results: dict, published: dict, at_mean: dict) -> str:
     lines = [
         "| family | split | paper (published) | paper's code as published, replayed | "
         "**ved: paper VED, scored correctly** | same, latent mean (no sampling) "
-        "| FJD (held-out real; floor) | diversity |",
-        "|---|---|---|---|---|---|---|---|",
+        "| FJD (held-out real; floor) | diversity | precision / recall |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for family, splits in results.items():
         for split, r in splits.items():
@@ -55,7 +60,8 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
                 f"| {family} | {split} | {published_figure(family, split)} "
                 f"| {published[family][split]:.1%} | "
                 f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
-                f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |"
+                f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
+                f"| {precision_recall(r)} |"
             )
     return "\n".join(lines)
 
@@ -82,8 +88,9 @@ def headline_table(paper: dict, published: dict, comparison: dict, default: str 
 def comparison_table(paper: dict, comparison: dict) -> str:
     """The paper's VED beside the conditional VAE on every family and split this run trained."""
     lines = [
-        "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity |",
-        "|---|---|---|---|---|---|",
+        "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity "
+        "| precision / recall |",
+        "|---|---|---|---|---|---|---|",
     ]
     rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
     for name, result in comparison.items():
@@ -95,7 +102,8 @@ def comparison_table(paper: dict, comparison: dict) -> str:
             for split, r in splits.items():
                 lines.append(
                     f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
-                    f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} |"
+                    f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
+                    f"| {precision_recall(r)} |"
                 )
     return "\n".join(lines)
 

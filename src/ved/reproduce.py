@@ -93,7 +93,7 @@ def reproduce(
     for name in PAPER + study.beyond:
         stage(f"train {name}")
         train_run(study, name, judge)
-    reference = metrics.RealReference(judge, data, study.device)
+    reference = metrics.References(judge, data, study.device)  # each split scored against its own digits
     for name in PAPER + study.beyond:
         stage(f"evaluate {name}")
         evaluate_run(study, name, judge, data, reference)
@@ -170,7 +170,7 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
             model,
             judge,
             captions.pool_for(config["data"], s),
-            reference,
+            reference[s],
             study.device,
             samples=200,
             settings=at_mean,
