@@ -23,15 +23,24 @@ def test_the_pipeline_call_takes_a_generator_an_output_type_and_settings():
         "temperature=1.0, sharpness=1.5, accept=0.9)"
     )
     assert pipe.to("cpu") is pipe
-    images = pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7), output_type="pil")
+    images = pipe(
+        ["three plus two"],
+        n=3,
+        generator=torch.Generator().manual_seed(7),
+        output_type="pil",
+        temperature=0.9,
+    )
     assert (
         len(images) == 1
         and len(images[0]) == 3
         and images[0][0].size == (28, 28)
         and images[0][0].mode == "L"
     )
-    again = pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7))
+    again = pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7), temperature=0.9)
     assert np.array_equal(np.stack([np.asarray(im) for im in images[0]]), again[0])
+    assert not np.array_equal(
+        again, pipe(["three plus two"], n=3, generator=torch.Generator().manual_seed(7))
+    )
     cold = pipe(["three plus two"], n=3, generator=7, temperature=0.0, accept=0.0, output_type="pt")
     assert cold.dtype == torch.float32 and cold.shape == (1, 3, 28, 28) and 0 <= cold.min() <= cold.max() <= 1
     # temperature 0: each sample is a component's mean style, so fewer distinct images than at 1
