@@ -47,8 +47,23 @@ def test_cli_png_grid_and_captions_file(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
 
-    height, width = matplotlib.image.imread(out).shape[:2]
-    assert width > height  # three rows of four, captions to the left
+    from ved.images import grid_image
+
+    # the PNG shows the very images the .npy holds: its dark mosaic, cropped and compared with them
+    array = tmp_path / "grid.npy"
+    code, _, err = run_ved("sample", "-n", "4", "--captions-file", str(captions), "--out", str(array), "two")
+    assert code == 0, err
+    mosaic = grid_image(np.load(array)).astype(float) / 255
+    assert np.load(array).shape == (3, 4, 28, 28)
+    png = matplotlib.image.imread(out)[..., :3].mean(-1)
+    dark = png < 0.5
+    rows, cols = np.flatnonzero(dark.mean(1) > 0.3), np.flatnonzero(dark.mean(0) > 0.3)
+    crop = png[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scaled = mosaic[(np.arange(crop.shape[0]) * mosaic.shape[0]) // crop.shape[0]][
+        :, (np.arange(crop.shape[1]) * mosaic.shape[1]) // crop.shape[1]
+    ]
+    assert np.corrcoef(crop.ravel(), scaled.ravel())[0, 1] > 0.85  # measured 0.93; another seed's images 0.32
+    assert cols[0] > 0.2 * png.shape[1]  # captions written to the left of the mosaic
 
 
 @pytest.mark.parametrize(
@@ -98,10 +113,11 @@ def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_da
 
 def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
     """The default model samples at temperature 1, with its logits times 1.5 and its critic's veto
-    at 0.9 (config.json): on arithmetic validation captions that must keep 99% of samples right,
-    vary at least 0.9 times as much as real digits (measured 1.00) and sit nearer real digits in the
-    judge's features (FJD) than the plain Bernoulli means without the veto do (measured 18.5, 99.4%
-    against 25.3, 98.3% on these 1,000 samples)."""
+    at 0.9 (config.json). On arithmetic validation captions, scored against validation digits only
+    (1,000 samples), against the plain Bernoulli means without the veto: more samples right
+    (measured 99.4% against 98.3%), variety nearer real digits' (1.02 against 0.96), at no cost in
+    FJD (25.9 against 26.8). Against the test images the FJD gain looked larger (18.5 against
+    25.3): a choice made there read the test set; docs/metrics.md."""
     import ved
     from ved import captions, metrics, vocab
     from ved.pipeline import load_judge
@@ -118,9 +134,10 @@ def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
         sharp, torch.sigmoid(1.5 * torch.logit(plain.double())).float(), atol=1e-4, rtol=0
     )
 
-    reference = metrics.RealReference(judge, mnist_data)
+    reference = metrics.RealReference(judge, mnist_data, split="valid")
     pool = captions.caption_pool("arithmetic", "valid")
     plain = metrics.score_pool(model, judge, pool, reference, samples=1000, settings={"temperature": 1.0})
     shipped = metrics.score_pool(model, judge, pool, reference, samples=1000, settings=shipped_settings)
-    assert shipped["accuracy"] >= 0.99 and shipped["diversity"] >= 0.9
-    assert shipped["fjd"] < 0.8 * plain["fjd"]
+    assert shipped["accuracy"] >= 0.985 and shipped["accuracy"] >= plain["accuracy"] + 0.005
+    assert shipped["diversity"] >= 0.95 and abs(shipped["diversity"] - 1) < abs(plain["diversity"] - 1)
+    assert shipped["fjd"] < 1.1 * plain["fjd"]
