@@ -39,13 +39,13 @@ def train_judge(
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Train the evaluator CNN on the 50k training split; keep the epoch best on validation."""
+    """Train the evaluator CNN on the 50k training split; keep the epoch best on validation. The test
+    images are read once, after the choice, to report the kept judge's accuracy."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     data = mnist.load(progress=progress, log=log)
     x_train, y_train = (torch.as_tensor(a).to(device) for a in data.split("train"))
     x_valid, y_valid = (torch.as_tensor(a).to(device) for a in data.split("valid"))
-    x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
     judge = models.Judge().to(device)
     opt = torch.optim.Adam(judge.parameters(), lr=lr)
     steps = epochs * math.ceil(len(y_train) / batch_size)
@@ -69,14 +69,17 @@ def train_judge(
         log(f"judge epoch {epoch}: valid accuracy {valid_acc:.4f}")
         if valid_acc > best:
             best = valid_acc
-            test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
             config = {
                 "family": "judge",
                 "valid_accuracy": valid_acc,
-                "test_accuracy": test_acc,
                 "epoch": epoch,
                 "command": f"ved judge train --epochs {epochs} --seed {seed}",
             }
             checkpoint.save_model(Path(out), judge, config)
+    # the choice is made: now, and only now, the test images
+    judge.load_state_dict(checkpoint.load_weights(Path(out), device))
+    x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
+    test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
+    checkpoint.save_model(Path(out), judge, {**config, "test_accuracy": test_acc})
     log(f"judge: best valid accuracy {best:.4f}, test accuracy {test_acc:.4f} -> {out}")
     return {"valid_accuracy": best, "test_accuracy": test_acc, "history": history}
