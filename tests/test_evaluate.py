@@ -107,6 +107,12 @@ def test_published_collate_bug_lowers_a_perfect_score(mnist_data, judge):
     dataset = CaptionedImages(images, labels, CaptionPool(captions.caption_pool("arithmetic", "valid")))
     oracle = RealImageOracle(mnist_data)
     assert metrics.published_code_accuracy(oracle, judge, dataset, batches=10) < 0.3
+    assert metrics.published_code_accuracy(oracle, judge, dataset, batches=10, aligned=True) >= 0.97
+    # captions of one length: the stable sort leaves each batch as it was, and the bug costs nothing
+    labels_only = CaptionedImages(images, labels, CaptionPool(captions.caption_pool("label", "valid")))
+    assert metrics.published_code_accuracy(oracle, judge, labels_only, batches=5) == pytest.approx(
+        metrics.published_code_accuracy(oracle, judge, labels_only, batches=5, aligned=True)
+    )
     g = torch.Generator().manual_seed(0)
     batch = next(dataset.batches(128, g))
     tokens, lengths = batch.tokens[batch.caption_of], batch.lengths[batch.caption_of]
