@@ -196,6 +196,8 @@ def train(
                 )
     if is_main and not state.get("finished"):
         _finish(model, out, last, cfg, train_set, state, device, log)
+    if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
+        dist.barrier()
     return {"state": state, "history": history}
 
 
