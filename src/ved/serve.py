@@ -211,10 +211,12 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
     def style():
         return FileResponse(STATIC / "style.css", media_type="text/css")
 
+    # read once: the shipped models do not change while the server runs
+    families = {name: trained_family(configs.of_folder(WEIGHTS_DIR / name)) for name in shipped_models()}
+
     @app.get("/api/models")
     def list_models():
-        families = {name: trained_family(configs.of_folder(WEIGHTS_DIR / name)) for name in shipped_models()}
-        return {"models": shipped_models(), "default": default_name, "families": families}
+        return {"models": list(families), "default": default_name, "families": families}
 
     @app.post("/api/same-style")
     async def same_style(request: SameStyleRequest):
