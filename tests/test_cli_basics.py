@@ -57,3 +57,10 @@ def test_every_option_says_what_it_does():
 
     walk(parser(), ["ved"])
     assert not bare, bare
+
+
+def test_same_style_refuses_captions_in_one_line(tmp_path):
+    out = tmp_path / "styles.png"
+    code, _, err = run_ved("sample", "--same-style", "five", "--out", str(out))
+    assert code == 2 and err.count("\n") == 1 and "--same-style" in err and "Traceback" not in err
+    assert not out.exists()

@@ -331,3 +331,12 @@ def test_serving_loads_no_matplotlib():
         text=True,
     )
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_same_style_api_draws_rows_and_refuses_bad_input(server):
+    r = httpx.post(server + "/api/same-style", json={"n": 2, "seed": 3})
+    assert r.status_code == 200 and r.json()["seed"] == 3
+    assert len(r.json()["images"]) == 2 and all(len(row) == 10 for row in r.json()["images"])
+    for body in ({"n": 9}, {"n": "2"}, {"extra": 1}, {"model": "../x"}):
+        bad = httpx.post(server + "/api/same-style", json=body)
+        assert 400 <= bad.status_code < 500 and "\n" not in bad.json()["detail"], body
