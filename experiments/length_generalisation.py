@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ved import captions, vocab
+from ved import captions, holdout, vocab
 from ved.models import caption_encoders
 
 
@@ -71,16 +71,20 @@ def main():
     parser.add_argument("--steps", type=int, default=1500, help="full-batch Adam steps (default: 1500)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     args = parser.parse_args()
-    tasks = {
-        "arithmetic: train <= 1 operation (+ one plus one ...), test 2-5": (
-            captions.caption_pool("arithmetic", "train"),
-            captions.caption_pool("arithmetic", "test"),
-        ),
-        "logic: train 1-3 distractors, test 4-8": (
-            captions.logic_pool("train", 0, (1, 3), per_digit=100),
-            captions.logic_pool("test", 0, (4, 8)),
-        ),
-    }
+    # This study scores on the test captions (the lengths no training caption has); it is a report
+    # on encoders, and the caption encoder ved ships was chosen from it before the test split was
+    # sealed (docs/metrics.md says so).
+    with holdout.final_report():
+        tasks = {
+            "arithmetic: train <= 1 operation (+ one plus one ...), test 2-5": (
+                captions.caption_pool("arithmetic", "train"),
+                captions.caption_pool("arithmetic", "test"),
+            ),
+            "logic: train 1-3 distractors, test 4-8": (
+                captions.logic_pool("train", 0, (1, 3), per_digit=100),
+                captions.logic_pool("test", 0, (4, 8)),
+            ),
+        }
     print("| task | encoder | target | test accuracy | by operations | seconds |\n|---|---|---|---|---|---|")
     for task, (train_pool, test_pool) in tasks.items():
         for name in caption_encoders.ENCODERS:

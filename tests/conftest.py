@@ -86,3 +86,13 @@ def server():
     log.seek(0)
     text = log.read()
     assert "Traceback" not in text and "Exception in ASGI" not in text, text[-3000:]
+
+
+@pytest.fixture
+def test_split():
+    """Opens the test split for a test that checks it, or scores a finished model on it: a test
+    is a report. Tuning code never runs under it (tests/test_holdout.py)."""
+    from ved import holdout
+
+    with holdout.final_report():
+        yield

@@ -8,7 +8,7 @@ from ved.captions import CaptionError, parse
 
 @pytest.mark.parametrize("family", captions.FAMILIES)
 @pytest.mark.parametrize("split", captions.SPLITS)
-def test_every_pool_caption_parses_to_its_digit(family, split):
+def test_every_pool_caption_parses_to_its_digit(family, split, test_split):
     pool = captions.caption_pool(family, split)
     for digit, pool_captions in pool.items():
         assert pool_captions, (family, split, digit)
@@ -90,7 +90,7 @@ def test_arithmetic_pools_are_the_papers():
     assert "nine minus four" in pool[5] and "zero plus five" in pool[5]
 
 
-def test_arithmetic_test_split_is_unseen_long_and_balanced():
+def test_arithmetic_test_split_is_unseen_long_and_balanced(test_split):
     train = {c for p in captions.caption_pool("arithmetic", "train").values() for c in p}
     test = captions.caption_pool("arithmetic", "test")
     flat = [c for p in test.values() for c in p]
@@ -105,7 +105,7 @@ def test_arithmetic_test_split_is_unseen_long_and_balanced():
 
 
 @pytest.mark.parametrize("options", [{"train_max_ops": 2}, {"train_max_ops": 3}, {"hold_out_pairs": 30}])
-def test_scan_style_arithmetic_splits(options):
+def test_scan_style_arithmetic_splits(options, test_split):
     """Length: training has 1..k operations and the test only more. Operand pairs: the held-out
     one-operation captions are the whole test split, three per digit, and no training caption."""
     train, test = (captions.caption_pool("arithmetic", s, **options) for s in ("train", "test"))
@@ -136,7 +136,7 @@ def test_bad_split_options_are_clear_errors(options, fragment):
         captions.caption_pool("arithmetic", "train", **options)
 
 
-def test_logic_splits_are_disjoint_and_follow_the_rules():
+def test_logic_splits_are_disjoint_and_follow_the_rules(test_split):
     pools = {s: {c for p in captions.caption_pool("logic", s).values() for c in p} for s in captions.SPLITS}
     assert not pools["train"] & pools["valid"] and not pools["train"] & pools["test"]
     assert not pools["valid"] & pools["test"]
@@ -150,12 +150,12 @@ def test_logic_splits_are_disjoint_and_follow_the_rules():
             assert 1 <= len(others) <= 3
 
 
-def test_logic_distractor_counts_are_configurable():
+def test_logic_distractor_counts_are_configurable(test_split):
     pool = captions.caption_pool("logic", "test", logic_k=(1, 2), logic_test_k=(4, 5))
     assert {captions.operation_count(c) for p in pool.values() for c in p} == {4, 5}
 
 
-def test_pools_are_deterministic_from_the_seed():
+def test_pools_are_deterministic_from_the_seed(test_split):
     assert captions.caption_pool("mixed", "test", seed=3) == captions.caption_pool("mixed", "test", seed=3)
     assert captions.caption_pool("logic", "train", seed=3) != captions.caption_pool("logic", "train", seed=4)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import run_ved
 
-from ved import captions, metrics
+from ved import captions, holdout, metrics
 from ved.batches import CaptionedImages, CaptionPool
 from ved.pipeline import load_judge
 
@@ -40,7 +40,8 @@ def judge():
 
 @pytest.fixture(scope="module")
 def reference(judge, mnist_data):
-    return metrics.RealReference(judge, mnist_data)
+    with holdout.final_report():  # the final report's reference: test images
+        return metrics.RealReference(judge, mnist_data)
 
 
 def test_frechet_distance_known_values():
@@ -77,7 +78,7 @@ def test_validation_reference_reads_no_test_image(mnist_data, judge):
         metrics.RealReference(judge, mnist_data, split="train")
 
 
-def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference):
+def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference, test_split):
     pool = captions.caption_pool("arithmetic", "test")
     r = metrics.score_pool(RealImageOracle(mnist_data), judge, pool, reference, samples=3000)
     assert r["accuracy"] >= 0.99  # the judge's own accuracy on real digits

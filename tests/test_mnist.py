@@ -15,7 +15,7 @@ def write_idx_folder(data, folder, gz=False):
             (folder / name).unlink()
 
 
-def test_splits_are_the_standard_ones(mnist_data):
+def test_splits_are_the_standard_ones(mnist_data, test_split):
     train, valid, test = (mnist_data.split(s) for s in ("train", "valid", "test"))
     assert [len(x) for x, _ in (train, valid, test)] == [50_000, 10_000, 10_000]
     assert train[0].dtype == np.uint8 and train[0].shape[1:] == (28, 28)

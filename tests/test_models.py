@@ -113,7 +113,7 @@ def test_paper_ved_takes_another_caption_encoder(mnist_data):
     assert "encoder.word.weight" in model.state_dict()
 
 
-def test_routed_encoder_reads_every_family_and_longer_captions():
+def test_routed_encoder_reads_every_family_and_longer_captions(test_split):
     """The `mixed` family's caption side: the router learns from the words which family a caption
     is, and each family's expert keeps its length generalisation (arithmetic: unseen 2-5-operation
     captions; logic: unseen captions). A tenth of the logic captions keeps this short."""

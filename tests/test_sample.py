@@ -86,7 +86,7 @@ def test_shipped_models_include_every_paper_family():
     assert {f"paper-{f}" for f in ("label", "sentence", "logic", "arithmetic")} <= set(ved.shipped_models())
 
 
-def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_data):
+def test_default_model_draws_the_right_digit_for_unseen_longer_captions(mnist_data, test_split):
     """The default shipped model (cvae-mixed) on captions of every family: unseen arithmetic ones
     with 2-5 operations, logic and sentence ones, and logic ones with 4-8 distractors (trained on
     1-3). The judge must see the caption's digit in 95% of samples (measured 99.8% on each of these

@@ -19,7 +19,7 @@ from ved.pipeline import load_judge
 TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
 
 
-def test_shipped_judge_reaches_99_3_percent_on_mnist_test(mnist_data):
+def test_shipped_judge_reaches_99_3_percent_on_mnist_test(mnist_data, test_split):
     judge = load_judge()
     assert not judge.training and not any(p.requires_grad for p in judge.parameters())
     images, labels = mnist_data.split("test")

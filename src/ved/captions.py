@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import random
 
+from . import holdout
 from .errors import VedError, shown
 
 SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
@@ -201,6 +202,8 @@ def logic_pool(
     Caption sets of the three splits are disjoint by a seeded hash; `k_range`
     sets the distractor counts this split uses (longer ones for a length test).
     """
+    if split == "test":
+        holdout.require("test captions")
     per_digit = per_digit or (300 if split == "train" else 60)
     rng = random.Random(f"logic:{seed}:{split}:{k_range}")
     pools: dict[int, list[str]] = {}
@@ -312,6 +315,8 @@ def caption_pool(
         raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
     if split not in SPLITS:
         raise CaptionError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    if split == "test":
+        holdout.require("test captions")
     if family == "label":
         return label_pool()
     if family == "sentence":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import captions, mnist
+from . import captions, holdout, mnist
 from .errors import VedError, one_line, shown
 from .pipeline import DEFAULT_N
 
@@ -97,11 +97,12 @@ def cmd_data(args):
     data = mnist.load(args.data_dir, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(f"MNIST verified (sha256 {data.content_hash()[:16]}...) at {mnist.cache_path()}")
     for split in captions.SPLITS:
-        print(f"  {split}: {len(data.split(split)[1])} images")
+        print(f"  {split}: {data.count(split)} images")
 
 
 def cmd_captions_list(args):
-    pool = captions.caption_pool(args.family, args.split, args.seed)
+    with holdout.final_report():  # a listing for the user; no choice of ved's is made from it
+        pool = captions.caption_pool(args.family, args.split, args.seed)
     lines = [f"{c}\t{d}" for d in range(10) for c in pool[d]]
     sys.stdout.write("".join(line + "\n" for line in lines[: args.n]))
 
@@ -264,14 +265,15 @@ def cmd_evaluate(args):
     if args.json:
         writable_file(Path(args.json), "--json")
     pipe = load(args.model, device=args.device)
-    result = evaluate_model(
-        pipe.model,
-        pipe.config,
-        load_judge(device=pipe.device),
-        families=args.family,
-        splits=args.split,
-        progress=not args.quiet,
-    )
+    with holdout.final_report():  # scores a finished model; its test rows read the test split
+        result = evaluate_model(
+            pipe.model,
+            pipe.config,
+            load_judge(device=pipe.device),
+            families=args.family,
+            splits=args.split,
+            progress=not args.quiet,
+        )
     text = json.dumps(result, indent=2)
     if args.json:
         from .checkpoint import atomic_write_text

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import holdout
 from .checkpoint import atomic_write_bytes
 
 # sha256 over train images, train labels, test images, test labels (uint8, IDX order).
@@ -63,8 +64,13 @@ class MNIST:
         if name == "valid":
             return self.train_images[TRAIN_SIZE:], self.train_labels[TRAIN_SIZE:]
         if name == "test":
+            holdout.require("test images")
             return self.test_images, self.test_labels
         raise DataError(f"unknown split '{name}'; choose one of: train, valid, test")
+
+    def count(self, name: str) -> int:
+        """How many images a split holds (reads no image, so the test split's count is open)."""
+        return len(self.test_labels) if name == "test" else len(self.split(name)[1])
 
     def content_hash(self) -> str:
         h = hashlib.sha256()

@@ -3,6 +3,8 @@ and split, metrics, figures, report.
 
 Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
 train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
+Training sees training and validation data only; the test split opens (holdout.final_report) for
+the evaluate and draw stages, after every model is fixed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, figures, metrics, mnist, report, vocab
+from . import captions, checkpoint, figures, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
 from .train import make_split, train
@@ -93,12 +95,14 @@ def reproduce(
     for name in PAPER + study.beyond:
         stage(f"train {name}")
         train_run(study, name, judge)
-    reference = metrics.References(judge, data, study.device)  # each split scored against its own digits
-    for name in PAPER + study.beyond:
-        stage(f"evaluate {name}")
-        evaluate_run(study, name, judge, data, reference)
-    stage("draw")
-    draw(study)
+    # The models are chosen and trained: from here on the report reads the test split, and only here.
+    with holdout.final_report():
+        reference = metrics.References(judge, data, study.device)  # each split against its own digits
+        for name in PAPER + study.beyond:
+            stage(f"evaluate {name}")
+            evaluate_run(study, name, judge, data, reference)
+        stage("draw")
+        draw(study)
     stage("write")
     path = write(study, checkpoint.load_config(judge_dir), (time.perf_counter() - started) / 60, readme)
     if ship:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import about, captions, checkpoint, mnist
+from . import about, captions, checkpoint, holdout, mnist
 from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
@@ -81,7 +81,14 @@ def train(
     log=print,
     dist=None,
 ) -> dict:
-    """Train a generative model; returns the final train state summary. `dist`: see distributed.py."""
+    """Train a generative model; returns the final train state summary. `dist`: see distributed.py.
+    Everything it chooses (early stopping, the kept weights) sees training and validation data only:
+    it runs sealed, so a read of the test split anywhere inside raises."""
+    with holdout.sealed():
+        return _train(config, out, device, resume, judge, progress, log, dist)
+
+
+def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     out, last = Path(out), Path(out) / "last"
     cfg = {**configs.resolve(config), "provenance": about.provenance(mnist.CONTENT_SHA256)}
     tcfg = cfg["train"]

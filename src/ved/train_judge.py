@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import checkpoint, mnist, models
+from . import checkpoint, holdout, mnist, models
 
 
 def _shift(images: torch.Tensor, generator: torch.Generator, pixels: float = 2.0) -> torch.Tensor:
@@ -78,7 +78,8 @@ def train_judge(
             checkpoint.save_model(Path(out), judge, config)
     # the choice is made: now, and only now, the test images
     judge.load_state_dict(checkpoint.load_weights(Path(out), device))
-    x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
+    with holdout.final_report():
+        x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
     test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
     checkpoint.save_model(Path(out), judge, {**config, "test_accuracy": test_acc})
     log(f"judge: best valid accuracy {best:.4f}, test accuracy {test_acc:.4f} -> {out}")
