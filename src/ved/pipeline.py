@@ -186,27 +186,46 @@ class Pipeline:
         """`n` images for each caption (a str or any iterable of str).
 
         generator: a seed, a torch.Generator, or None for a fresh seed; the seed is kept in
-        `last_seed` (None for a Generator). output_type: "np" (captions, n, 28, 28) uint8 in MNIST
-        convention, "pt" the same as float32 in [0, 1], "pil" a list per caption of PIL images.
+        `last_seed` (None for a Generator). Or, as in diffusers, a list of seeds or Generators, one per
+        caption: each caption then draws from its own, and gets what a call for it alone would (up to
+        float rounding: a batch's kernels may round the last bit differently).
+        output_type: "np" (captions, n, 28, 28) uint8 in MNIST convention, "pt" the same as float32
+        in [0, 1], "pil" a list per caption of PIL images.
         settings: the model's sampling settings (e.g. temperature; see `settings`) for this call.
         Large requests are drawn in chunks of at most CHUNK_IMAGES images. CaptionError (a VedError)
         for a refused caption, ArgumentError for any other bad argument."""
         caption_list, loose = self.check(caption_list, strict)
         n, output_type = check_n(n), check_output_type(output_type)
-        g, settings = self._generator(generator), self._settings(settings)
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != len(caption_list):
+                raise ArgumentError(
+                    f"generator: a list needs one seed or Generator per caption ({len(caption_list)}), "
+                    f"got {len(generator)}"
+                )
+            g = [self._generator(one) for one in generator]
+            self.last_seed = None
+        else:
+            g = self._generator(generator)
+        settings = self._settings(settings)
         if loose:
             warnings.warn(
                 f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
                 f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing",
                 stacklevel=3,
             )
-        images = torch.zeros((len(caption_list), n, 28, 28))
+        # uint8 as each chunk comes, unless floats are asked for: a large job holds a quarter as much
+        images = torch.zeros(
+            (len(caption_list), n, 28, 28), dtype=torch.float32 if output_type == "pt" else torch.uint8
+        )
         step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
         chunks = range(0, len(caption_list), step)
         for lo in tqdm(chunks, desc="drawing", leave=False, disable=not progress or len(chunks) < 2):
             tokens, lengths = vocab.encode(caption_list[lo : lo + step])
-            drawn = self.model.generate(tokens.to(self.device), lengths.to(self.device), n, g, **settings)
-            images[lo : lo + step] = drawn.cpu()
+            chunk_g = g[lo : lo + step] if isinstance(g, list) else g
+            drawn = self.model.generate(
+                tokens.to(self.device), lengths.to(self.device), n, chunk_g, **settings
+            )
+            images[lo : lo + step] = drawn.cpu() if output_type == "pt" else as_uint8(drawn.cpu())
         return as_output(images, output_type)
 
     def generate(
@@ -246,11 +265,17 @@ class Pipeline:
         return settings
 
 
+def as_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] as uint8 in MNIST convention."""
+    return (images * 255).round().to(torch.uint8)
+
+
 def as_output(images: torch.Tensor, output_type: str):
-    """Float images in [0, 1] as the output type asks: "np" uint8, "pt" float32, "pil" PIL images."""
+    """Images (floats in [0, 1], or uint8 already) as the output type asks: "np" uint8, "pt"
+    float32, "pil" PIL images."""
     if output_type == "pt":
         return images
-    array = (images * 255).round().to(torch.uint8).numpy()
+    array = (images if images.dtype == torch.uint8 else as_uint8(images)).numpy()
     if output_type == "np":
         return array
     from PIL import Image  # matplotlib's dependency; only this output needs it

@@ -201,7 +201,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
                     f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
                     f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)"
                 )
-    if is_main and not state.get("finished"):
+    if is_main and model.finishes and not state.get("finished"):
         _finish(model, out, last, cfg, train_set, state, device, log)
     if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
         dist.barrier()

@@ -30,6 +30,8 @@ class Generator(nn.Module):
     def after_epoch(self, train, generator: torch.Generator) -> None:
         """After each epoch's steps, on the weights that are validated and kept."""
 
+    finishes = False  # True if `finish` has work to do: only then does the loop load the best weights
+
     def finish(self, train, generator: torch.Generator) -> bool:
         """After the last epoch, on the best weights; True if it changed them (they are saved again)."""
         return False
@@ -46,3 +48,18 @@ class Generator(nn.Module):
         """The sampling settings `generate` takes and their defaults."""
         params = inspect.signature(cls.generate).parameters.values()
         return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+def noise(kind: str, generator, rows: torch.Tensor, *shape: int) -> torch.Tensor:
+    """torch.randn ("normal") or torch.rand ("uniform") of (len(rows), *shape), drawn on the
+    generator's device. `generator`: one torch.Generator (or None) for every row, or a list of one
+    per caption, with `rows[i]` (sorted) the caption of draw i: each caption then takes its draws
+    from its own generator in the order a call for it alone would, so what it gets does not depend on
+    the other captions of the batch (the server draws several requests, each seeded, in one pass)."""
+    draw = torch.randn if kind == "normal" else torch.rand
+    if not isinstance(generator, (list, tuple)):
+        return draw((len(rows), *shape), generator=generator, device=generator.device if generator else "cpu")
+    counts = torch.bincount(rows.cpu(), minlength=len(generator)).tolist()
+    return torch.cat(
+        [draw((c, *shape), generator=g, device=g.device).cpu() for g, c in zip(generator, counts)]
+    )

@@ -121,6 +121,10 @@ class ConditionalVAE(Generator):
     def after_epoch(self, train, generator):
         self.fit_style_prior(train, generator)
 
+    @property
+    def finishes(self):
+        return bool(self.final_fit_steps)
+
     def finish(self, train, generator):
         # A mixture p(s | k) is refitted afresh to the chosen epoch's styles: the fits that followed
         # the styles from epoch to epoch can end with a few broad components (docs/conditional-vae.md).
@@ -247,7 +251,7 @@ class ConditionalVAE(Generator):
         tokens,
         lengths,
         n: int,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         *,
         temperature: float = 1.0,
         sharpness: float = 1.0,
@@ -267,17 +271,19 @@ class ConditionalVAE(Generator):
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits.
         k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
+        rows = torch.arange(len(tokens)).repeat_interleave(n)  # the caption of each image
 
-        def draw(k):
-            return torch.sigmoid(sharpness * self.decode(self.style_prior.draw(k, temperature, generator), k))
+        def draw(k, rows):
+            styles = self.style_prior.draw(k, temperature, generator, rows)
+            return torch.sigmoid(sharpness * self.decode(styles, k))
 
-        images = draw(k)
+        images = draw(k, rows)
         if accept:
             doubted = torch.nonzero(self.critic_belief(images, k) < accept)[:, 0]
             for _ in range(self.REDRAWS):  # only the redrawn images need the critic again
                 if not len(doubted):
                     break
-                images[doubted] = draw(k[doubted])
+                images[doubted] = draw(k[doubted], rows[doubted.cpu()])
                 doubted = doubted[self.critic_belief(images[doubted], k[doubted]) < accept]
         return images.view(len(tokens), n, 28, 28)
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..mnist import MNIST_MEAN, MNIST_STD
 from . import caption_encoders
-from .base import Generator
+from .base import Generator, noise
 
 
 class PaperVED(Generator):
@@ -69,15 +69,18 @@ class PaperVED(Generator):
     forward = loss
 
     @torch.no_grad()
-    def generate(
-        self, tokens, lengths, n: int, generator: torch.Generator | None = None, *, temperature: float = 1.0
-    ) -> torch.Tensor:
+    def generate(self, tokens, lengths, n: int, generator=None, *, temperature: float = 1.0) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,
-        its spread scaled by `temperature` (0: decode the mean)."""
+        its spread scaled by `temperature` (0: decode the mean). `generator`: one, or one per caption
+        (base.noise)."""
         mean, logvar = self.encode(tokens, lengths)
-        eps = torch.randn(
-            (n, *mean.shape), generator=generator, device=generator.device if generator else "cpu"
-        ).to(mean.device)
+        if isinstance(generator, (list, tuple)):  # (n, latent) per caption, as a call for it alone draws
+            rows = torch.arange(len(tokens)).repeat_interleave(n)
+            eps = noise("normal", generator, rows, mean.shape[1]).view(len(tokens), n, -1).transpose(0, 1)
+        else:
+            eps = noise("normal", generator, torch.zeros(n * len(tokens), dtype=torch.long), *mean.shape[1:])
+            eps = eps.view(n, *mean.shape)
+        eps = eps.to(mean.device)
         z = (mean + temperature * eps * torch.exp(0.5 * logvar)).transpose(0, 1)
         out = self.decoder(z)
         images = torch.sigmoid(out) if self.likelihood == "bernoulli" else out * MNIST_STD + MNIST_MEAN

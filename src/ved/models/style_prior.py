@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import noise
+
 
 class StylePrior(nn.Module):
     FIT_STEPS = 5  # EM steps per class after each epoch, each fit continuing the last one's
@@ -63,16 +65,14 @@ class StylePrior(nn.Module):
         cov = (self.weights[..., None, None] * (covs + apart[..., :, None] * apart[..., None, :])).sum(1)
         return mean, torch.linalg.cholesky(cov)
 
-    def draw(
-        self, k: torch.Tensor, temperature: float, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """A style for each class in k, each component's spread scaled by `temperature`."""
-        device = generator.device if generator else "cpu"
-        eps = torch.randn((len(k), self.mean.shape[2]), generator=generator, device=device)
-        eps = temperature * eps.to(k.device)
+    def draw(self, k: torch.Tensor, temperature: float, generator=None, rows=None) -> torch.Tensor:
+        """A style for each class in k, each component's spread scaled by `temperature`. `generator`
+        and `rows` as in base.noise (default: every draw from one generator)."""
+        rows = torch.zeros(len(k), dtype=torch.long) if rows is None else rows
+        eps = temperature * noise("normal", generator, rows, self.mean.shape[2]).to(k.device)
         component = torch.zeros_like(k)
         if self.weights.shape[1] > 1:  # one component draws nothing more: old samples stay the same
-            u = torch.rand((len(k), 1), generator=generator, device=device).to(k.device)
+            u = noise("uniform", generator, rows, 1).to(k.device)
             component = (self.weights[k].cumsum(1) < u).sum(1).clamp(max=self.weights.shape[1] - 1)
         return self.mean[k, component] + (self.scale[k, component] @ eps[:, :, None])[..., 0]
 
