@@ -56,14 +56,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server():
-    """One real `ved serve` (uvicorn, 2 workers) on a free loopback port for the whole session. At the
-    end, its log must hold no traceback: no request of any test made the server fail."""
+@contextlib.contextmanager
+def serving(*args):
+    """A real `ved serve ARGS` (uvicorn, 2 workers) on a free loopback port, its URL while it runs.
+    At the end its log must hold no traceback: no request made the server fail."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ved", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ved", "serve", "--port", str(port), *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -86,6 +86,13 @@ def server():
     log.seek(0)
     text = log.read()
     assert "Traceback" not in text and "Exception in ASGI" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="session")
+def server():
+    """One real `ved serve` for the whole session."""
+    with serving() as url:
+        yield url
 
 
 @pytest.fixture

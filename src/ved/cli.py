@@ -301,7 +301,7 @@ def cmd_reproduce(args):
 def cmd_serve(args):
     from .serve import run
 
-    run(args.host, args.port, args.model, args.workers, allowed_hosts=args.allow_host)
+    run(args.host, args.port, args.model, args.workers, allowed_hosts=args.allow_host, queue=args.queue)
 
 
 def add_device(p):
@@ -470,6 +470,13 @@ def parser() -> argparse.ArgumentParser:
         type=whole(1, 64),
         default=2,
         help="server processes, each with its own copy of the model; one per core (default: 2)",
+    )
+    s.add_argument(
+        "--queue",
+        type=whole(1, 100_000),
+        default=256,
+        help="generate requests each worker holds while it draws; past them it answers 503 with "
+        "Retry-After (default: 256)",
     )
     s.add_argument(
         "--allow-host",

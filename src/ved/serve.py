@@ -1,8 +1,9 @@
 """HTTP API and the demo page: `ved serve`.
 
-The default model loads once at start; other shipped models load on first use.
-Each request is one forward pass for all its images. Torch inference under
-no_grad is safe from several threads; the model cache has a lock.
+The default model loads once per worker at start; other shipped models load on first use.
+Generate requests that arrive together are drawn in one forward pass (`Batcher`): each keeps
+its own seed, so it gets the images it would get alone. Past MAX_WAITING queued requests the
+server answers 503 with Retry-After instead of queueing without end.
 
 A client's mistake gets a 4xx with one short JSON line, never a 5xx: request bodies are read
 up to a limit (413 past it), JSON values must have their exact types, and no message repeats
@@ -13,6 +14,7 @@ strict Content-Security-Policy. See docs/http-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import json
@@ -59,6 +61,63 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
+
+
+BATCH_IMAGES = 1024  # images per forward pass, at most; a request's n images always go in one
+BATCH_WINDOW_S = 0.002  # how long the first request of a batch waits for others to join it
+MAX_WAITING = 256  # queued generate requests per worker; past this, 503
+
+
+class Busy(Exception):
+    """The batcher's queue is full."""
+
+
+class Batcher:
+    """Dynamic batching on the event loop: requests queue, and one task draws each group of
+    requests for the same model and n in one pipeline call with one seed per caption (a list of
+    generators), so a request's images do not depend on the others in its batch, up to float
+    rounding (docs/http-api.md). The forward pass runs on the loop, as each request's did before:
+    while it runs, new requests wait in the socket buffers and join the next batch."""
+
+    def __init__(self, max_images=BATCH_IMAGES, window=BATCH_WINDOW_S, max_waiting=MAX_WAITING):
+        self.max_images, self.window, self.max_waiting = max_images, window, max_waiting
+        self.waiting: list[tuple] = []  # (pipeline, caption, n, seed, future)
+        self.task: asyncio.Task | None = None
+        self.batches = 0  # forward passes drawn, for tests and the benchmark
+
+    async def draw(self, pipe: Pipeline, caption: str, n: int, seed: int) -> tuple[np.ndarray, int]:
+        """The request's (n, 28, 28) images, and how many requests shared their forward pass."""
+        if len(self.waiting) >= self.max_waiting:
+            raise Busy
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((pipe, caption, n, seed, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.run())
+        return await future
+
+    async def run(self) -> None:
+        while self.waiting:
+            await asyncio.sleep(self.window)  # requests that arrive together join this batch
+            batch, images = [], 0
+            while self.waiting and (not batch or images + self.waiting[0][2] <= self.max_images):
+                batch.append(self.waiting.pop(0))
+                images += batch[-1][2]
+            groups: dict[tuple, list] = {}
+            for job in batch:
+                groups.setdefault((id(job[0]), job[2]), []).append(job)
+            for jobs in groups.values():
+                pipe, n = jobs[0][0], jobs[0][2]
+                try:
+                    with warnings.catch_warnings():  # each request said its own warning already
+                        warnings.simplefilter("ignore")
+                        drawn = pipe([j[1] for j in jobs], n=n, generator=[j[3] for j in jobs], strict=False)
+                    results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
+                except Exception as e:  # the requests' own error handlers answer it
+                    results = [(j[4], None, e) for j in jobs]
+                self.batches += 1
+                for future, images, err in results:
+                    if not future.done():  # a client that hung up cancelled its future
+                        future.set_exception(err) if err else future.set_result(images)
 
 
 class GenerateRequest(BaseModel):
@@ -166,7 +225,12 @@ class Guard:
         await self.app(scope, replay, send_with_headers)
 
 
-def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: list[str] | None = None):
+def create_app(
+    model: str | None = None,
+    device: str = "cpu",
+    allowed_hosts: list[str] | None = None,
+    max_waiting: int = MAX_WAITING,
+):
     """The FastAPI app behind its Guard (an ASGI app too)."""
     app = FastAPI(
         title="ved",
@@ -178,6 +242,7 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
     default_name = str(model or DEFAULT_MODEL)
     pipelines: dict[str, Pipeline] = {default_name: load(model, device=device)}
     lock = threading.Lock()
+    batcher = app.state.batcher = Batcher(max_waiting=max_waiting)
 
     def pipeline(name: str | None) -> Pipeline:
         name = name or default_name
@@ -233,7 +298,7 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
     def parse(caption: str = Query(max_length=MAX_CAPTION_CHARS)):
         return {"caption": caption, "digit": captions.check_caption(caption, None)}
 
-    # async: each request is a few ms of torch work, cheaper inline than handed to a thread pool
+    # async: the batcher draws on the event loop, which is cheaper than a thread pool for a few ms
     @app.post("/api/generate")
     async def generate(request: GenerateRequest, format: str = Query("json", pattern="^(json|png)$")):
         pipe = pipeline(request.model)
@@ -244,13 +309,14 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
         warning = f"drawn outside the model's grammar (strict: false): {loose[0][1]}" if loose else None
         digit = None if loose else captions.parse(request.caption)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-        with warnings.catch_warnings():  # said in the answer's `warning`
-            warnings.simplefilter("ignore")
-            images = pipe.generate([request.caption], request.n, seed, strict=request.strict)[0]
+        try:
+            images, together = await batcher.draw(pipe, request.caption, request.n, seed)
+        except Busy:
+            return error(503, "the server is busy; retry in a moment", headers={"Retry-After": "1"})
+        headers = {"X-Ved-Batched": str(together)}  # requests drawn in the same forward pass
         if format == "png":
-            headers = (
-                {"X-Ved-Warning": warning.encode("ascii", "backslashreplace").decode()} if warning else None
-            )
+            if warning:
+                headers["X-Ved-Warning"] = warning.encode("ascii", "backslashreplace").decode()
             return Response(png_bytes(wrapped_grid(images)), media_type="image/png", headers=headers)
         body = {
             "caption": request.caption,
@@ -263,7 +329,7 @@ def create_app(model: str | None = None, device: str = "cpu", allowed_hosts: lis
         }
         if warning:
             body["warning"] = warning
-        return SafeJSON(body)
+        return SafeJSON(body, headers=headers)
 
     return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])])
 
@@ -274,7 +340,8 @@ def app_from_env():
 
     torch.set_num_threads(1)  # requests are tiny; extra intra-op threads only contend with the server
     hosts = [h for h in os.environ.get("VED_SERVE_HOSTS", "").split(",") if h]
-    app = create_app(os.environ.get("VED_SERVE_MODEL") or None, allowed_hosts=hosts)
+    queue = int(os.environ.get("VED_SERVE_QUEUE") or MAX_WAITING)
+    app = create_app(os.environ.get("VED_SERVE_MODEL") or None, allowed_hosts=hosts, max_waiting=queue)
     gc.freeze()  # the loaded model and app stay; collections need not scan them under load
     return app
 
@@ -285,6 +352,7 @@ def run(
     model: str | None = None,
     workers: int = 1,
     allowed_hosts: list[str] | None = None,
+    queue: int = MAX_WAITING,
 ) -> None:
     import uvicorn
 
@@ -300,6 +368,7 @@ def run(
         )
     os.environ["VED_SERVE_MODEL"] = model or ""
     os.environ["VED_SERVE_HOSTS"] = ",".join(hosts)
+    os.environ["VED_SERVE_QUEUE"] = str(queue)
     print(
         f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))",
         flush=True,
