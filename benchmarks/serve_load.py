@@ -3,11 +3,13 @@
     python benchmarks/serve_load.py                      # 2,000 requests, 32 connections
     python benchmarks/serve_load.py --requests 200       # a quick look
     python benchmarks/serve_load.py --malformed 0.1      # 10% of requests are a client's mistakes
+    python benchmarks/serve_load.py --against HEAD~5     # that revision's server too, and the ratio
 
 Starts its own server (a real uvicorn process) on a free loopback port, and stops it.
 Reports throughput, p50/p99 latency (of good requests) and errors. Target: 0 errors, p99 under
 150 ms on 2 CPU cores. With --malformed, every bad request must get a 4xx (never a 5xx), and no
-good request may fail, however the connections it shares were used before.
+good request may fail, however the connections it shares were used before. A server whose queue is
+full may answer 503 with Retry-After: counted as `busy`, apart from errors.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import revisions
 
 CAPTIONS = [
     "three plus two",
@@ -34,17 +38,10 @@ CAPTIONS = [
 ]
 
 
-# A client's mistakes, each of which once gave a 500 or a dropped connection (bodies as sent on the wire).
+# A client's mistakes, each of which once gave a 500 or a dropped connection (bodies as sent on the
+# wire, one per line; tests/test_fuzz.py sends the same), and one body over the server's limit.
 MALFORMED = [
-    b'{"caption": "\\ud800"}',
-    b'{"caption": "five", "n": NaN}',
-    b'{"caption": "five", "n": Infinity}',
-    b'{"caption": "five", "seed": NaN}',
-    b'{"caption": "five", "model": "\\ud800"}',
-    b"{",
-    b'{"caption": "five", "n": "3"}',
-    b'{"caption": "two plus"}',
-    b'{"caption": "five", "extra": 1}',
+    *(Path(__file__).parents[1] / "tests" / "data" / "malformed-bodies.txt").read_bytes().splitlines(),
     b'{"caption": "' + b"x" * 70_000 + b'"}',
 ]
 
@@ -54,7 +51,7 @@ async def load(port: int, requests: int, concurrency: int, malformed: float = 0.
     A connection the server closes (it may, after refusing a body it did not read) is reopened."""
     latencies, counts = (
         [],
-        {"good": 0, "good_failed": 0, "bad": 0, "bad_4xx": 0, "5xx": 0, "transport_errors": 0},
+        {"good": 0, "good_failed": 0, "bad": 0, "bad_4xx": 0, "5xx": 0, "busy": 0, "transport_errors": 0},
     )
     queue = iter(range(requests))
     rng = random.Random(seed)
@@ -95,10 +92,11 @@ async def load(port: int, requests: int, concurrency: int, malformed: float = 0.
             if close:
                 writer.close()
                 writer = reader = None
-            counts["5xx"] += status.startswith(b"5")
+            counts["busy"] += status == b"503"
+            counts["5xx"] += status.startswith(b"5") and status != b"503"
             if bad:
                 counts["bad_4xx"] += status.startswith(b"4")
-            else:
+            elif status != b"503":
                 latencies.append(time.perf_counter() - t0)
                 counts["good_failed"] += not (status == b"200" and len(json.loads(payload)["images"]) == 16)
         if writer is not None:
@@ -108,23 +106,13 @@ async def load(port: int, requests: int, concurrency: int, malformed: float = 0.
     return {"latencies": latencies, **counts}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--requests", type=int, default=2000, help="(default: 2000)")
-    p.add_argument("--concurrency", type=int, default=32, help="(default: 32)")
-    p.add_argument(
-        "--malformed",
-        type=float,
-        default=0.0,
-        help="share of requests that are a client's mistakes (default: 0)",
-    )
-    p.add_argument("--json", help="write the numbers here too")
-    args = p.parse_args()
+def measure(args, env: dict) -> dict:
+    """Start a server with `env`'s code on a free port, warm it up, load it, stop it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "ved", "serve", "--port", str(port)], stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "ved", "serve", "--port", str(port)], stdout=subprocess.DEVNULL, env=env
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -142,10 +130,7 @@ def main():
         server.terminate()
         server.wait()
     latencies = sorted(run.pop("latencies"))
-    result = {
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "malformed": args.malformed,
+    return {
         **run,
         "errors": run["good_failed"] + run["5xx"] + (run["bad"] - run["bad_4xx"]),
         "throughput_rps": args.requests / wall,
@@ -153,9 +138,42 @@ def main():
         "p90_ms": 1000 * latencies[int(0.90 * (len(latencies) - 1))],
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
         "max_ms": 1000 * latencies[-1],
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--requests", type=int, default=2000, help="(default: 2000)")
+    p.add_argument("--concurrency", type=int, default=32, help="(default: 32)")
+    p.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="share of requests that are a client's mistakes (default: 0)",
+    )
+    p.add_argument("--against", metavar="REV", help="also load a server of this git revision, and compare")
+    p.add_argument("--json", help="write the numbers here too")
+    args = p.parse_args()
+    result = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "malformed": args.malformed,
         "machine": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }
+    if args.against:
+        with revisions.checkout(args.against) as tree:
+            result[args.against] = {
+                "code": revisions.describe(args.against),
+                **measure(args, revisions.env_for(tree)),
+            }
+    result["current"] = measure(args, revisions.env_for(None))
+    if args.against:
+        then, now = result[args.against], result["current"]
+        result["ratio_current_over_revision"] = {
+            "throughput": now["throughput_rps"] / then["throughput_rps"],
+            "p99": now["p99_ms"] / then["p99_ms"],
+        }
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,0 +1,49 @@
+"""Run a benchmark on the code of another git revision beside the current code, on one machine.
+
+Speed claims are ratios measured side by side: `checkout(REV)` gives a temporary git worktree of
+REV, and `env_for(tree)` the environment in which `python -m ved` runs that tree's code (its
+shipped weights included) with the current virtual environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def checkout(rev: str):
+    """A detached worktree of `rev` for the duration; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="ved-rev-")) / "tree"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(folder), rev],
+        check=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
+
+
+def env_for(tree: Path | None) -> dict:
+    """The environment that runs `tree`'s ved (None: the current checkout's)."""
+    src = (tree or ROOT) / "src"
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+
+
+def describe(rev: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", rev], capture_output=True, text=True
+    )
+    return done.stdout.strip()[:80]
+
+
+@contextlib.contextmanager
+def nothing():
+    """What `checkout` gives when there is no revision to compare with."""
+    yield None
