@@ -75,6 +75,7 @@ def test_only_the_reporting_code_opens_the_test_split():
     }
     assert opened == {
         "src/ved/cli.py",  # ved evaluate, ved captions list
+        "src/ved/bench.py",  # ved.bench.score on the test split: a final report on a user's images
         "src/ved/reproduce.py",  # its evaluate and draw stages, after every run is trained
         "src/ved/train_judge.py",  # the judge's test accuracy, after its epoch is chosen
         "experiments/length_generalisation.py",  # a report on the caption encoders, on test lengths

@@ -103,6 +103,13 @@ def cmd_data(args):
 def cmd_captions_list(args):
     with holdout.final_report():  # a listing for the user; no choice of ved's is made from it
         pool = captions.caption_pool(args.family, args.split, args.seed)
+    if args.out:  # one caption a line, for --captions-file of ved sample and ved evaluate
+        from .checkpoint import atomic_write_text
+
+        chosen = [c for d in range(10) for c in pool[d]][: args.n]
+        atomic_write_text(writable_file(Path(args.out), "--out"), "".join(c + "\n" for c in chosen))
+        print(f"{len(chosen)} captions -> {args.out}")
+        return
     lines = [f"{c}\t{d}" for d in range(10) for c in pool[d]]
     sys.stdout.write("".join(line + "\n" for line in lines[: args.n]))
 
@@ -264,6 +271,10 @@ def cmd_evaluate(args):
 
     if args.json:
         writable_file(Path(args.json), "--json")
+    if args.samples:
+        return evaluate_samples(args)
+    if args.captions_file:
+        raise UsageError("--captions-file goes with --samples: the captions the images were drawn for")
     pipe = load(args.model, device=args.device)
     with holdout.final_report():  # scores a finished model; its test rows read the test split
         result = evaluate_model(
@@ -282,6 +293,47 @@ def cmd_evaluate(args):
     from .metrics import summary_table
 
     print(summary_table(result))
+
+
+def no_nan(value):
+    """NaN (a figure of a digit no image was drawn for) as null: JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    return [no_nan(v) for v in value] if isinstance(value, list) else value
+
+
+def evaluate_samples(args):
+    """ved evaluate --samples X.npy --captions-file F: any generator's images, scored by the judge."""
+    from . import bench
+    from .metrics import summary_table
+
+    if args.model or args.family:
+        raise UsageError("--samples scores the images given; leave out --model and --family")
+    if not args.captions_file:
+        raise UsageError("--samples needs --captions-file FILE: the caption of each row, one a line")
+    splits = args.split or ["test"]
+    if len(splits) > 1 or splits[0] == "train":
+        raise UsageError("--samples is scored against one split's real digits: --split test or --split valid")
+    path = Path(args.samples)
+    try:
+        images = np.load(path, allow_pickle=False)  # never unpickle a file handed to us
+    except FileNotFoundError:
+        raise UsageError(f"--samples '{path}' not found") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--samples '{path}' is not a .npy array of uint8 images ({one_line(e)})") from None
+    args.caption = []
+    result = bench.score(images, read_captions(args), split=splits[0], device=args.device)
+    text = json.dumps(no_nan(result), indent=2)
+    if args.json:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(args.json), text)
+    table = {family: {splits[0]: row} for family, row in result["by_family"].items()}
+    if len(table) > 1:
+        table["all"] = {splits[0]: result}
+    print(summary_table({"results": table}))
 
 
 def cmd_reproduce(args):
@@ -344,6 +396,9 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("-n", type=whole(0, 10**9), default=None, help="at most N lines (default: all)")
     c.add_argument("--seed", type=whole(0, 2**31 - 1), default=0, help="caption seed (default: 0)")
+    c.add_argument(
+        "--out", help="write the captions here, one a line, in the same stable order (default: print them)"
+    )
     c.set_defaults(run=cmd_captions_list)
     c = csub.add_parser("parse", help="print the digit each caption means")
     c.add_argument("caption", nargs="+", help="one caption per argument (quote it)")
@@ -430,8 +485,18 @@ def parser() -> argparse.ArgumentParser:
         help="repeatable (default: the model's training family)",
     )
     s.add_argument(
-        "--split", action="append", choices=captions.SPLITS, help="repeatable (default: valid, test)"
+        "--split",
+        action="append",
+        choices=captions.SPLITS,
+        help="repeatable (default: valid, test; with --samples one of test, valid: default test)",
     )
+    s.add_argument(
+        "--samples",
+        metavar="X.npy",
+        help="score these images of any generator instead of a model: uint8 (captions, n, 28, 28), "
+        "0 = background, row i drawn for line i of --captions-file",
+    )
+    s.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
     s.add_argument("--json", help="also write the full results here")
     add_device(s)
     add_quiet(s)
