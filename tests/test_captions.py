@@ -175,3 +175,61 @@ def torch_powers():
     import torch
 
     return torch.tensor([16, 8, 4, 2, 1])
+
+
+@pytest.mark.parametrize("word", ["three", "zero"])
+def test_add_primitive_split_sees_the_word_only_bare(word, test_split):
+    options = {"add_primitive": word}
+    train, valid, test = (captions.caption_pool("arithmetic", s, **options) for s in captions.SPLITS)
+    for seen in (train, valid):
+        with_word = [c for p in seen.values() for c in p if word in c.split()]
+        assert with_word == [word]  # the bare label, and nothing else
+    flat = [c for p in test.values() for c in p]
+    assert all(word in c.split() and captions.operation_count(c) >= 1 for c in flat)
+    assert {captions.operation_count(c) for c in flat} == {1, 2, 3, 4, 5}
+    assert all(parse(c) == d for d, p in test.items() for c in p) and all(test[d] for d in range(10))
+    # every one-operation caption of the paper's pool with the word is in the test
+    paper = {
+        c for p in captions.arithmetic_train_pool().values() for c in p if captions.operation_count(c) == 1
+    }
+    assert {c for c in paper if word in c.split()} == {c for c in flat if captions.operation_count(c) == 1}
+
+
+@pytest.mark.parametrize("result", [7, 0])
+def test_held_out_result_split_never_makes_the_digit_by_arithmetic(result, test_split):
+    options = {"hold_out_result": result}
+    train, valid, test = (captions.caption_pool("arithmetic", s, **options) for s in captions.SPLITS)
+    for seen in (train, valid):
+        assert seen[result] == [captions.DIGIT_WORDS[result]]
+        assert all(parse(c) != result for d, p in seen.items() if d != result for c in p)
+    assert all(not test[d] for d in range(10) if d != result)
+    assert all(parse(c) == result and captions.operation_count(c) >= 1 for c in test[result])
+    assert {captions.operation_count(c) for c in test[result]} == {1, 2, 3, 4, 5}
+
+
+def test_named_held_out_captions_are_the_test_split_and_nothing_else(test_split):
+    held = ["zero minus zero", "zero plus nine", "four plus four"]
+    options = {"hold_out_captions": held}
+    train, valid, test = (captions.caption_pool("arithmetic", s, **options) for s in captions.SPLITS)
+    assert sorted(c for p in test.values() for c in p) == sorted(held)
+    assert not set(held) & {c for seen in (train, valid) for p in seen.values() for c in p}
+    paper = {c for p in captions.arithmetic_train_pool().values() for c in p}
+    assert {c for p in train.values() for c in p} == paper - set(held)
+    mixed = captions.caption_pool("mixed", "train", **options)  # the other families are untouched
+    assert not set(held) & {c for p in mixed.values() for c in p}
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        ({"add_primitive": "eleven"}, "allowed: a digit word"),
+        ({"hold_out_result": 10}, "allowed: a digit, 0 to 9"),
+        ({"hold_out_captions": ["five"]}, "no one-operation training caption"),
+        ({"hold_out_captions": ["one plus two plus three"]}, "no one-operation training caption"),
+        ({"add_primitive": "one", "hold_out_result": 3}, "set one of them"),
+        ({"hold_out_pairs": 5, "hold_out_result": 3}, "set one of them"),
+    ],
+)
+def test_bad_systematic_split_options_are_clear_errors(options, fragment):
+    with pytest.raises(CaptionError, match=fragment):
+        captions.caption_pool("arithmetic", "train", **options)

@@ -240,20 +240,25 @@ def arithmetic_train_pool() -> dict[int, list[str]]:
 
 
 def arithmetic_test_pool(
-    seed: int = 0, ops: tuple[int, ...] = (2, 3, 4, 5), per_cell: int = 15
+    seed: int = 0,
+    ops: tuple[int, ...] = (2, 3, 4, 5),
+    per_cell: int = 15,
+    must_use: str | None = None,
+    digits: tuple[int, ...] = tuple(range(10)),
 ) -> dict[int, list[str]]:
-    """Unseen captions with several operations, balanced over digits and operation counts."""
-    rng = random.Random(f"arithmetic-test:{seed}:{ops}")
+    """Unseen captions with several operations, balanced over digits and operation counts; with
+    `must_use`, each has that digit word as an operand; `digits`: the results to draw for."""
+    rng = random.Random(f"arithmetic-test:{seed}:{ops}" + (f":{must_use}" if must_use else ""))
     seen = {c for pool in arithmetic_train_pool().values() for c in pool}
     pools: dict[int, list[str]] = {d: [] for d in range(10)}
     for m in ops:
-        for d in range(10):
+        for d in digits:
             cell: set[str] = set()
             while len(cell) < per_cell:
                 values = [rng.randint(0, 9) for _ in range(m + 1)]
                 signs = [rng.choice(("plus", "minus")) for _ in range(m)]
                 total = values[0] + sum(v if s == "plus" else -v for s, v in zip(signs, values[1:]))
-                if total != d:
+                if total != d or (must_use and DIGIT_VALUE[must_use] not in values):
                     continue
                 caption = DIGIT_WORDS[values[0]] + "".join(
                     f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, values[1:])
@@ -265,15 +270,28 @@ def arithmetic_test_pool(
 
 
 def arithmetic_pool(
-    split: str, seed: int = 0, train_max_ops: int = 1, hold_out_pairs: int = 0
+    split: str,
+    seed: int = 0,
+    train_max_ops: int = 1,
+    hold_out_pairs: int = 0,
+    hold_out_captions: list[str] | None = None,
+    add_primitive: str | None = None,
+    hold_out_result: int | None = None,
 ) -> dict[int, list[str]]:
     """The arithmetic family's splits (validation images get the training captions). The paper's
-    protocol trains on one operation at most and tests on 2-5. Two SCAN-style variants:
+    protocol trains on one operation at most and tests on 2-5. SCAN-style variants, one at a time:
 
     - `train_max_ops = k` (length): training also gets captions of 2..k operations (as many per
       digit and count as the test has); the test keeps the counts above k, up to 5;
     - `hold_out_pairs = n` (operand pairs): n seeded one-operation captions (`a plus b`,
-      `a minus b`), spread over the digits, leave training, and they are the test split.
+      `a minus b`), spread over the digits, leave training, and they are the test split;
+    - `hold_out_captions = [...]`: these one-operation training captions leave training, and they
+      are the test split (the pairs split, with the pairs named);
+    - `add_primitive = "w"` (SCAN's add-primitive): no training caption has the digit word w next
+      to an operator, only the bare word; the test is every one-operation caption with w as an
+      operand, and unseen 2-5-operation ones with w (15 per digit and count);
+    - `hold_out_result = r`: no training caption but the bare word evaluates to r; the test is the
+      one-operation captions that do, and unseen 2-5-operation ones (15 per count), digit r only.
     """
     if not 1 <= train_max_ops <= 4:
         raise CaptionError(f"train_max_ops = {train_max_ops}; allowed: 1 to 4 (tests go up to 5 operations)")
@@ -281,8 +299,18 @@ def arithmetic_pool(
         raise CaptionError(
             f"hold_out_pairs = {hold_out_pairs}; allowed: 0 to 50 (training keeps 5+ per digit)"
         )
-    if hold_out_pairs and train_max_ops > 1:
-        raise CaptionError("hold_out_pairs and train_max_ops > 1 are two different splits; set one of them")
+    chosen = [
+        train_max_ops > 1,
+        hold_out_pairs > 0,
+        bool(hold_out_captions),
+        add_primitive is not None,
+        hold_out_result is not None,
+    ]
+    if sum(chosen) > 1:
+        raise CaptionError(
+            "train_max_ops > 1, hold_out_pairs, hold_out_captions, add_primitive and hold_out_result "
+            "are different splits; set one of them"
+        )
     paper = arithmetic_train_pool()
     rng = random.Random(f"pairs:{seed}")
     by_digit = [
@@ -290,9 +318,39 @@ def arithmetic_pool(
         for p in ([c for c in pool if operation_count(c) == 1] for pool in paper.values())
     ]
     held = {by_digit[i % 10][i // 10] for i in range(hold_out_pairs)}  # round the digits, so each has some
+    if hold_out_captions:
+        one_op = {c for pool in paper.values() for c in pool if operation_count(c) == 1}
+        for c in hold_out_captions:
+            if c not in one_op:
+                raise CaptionError(
+                    f"hold_out_captions: '{shown(c, 60)}' is no one-operation training caption; allowed: "
+                    "'a plus b' or 'a minus b' with a digit word each (ved captions list --family arithmetic)"
+                )
+        held = set(hold_out_captions)
+    if add_primitive is not None:
+        if add_primitive not in DIGIT_WORDS:
+            raise CaptionError(
+                f"add_primitive = '{shown(add_primitive, 20)}'; allowed: a digit word, zero to nine"
+            )
+        held = {
+            c for pool in paper.values() for c in pool if operation_count(c) and add_primitive in c.split()
+        }
+    if hold_out_result is not None:
+        if not (isinstance(hold_out_result, int) and 0 <= hold_out_result <= 9):
+            raise CaptionError(f"hold_out_result = {hold_out_result!r}; allowed: a digit, 0 to 9")
+        held = {c for c in paper[hold_out_result] if operation_count(c)}
     if split == "test":
-        if held:
-            return {d: [c for c in pool if c in held] for d, pool in paper.items()}
+        one_op_held = {
+            d: [c for c in pool if c in held and operation_count(c) == 1] for d, pool in paper.items()
+        }
+        if hold_out_pairs or hold_out_captions:
+            return one_op_held
+        if add_primitive is not None:
+            longer = arithmetic_test_pool(seed, must_use=add_primitive)
+            return {d: one_op_held[d] + longer[d] for d in range(10)}
+        if hold_out_result is not None:
+            longer = arithmetic_test_pool(seed, digits=(hold_out_result,))
+            return {d: one_op_held[d] + longer[d] if d == hold_out_result else [] for d in range(10)}
         return arithmetic_test_pool(seed, ops=tuple(range(train_max_ops + 1, 6)))
     pools = {d: [c for c in pool if c not in held] for d, pool in paper.items()}
     if train_max_ops > 1:  # another seed than the test's: the counts differ anyway, so no overlap
@@ -309,8 +367,10 @@ def caption_pool(
     logic_test_k: tuple[int, int] | None = None,
     train_max_ops: int = 1,
     hold_out_pairs: int = 0,
+    **arithmetic_split,
 ) -> dict[int, list[str]]:
-    """Captions a split may give an image of each digit: {digit: [caption, ...]}."""
+    """Captions a split may give an image of each digit: {digit: [caption, ...]}.
+    `arithmetic_split`: hold_out_captions, add_primitive or hold_out_result (arithmetic_pool)."""
     if family not in FAMILIES:
         raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
     if split not in SPLITS:
@@ -325,14 +385,17 @@ def caption_pool(
         k = logic_test_k if (split == "test" and logic_test_k) else logic_k
         return logic_pool(split, seed, k)
     if family == "arithmetic":
-        return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs)
+        return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs, **arithmetic_split)
     merged: dict[int, list[str]] = {d: [] for d in range(10)}
     for fam in ("label", "sentence", "logic", "arithmetic"):
         for d, pool in caption_pool(
-            fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs
+            fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs, **arithmetic_split
         ).items():
             merged[d].extend(pool)
     return merged
+
+
+ARITHMETIC_SPLITS = ("hold_out_captions", "add_primitive", "hold_out_result")  # [data] keys, None if unset
 
 
 def pool_for(data: dict, split: str) -> dict[int, list[str]]:
@@ -346,6 +409,7 @@ def pool_for(data: dict, split: str) -> dict[int, list[str]]:
         tuple(logic_test) if logic_test else None,
         data.get("train_max_ops", 1),
         data.get("hold_out_pairs", 0),
+        **{k: data[k] for k in ARITHMETIC_SPLITS if data.get(k) is not None},
     )
 
 

@@ -62,6 +62,14 @@ class Data:
     hold_out_pairs: int = whole(
         0, 0, 50
     )  # arithmetic: one-operation captions kept out of training, to test on
+    # arithmetic, one split at a time (captions.arithmetic_pool says exactly what leaves training):
+    hold_out_captions: list | None = field(default=None, metadata={"texts": True})  # these, named
+    add_primitive: str | None = field(
+        default=None, metadata={"options": tuple(captions.DIGIT_WORDS), "optional": True}
+    )  # a digit word seen only bare in training
+    hold_out_result: int | None = field(
+        default=None, metadata={"whole": (0, 9), "optional": True}
+    )  # a digit no training caption but its word evaluates to
 
 
 @dataclass
@@ -130,7 +138,12 @@ def check_table(table: str, schema, values: dict) -> dict:
 
 
 def _check_rule(where: str, value, rule: dict) -> None:
-    if "options" in rule:
+    if value is None and (rule.get("optional") or "texts" in rule):
+        return
+    if "texts" in rule:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{where}; allowed: a list of captions")
+    elif "options" in rule:
         if not isinstance(value, str) or value not in rule["options"]:
             raise ValueError(f"{where}; allowed: {', '.join(rule['options'])}")
     elif "whole" in rule:
