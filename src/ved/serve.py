@@ -83,7 +83,6 @@ class Batcher:
         self.max_images, self.window, self.max_waiting = max_images, window, max_waiting
         self.waiting: list[tuple] = []  # (pipeline, caption, n, seed, future)
         self.task: asyncio.Task | None = None
-        self.batches = 0  # forward passes drawn, for tests and the benchmark
 
     async def draw(self, pipe: Pipeline, caption: str, n: int, seed: int) -> tuple[np.ndarray, int]:
         """The request's (n, 28, 28) images, and how many requests shared their forward pass."""
@@ -114,7 +113,6 @@ class Batcher:
                     results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
                 except Exception as e:  # the requests' own error handlers answer it
                     results = [(j[4], None, e) for j in jobs]
-                self.batches += 1
                 for future, images, err in results:
                     if not future.done():  # a client that hung up cancelled its future
                         future.set_exception(err) if err else future.set_result(images)
