@@ -8,7 +8,9 @@ shipped weights included) with the current virtual environment.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import platform
 import subprocess
 import tempfile
 from pathlib import Path
@@ -47,3 +49,22 @@ def describe(rev: str) -> str:
 def nothing():
     """What `checkout` gives when there is no revision to compare with."""
     yield None
+
+
+def add_options(parser, what: str) -> None:
+    """The options every side-by-side benchmark takes."""
+    parser.add_argument("--against", metavar="REV", help=f"also {what} of this git revision, and compare")
+    parser.add_argument("--json", help="write the numbers here too")
+
+
+def machine() -> dict:
+    """What a figure was measured on, to print beside it."""
+    return {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+
+
+def report(result: dict, path: str | None) -> None:
+    """Print the result as JSON, and write it to `path` too when given."""
+    print(json.dumps(result, indent=2))
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 
@@ -59,15 +57,13 @@ def main():
     p.add_argument("--images", type=int, default=10_000, help="images per measurement (default: 10000)")
     p.add_argument("--rounds", type=int, default=2, help="measurements of each code (default: 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--against", metavar="REV", help="also measure this git revision, and compare")
-    p.add_argument("--json", help="write the numbers here too")
+    revisions.add_options(p, "measure the code")
     args = p.parse_args()
     result = {
         "model": args.model,
         "images": args.images,
         "device": args.device,
-        "machine": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
+        **revisions.machine(),
     }
     with revisions.checkout(args.against) if args.against else revisions.nothing() as tree:
         codes = {"current": revisions.env_for(None)}
@@ -85,10 +81,7 @@ def main():
         result["ratio_current_over_revision"] = (
             result["current"]["images_per_s"] / result[args.against]["images_per_s"]
         )
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    revisions.report(result, args.json)
 
 
 if __name__ == "__main__":

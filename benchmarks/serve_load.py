@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import socket
 import statistics
@@ -151,15 +149,13 @@ def main():
         default=0.0,
         help="share of requests that are a client's mistakes (default: 0)",
     )
-    p.add_argument("--against", metavar="REV", help="also load a server of this git revision, and compare")
-    p.add_argument("--json", help="write the numbers here too")
+    revisions.add_options(p, "load a server")
     args = p.parse_args()
     result = {
         "requests": args.requests,
         "concurrency": args.concurrency,
         "malformed": args.malformed,
-        "machine": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
+        **revisions.machine(),
     }
     if args.against:
         with revisions.checkout(args.against) as tree:
@@ -174,10 +170,7 @@ def main():
             "throughput": now["throughput_rps"] / then["throughput_rps"],
             "p99": now["p99_ms"] / then["p99_ms"],
         }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    revisions.report(result, args.json)
 
 
 if __name__ == "__main__":

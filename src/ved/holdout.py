@@ -25,23 +25,22 @@ class TestSplitError(VedError):
 
 
 @contextmanager
+def _gate(is_open: bool):
+    token = _open.set(is_open)
+    try:
+        yield
+    finally:
+        _open.reset(token)
+
+
 def final_report():
     """Open the test split to the code inside: a report of finished models, never a choice."""
-    token = _open.set(True)
-    try:
-        yield
-    finally:
-        _open.reset(token)
+    return _gate(True)
 
 
-@contextmanager
 def sealed():
     """Close the test split to the code inside, whatever the caller opened (training runs here)."""
-    token = _open.set(False)
-    try:
-        yield
-    finally:
-        _open.reset(token)
+    return _gate(False)
 
 
 def is_open() -> bool:
