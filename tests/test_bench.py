@@ -28,6 +28,8 @@ def test_captioned_mnist_yields_image_caption_tokens_and_digit(family, mnist_dat
     batch = next(iter(DataLoader(data, batch_size=64, shuffle=True, collate_fn=CaptionedMNIST.collate)))
     assert batch["image"].shape == (64, 1, 28, 28) and batch["tokens"].shape[0] == 64
     assert [captions.parse(c) for c in batch["caption"]] == batch["digit"].tolist()
+    with pytest.raises(captions.CaptionError, match="unknown split 'dev'; choose one of: train, valid, test"):
+        CaptionedMNIST(family, "dev", data=mnist_data)
     again = CaptionedMNIST(family, "train", data=mnist_data)
     assert again.captions == CaptionedMNIST(family, "train", data=mnist_data).captions  # from the seed
 

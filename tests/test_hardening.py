@@ -113,6 +113,9 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
     assert_one_line(code, err, "--out '" + str(tmp_path / "file") + "' is a file; give a folder")
     code, _, err = ved_main("evaluate", "--json", str(tmp_path / "folder.png"))
     assert_one_line(code, err, "--json")
+    code, _, err = ved_main("captions", "list", "--out", str(tmp_path / "folder.png"))
+    assert_one_line(code, err, "--out '" + str(tmp_path / "folder.png") + "' is a folder; give a file name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.png"]  # nothing written
 
 
 def test_captions_files_that_are_not_text(tmp_path):
@@ -139,6 +142,7 @@ def test_captions_files_that_are_not_text(tmp_path):
             "--allow-host: 'a.example,b.example' is not a host name",
         ),
         (("serve", "--allow-host", ""), "--allow-host: '' is not a host name"),
+        (("serve", "--queue", "0"), "argument --queue: 0 is out of range"),
     ],
 )
 def test_options_out_of_range_name_the_option(args, fragment):
@@ -157,6 +161,15 @@ def test_options_out_of_range_name_the_option(args, fragment):
         ("[train]\nlr = nan\n", "[train] lr = nan; allowed: a number"),
         ("[data]\nfamily = 'poetry'\n", "[data] family = 'poetry'; allowed: label, sentence"),
         ("[data]\nlogic_k = [3, 1]\n", "[data] logic_k = [3, 1]; allowed: [lowest, highest]"),
+        ("[data]\nadd_primitive = 'eleven'\n", "[data] add_primitive = 'eleven'; allowed: zero, one"),
+        (
+            "[data]\nhold_out_result = 12\n",
+            "[data] hold_out_result = 12; allowed: a whole number from 0 to 9",
+        ),
+        (
+            "[data]\nhold_out_captions = 'five'\n",
+            "[data] hold_out_captions = 'five'; allowed: a list of captions",
+        ),
         ("[model]\nlatent = -5\n", "[model] latent = -5; allowed: a whole number from 1"),
         ("[model]\nlatent = 1000000000000\n", "[model] latent = 1000000000000; allowed"),
         ("[model]\nfamily = 'cvae'\nstyle = 'big'\n", "[model] style = 'big'; allowed: a whole number"),
