@@ -77,9 +77,8 @@ class PaperVED(Generator):
         if isinstance(generator, (list, tuple)):  # (n, latent) per caption, as a call for it alone draws
             rows = torch.arange(len(tokens)).repeat_interleave(n)
             eps = noise("normal", generator, rows, mean.shape[1]).view(len(tokens), n, -1).transpose(0, 1)
-        else:
-            eps = noise("normal", generator, torch.zeros(n * len(tokens), dtype=torch.long), *mean.shape[1:])
-            eps = eps.view(n, *mean.shape)
+        else:  # (n, captions, latent) in one draw, as before per-caption generators existed
+            eps = noise("normal", generator, torch.zeros(n, dtype=torch.long), *mean.shape)
         eps = eps.to(mean.device)
         z = (mean + temperature * eps * torch.exp(0.5 * logvar)).transpose(0, 1)
         out = self.decoder(z)
