@@ -285,11 +285,7 @@ def cmd_evaluate(args):
             splits=args.split,
             progress=not args.quiet,
         )
-    text = json.dumps(result, indent=2)
-    if args.json:
-        from .checkpoint import atomic_write_text
-
-        atomic_write_text(Path(args.json), text)
+    write_json(args.json, result)
     from .metrics import summary_table
 
     print(summary_table(result))
@@ -302,6 +298,14 @@ def no_nan(value):
     if isinstance(value, dict):
         return {k: no_nan(v) for k, v in value.items()}
     return [no_nan(v) for v in value] if isinstance(value, list) else value
+
+
+def write_json(path: str | None, result: dict) -> None:
+    """ved evaluate's --json: the whole result, written atomically, when a path was given."""
+    if path:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(no_nan(result), indent=2))
 
 
 def evaluate_samples(args):
@@ -325,11 +329,7 @@ def evaluate_samples(args):
         raise UsageError(f"--samples '{path}' is not a .npy array of uint8 images ({one_line(e)})") from None
     args.caption = []
     result = bench.score(images, read_captions(args), split=splits[0], device=args.device)
-    text = json.dumps(no_nan(result), indent=2)
-    if args.json:
-        from .checkpoint import atomic_write_text
-
-        atomic_write_text(Path(args.json), text)
+    write_json(args.json, result)
     table = {family: {splits[0]: row} for family, row in result["by_family"].items()}
     if len(table) > 1:
         table["all"] = {splits[0]: result}
