@@ -74,6 +74,9 @@ def test_models_run_with_the_parser_disabled(mnist_data, monkeypatch):
         {"family": "cvae", "caption_encoder": "routed", "caption_steps": 5, "channels": 4, "hidden": 16,
          "style": 2, "style_components": 2, "final_fit_steps": 2},
         {"family": "paper_ved", "gru_hidden": 8, "latent": 4, "decoder_hidden": 16},
+        {"family": "textbook_cvae", "caption_hidden": 8, "caption_width": 8, "condition": 4, "latent": 2,
+         "channels": 4, "hidden": 16, "router_steps": 5},
+        {"family": "flow", "caption_hidden": 8, "caption_width": 8, "channels": 8, "router_steps": 5},
     ):  # fmt: skip
         torch.manual_seed(0)
         model = models.build(config)

@@ -346,6 +346,8 @@ def cmd_reproduce(args):
         retrain_judge=args.train_judge,
         readme=args.readme,
         ship=args.ship,
+        every=args.all,
+        peers=args.peers,
     )
     print(f"report: {path}")
 
@@ -510,10 +512,23 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
     s.add_argument(
+        "--all",
+        action="store_true",
+        help="also the conditional VAE on every family and split, and the peers (default: the paper's "
+        "four models and the default model)",
+    )
+    s.add_argument(
+        "--peers",
+        action="store_true",
+        help="also the peers (textbook CVAE, diffusion) beside the default model (default: off)",
+    )
+    s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"
     )
     s.add_argument(
-        "--readme", help="also rewrite the results and beyond-the-paper blocks of this README (default: off)"
+        "--readme",
+        help="also rewrite the marked result blocks of this README and the docs/ pages beside it "
+        "(default: off)",
     )
     s.add_argument(
         "--ship",

@@ -41,6 +41,23 @@ def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: st
     save_figure(fig, path)
 
 
+def side_by_side(panels: dict[str, np.ndarray], row_labels: list[str], path: Path) -> None:
+    """Several models' samples for the same captions: one panel per model, captions at the left."""
+    rows, n = next(iter(panels.values())).shape[:2]
+    label_width = max(map(len, row_labels), default=0) * 0.075 + 0.2
+    size = (label_width + len(panels) * (n * 0.42 + 0.2), rows * 0.42 + 0.4)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
+    for i, (ax, (name, images)) in enumerate(zip(axes[0], panels.items())):
+        ax.imshow(grid_image(images), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels if i == 0 else [], fontsize=9)
+        ax.set_xticks([])
+        ax.tick_params(length=0)
+        ax.set_title(name, fontsize=10)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    save_figure(fig, path)
+
+
 def _panels(n: int, width: float = 3.6, height: float = 2.8):
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
     return fig, axes[0]

@@ -85,13 +85,23 @@ def headline_table(paper: dict, published: dict, comparison: dict, default: str 
     return "\n".join(lines)
 
 
+QUALITY_HEADER = [
+    "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity | precision / recall |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def quality_row(captions_of: str, split: str, model: str, r: dict) -> str:
+    return (
+        f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
+        f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
+        f"| {precision_recall(r)} |"
+    )
+
+
 def comparison_table(paper: dict, comparison: dict) -> str:
     """The paper's VED beside the conditional VAE on every family and split this run trained."""
-    lines = [
-        "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity "
-        "| precision / recall |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = list(QUALITY_HEADER)
     rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
     for name, result in comparison.items():
         model, _, variant = name.partition("-")
@@ -99,13 +109,35 @@ def comparison_table(paper: dict, comparison: dict) -> str:
     for (variant, model), result in sorted(rows.items()):
         for family, splits in result.items():
             captions_of = variant if len(result) == 1 else f"{variant}: {family}"  # mixed: one row per family
-            for split, r in splits.items():
-                lines.append(
-                    f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
-                    f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
-                    f"| {precision_recall(r)} |"
-                )
+            lines += [quality_row(captions_of, split, model, r) for split, r in splits.items()]
     return "\n".join(lines)
+
+
+def peers_table(peers: dict) -> str:
+    """The default model and the peers on every family and split, then what each cost."""
+    lines = list(QUALITY_HEADER)
+    for family in next(iter(peers.values()))["results"]:
+        for split in ("valid", "test"):
+            lines += [quality_row(family, split, n, p["results"][family][split]) for n, p in peers.items()]
+    lines += [
+        "",
+        "| model | parameters | training seconds (epochs) | seconds to draw 1,000 images |",
+        "|---|---|---|---|",
+    ]
+    for name, peer in peers.items():
+        lines.append(
+            f"| {name} | {peer['parameters']:,} | {peer['train_seconds']:.0f} ({peer['epochs']}) "
+            f"| {peer['sample_seconds_per_1000']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def peers_section(table: str) -> str:
+    return (
+        "## The peers\n\nThe default model beside the generators people would pick instead, each "
+        "trained for the default model's training time on this machine (docs/peers.md):\n\n"
+        f"{table}\n\n![peers](figures/peers.png)\n"
+    )
 
 
 def findings(results: dict, at_mean: dict) -> str:
@@ -127,10 +159,16 @@ def findings(results: dict, at_mean: dict) -> str:
 
 
 def update_readme(
-    readme: Path, table: str, out: Path, beyond_table: str | None = None, headline: str | None = None
+    readme: Path,
+    table: str,
+    out: Path,
+    beyond_table: str | None = None,
+    headline: str | None = None,
+    peers_table: str | None = None,
 ) -> None:
     """Replace the results block with the table and Figure 4 of this run, the beyond-the-paper block
-    with the comparison table and the headline block with the headline table, when there are ones.
+    with the comparison table, the headline block with the headline table and the peers block with
+    the peers' tables and figure, when there are ones.
     Each block is marked `<!-- NAME:start -->...<!-- NAME:end -->` once, in the README or in a page
     of the docs/ folder beside it; nothing outside the marks changes."""
     pages = [readme, *sorted((readme.parent / "docs").glob("*.md"))]
@@ -140,6 +178,8 @@ def update_readme(
         blocks["beyond"] = (beyond_table, None, None)
     if headline:
         blocks["headline"] = (headline, None, None)
+    if peers_table:
+        blocks["peers"] = (peers_table, "peers.png", "Each model on the same test captions, side by side")
     for name, (body, figure, alt) in blocks.items():
         pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
         found = [page for page, text in texts.items() if pattern.search(text)]

@@ -1,5 +1,6 @@
-"""`ved reproduce`: MNIST, judge, the paper's VED on every family, the conditional VAE on every family
-and split, metrics, figures, report.
+"""`ved reproduce`: MNIST, judge, the paper's VED on every family, the default model, metrics, figures,
+report; with --all also the conditional VAE on every family and split and the peers (--peers: the peers
+alone beside the default model).
 
 Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
 train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
@@ -36,6 +37,11 @@ BEYOND = [f"cvae-{f}" for f in (*PAPER_FAMILIES, "mixed", *SPLIT_VARIANTS)] + [
     f"paper-{v}" for v in SPLIT_VARIANTS
 ]
 QUICK_BEYOND = ["cvae-arithmetic"]  # --quick smoke-tests the section with one short run
+DEFAULT_BEYOND = [DEFAULT_MODEL]  # what the README's headline table needs; BEYOND is behind --all
+# The generators people would pick instead (docs/peers.md), each given the default model's training
+# time on the same machine, the diffusion model also six times that.
+PEERS = ["peer-cvae-mixed", "peer-diffusion-mixed", "peer-diffusion-mixed-6x"]
+PEER_BUDGET = {"peer-diffusion-mixed-6x": ("peer-diffusion-mixed", 6)}  # run -> (config, x budget)
 SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
 
 
@@ -47,12 +53,14 @@ class Study:
     quick: bool
     device: str
     beyond: list[str]
+    peers: list[str] = field(default_factory=list)
     runs: dict[str, Path] = field(default_factory=dict)
     histories: dict[str, list] = field(default_factory=dict)  # the paper's runs' per-epoch metrics
     results: dict = field(default_factory=dict)  # the paper's VED per family, scored correctly
     published: dict = field(default_factory=dict)  # the same, scored as the published code does
     at_mean: dict = field(default_factory=dict)  # the same, decoding the latent mean
     comparison: dict = field(default_factory=dict)  # every run beyond the paper
+    peer_results: dict = field(default_factory=dict)  # the default model and the peers: scores and costs
     seconds: dict = field(default_factory=dict)  # wall time of each kind of stage in this invocation
     epochs: dict = field(default_factory=dict)  # run -> (epochs done before this invocation, after it)
 
@@ -64,14 +72,21 @@ def reproduce(
     retrain_judge: bool = False,
     readme: Path | None = None,
     ship: bool = False,
+    every: bool = False,
+    peers: bool = False,
 ) -> Path:
+    """`every` (--all): every run of the study; `peers`: the peers beside the default model."""
     started = time.perf_counter()
-    study = Study(Path(out), quick, str(device_of(device)), QUICK_BEYOND if quick else BEYOND)
+    beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
+    if (every or peers) and DEFAULT_MODEL not in beyond:  # the peers' budget is its training time
+        beyond = [*beyond, DEFAULT_MODEL]
+    study = Study(Path(out), quick, str(device_of(device)), beyond, PEERS if every or peers else [])
+    runs = PAPER + study.beyond + study.peers
     stages = [
         "MNIST",
         "judge",
-        *[f"train {n}" for n in PAPER + study.beyond],
-        *[f"evaluate {n}" for n in PAPER + study.beyond],
+        *[f"train {n}" for n in runs],
+        *[f"evaluate {n}" for n in runs],
         "draw",
         "write",
     ]
@@ -92,13 +107,13 @@ def reproduce(
     stage("judge")
     judge_dir = train_or_find_judge(study, retrain_judge)
     judge = load_judge(judge_dir, study.device)
-    for name in PAPER + study.beyond:
+    for name in runs:
         stage(f"train {name}")
         train_run(study, name, judge)
     # The models are chosen and trained: from here on the report reads the test split, and only here.
     with holdout.final_report():
         reference = metrics.References(judge, data, study.device)  # each split against its own digits
-        for name in PAPER + study.beyond:
+        for name in runs:
             stage(f"evaluate {name}")
             evaluate_run(study, name, judge, data, reference)
         stage("draw")
@@ -121,12 +136,17 @@ def train_or_find_judge(study: Study, retrain: bool) -> Path:
 
 
 def train_run(study: Study, name: str, judge) -> None:
-    """A shipped config, its epochs capped for the study (--quick: one or two)."""
-    config = configs.load(name)
-    quick_epochs = 1 if name in study.beyond else 2
-    config["train"]["max_epochs"] = (
-        quick_epochs if study.quick else min(config["train"]["max_epochs"], FULL_MAX_EPOCHS)
-    )
+    """A shipped config, its epochs capped for the study (--quick: one or two); a peer's time instead
+    capped at its multiple of the default model's training seconds in this study."""
+    config_name, budget = PEER_BUDGET.get(name, (name, 1))
+    config = {**configs.load(config_name), "name": name}
+    quick_epochs = 1 if name in study.beyond + study.peers else 2
+    if study.quick:
+        config["train"]["max_epochs"] = quick_epochs
+    elif name in study.peers:
+        config["train"]["max_seconds"] = round(budget * train_seconds(study.runs[DEFAULT_MODEL]))
+    else:
+        config["train"]["max_epochs"] = min(config["train"]["max_epochs"], FULL_MAX_EPOCHS)
     config["train"]["eval_images"] = 500 if study.quick else 1000  # per-epoch curves; the table uses 5000
     study.runs[name] = study.out / "runs" / name
     before = checkpoint.load_train_state(study.runs[name] / "last")
@@ -136,13 +156,35 @@ def train_run(study: Study, name: str, judge) -> None:
         study.histories[name.removeprefix("paper-")] = result["history"]
 
 
+def train_seconds(run: Path) -> float:
+    """A finished run's training time (its last state: after `finish`, if the model has one)."""
+    return float(checkpoint.load_train_state(run / "last")["state"]["seconds"])
+
+
+def costs(study: Study, name: str, model, config: dict) -> dict:
+    """What a model costs: parameters, training seconds and epochs, and seconds to draw 1,000
+    images (100 validation captions of every family, 10 each, in one call)."""
+    pools = [captions.pool_for({**config["data"], "family": f}, "valid") for f in PAPER_FAMILIES]
+    rows = random.Random(0).sample(sorted({c for pool in pools for cs in pool.values() for c in cs}), 100)
+    pipe = Pipeline(model, config, device=study.device)
+    pipe.generate(rows[:2], n=2, seed=0)  # warm-up: first-call allocations are not sampling speed
+    t0 = time.perf_counter()
+    pipe.generate(rows, n=10, seed=0)
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": train_seconds(study.runs[name]),
+        "epochs": int(checkpoint.load_train_state(study.runs[name] / "last")["state"]["epoch"]),
+        "sample_seconds_per_1000": time.perf_counter() - t0,
+    }
+
+
 def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
     config = configs.of_folder(study.runs[name])
     model = load_generator(study.runs[name], study.device, config)
     samples = 1000 if study.quick else metrics.SAMPLES_PER_SPLIT
-    if name in study.beyond:
+    if name in study.beyond + study.peers:
         mixed = config["data"]["family"] == "mixed"
-        study.comparison[name] = metrics.evaluate_model(
+        results = metrics.evaluate_model(
             model,
             config,
             judge,
@@ -152,6 +194,10 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
             data=data,
             reference=reference,
         )["results"]
+        if name in study.beyond:
+            study.comparison[name] = results
+        if study.peers and (name in study.peers or name == DEFAULT_MODEL):
+            study.peer_results[name] = {"results": results, **costs(study, name, model, config)}
         return
     family = name.removeprefix("paper-")
     study.results[family] = metrics.evaluate_model(
@@ -183,19 +229,33 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
     }
 
 
+def test_rows(config: dict) -> list[str]:
+    """Figure 4's layout for a run: its test captions, one per digit; for mixed data the families
+    take turns, digit by digit."""
+    if config["data"]["family"] != "mixed":
+        return figure4_captions(pool=captions.pool_for(config["data"], "test"))
+    per_family = [
+        figure4_captions(pool=captions.pool_for({**config["data"], "family": f}, "test"))
+        for f in PAPER_FAMILIES
+    ]
+    return [per_family[d % len(per_family)][d] for d in range(10)]
+
+
 def draw(study: Study) -> None:
     folder = study.out / "figures"
-    for name in study.beyond:  # Figure 4's layout for each new run: its test captions, one per digit
-        config = configs.of_folder(study.runs[name])
-        if config["data"]["family"] == "mixed":  # the families take turns, digit by digit
-            per_family = [
-                figure4_captions(pool=captions.pool_for({**config["data"], "family": f}, "test"))
-                for f in PAPER_FAMILIES
-            ]
-            rows = [per_family[d % len(per_family)][d] for d in range(10)]
-        else:
-            rows = figure4_captions(pool=captions.pool_for(config["data"], "test"))
+    for name in study.beyond:
+        rows = test_rows(configs.of_folder(study.runs[name]))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
+    if study.peers:  # every model of the peer comparison on the same captions, side by side
+        names = [DEFAULT_MODEL, *study.peers]
+        rows = test_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
+        panels = {}
+        for name in names:
+            config = configs.of_folder(study.runs[name])
+            model = load_generator(study.runs[name], study.device, config)
+            panels[name] = Pipeline(model, config, device=study.device).generate(rows, n=6, seed=0)
+        labels = [f"{c}  (= {captions.parse(c)})" for c in rows]
+        figures.side_by_side(panels, labels, folder / "peers.png")
     figures.loss_curves(study.histories, folder / "fig2_reconstruction.png")
     figures.accuracy_curves(study.histories, folder / "fig3_accuracy.png")
     caption_grid(
@@ -234,6 +294,7 @@ def draw(study: Study) -> None:
 def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -> Path:
     table = report.results_table(study.results, study.published, study.at_mean)
     beyond_table = report.comparison_table(study.results, study.comparison)
+    peers_table = report.peers_table(study.peer_results) if study.peer_results else None
     stage_minutes = ", ".join(f"{kind} {seconds / 60:.1f}" for kind, seconds in study.seconds.items())
     trained = [f"{n} (epochs {a + 1}-{b})" for n, (a, b) in study.epochs.items() if b > a]
     resumed = [n for n, (a, b) in study.epochs.items() if b == a]
@@ -249,6 +310,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         findings=report.findings(study.results, study.at_mean),
         beyond=beyond_table,
         beyond_figures="\n".join(f"![{n}](figures/samples_{n}.png)" for n in study.beyond),
+        peers=report.peers_section(peers_table) if peers_table else "",
         quick=" (--quick: 2 epochs, fewer samples)" if study.quick else "",
         judge_test=judge_info.get("test_accuracy", float("nan")),
         device=study.device,
@@ -264,6 +326,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
                 "published_code_replay": study.published,
                 "latent_mean_accuracy": study.at_mean,
                 "beyond_the_paper": study.comparison,
+                "peers": study.peer_results,
                 "minutes": minutes,
                 "stage_minutes": {kind: seconds / 60 for kind, seconds in study.seconds.items()},
                 "epochs_before_and_after": study.epochs,
@@ -278,7 +341,15 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
             if full
             else None
         )
-        report.update_readme(Path(readme), table, study.out, beyond_table if full else None, headline)
+        every = not study.quick and set(BEYOND) <= set(study.comparison)  # the beyond block shows them all
+        report.update_readme(
+            Path(readme),
+            table,
+            study.out,
+            beyond_table if every else None,
+            headline,
+            peers_table if not study.quick else None,
+        )
     return study.out / "report.md"
 
 

@@ -183,7 +183,9 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
-        state["stopped"] = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
+        patience_out = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
+        budget_spent = 0 < tcfg["max_seconds"] <= state["seconds"]
+        state["stopped"] = patience_out or budget_spent
         rng = _rng_states(generator, dist)  # every rank takes part in gathering its own stream
         if is_main:
             # Order matters for a kill at any point: metrics and best weights first,

@@ -5,10 +5,18 @@ config.py), with loss(batch) -> dict of scalars and generate(tokens, lengths, n,
 from ..errors import one_line
 from .base import Generator
 from .cvae import ConditionalVAE
+from .flow import CaptionFlow
 from .judge import Judge
 from .paper_ved import PaperVED
+from .textbook_cvae import TextbookCVAE
 
-GENERATORS = {"paper_ved": PaperVED, "cvae": ConditionalVAE}
+# The peers (textbook_cvae, flow) are there to measure ved's model against (docs/peers.md).
+GENERATORS = {
+    "paper_ved": PaperVED,
+    "cvae": ConditionalVAE,
+    "textbook_cvae": TextbookCVAE,
+    "flow": CaptionFlow,
+}
 
 
 def build(table: dict) -> Generator:
@@ -20,4 +28,13 @@ def build(table: dict) -> Generator:
         raise ValueError(f"[model] cannot be built: {one_line(e)}") from None
 
 
-__all__ = ["ConditionalVAE", "Generator", "Judge", "PaperVED", "GENERATORS", "build"]
+__all__ = [
+    "CaptionFlow",
+    "ConditionalVAE",
+    "Generator",
+    "Judge",
+    "PaperVED",
+    "TextbookCVAE",
+    "GENERATORS",
+    "build",
+]

@@ -9,6 +9,7 @@ Chosen by name in a model config (`caption_encoder = "..."`):
 - `attention-mean`: the same with mean and max pooling, which no number of
   distractors moves far (the `routed` model's logic expert);
 - `word-sum`: each word read with the word before it, then summed;
+- `gated-sum`: each word scaled by a gate the word before it sets, then summed (linear in each word);
 - `routed`: one of the above per caption family, and a router that learns from
   the words which family a caption is (for the `mixed` family).
 
@@ -81,6 +82,25 @@ class WordSum(nn.Module):
     def forward(self, tokens, lengths):
         h = self.mix(self.word(tokens) + self.before(_previous(tokens)))
         return h.masked_fill(~_words(tokens).unsqueeze(-1), 0).sum(1)
+
+
+class GatedSum(nn.Module):
+    """Each word's vector scaled elementwise by a gate that the word before it sets, then summed:
+    linear in every word, so a digit word seen only on its own (`add_primitive`) adds its learned
+    vector wherever it stands, and `minus` can learn to negate whatever word follows it. Gates start
+    at 1, so a word never seen before another (the primitive) changes nothing after it."""
+
+    def __init__(self, hidden: int = 64, width: int = 64, **_):
+        super().__init__()
+        self.word = nn.Embedding(VOCAB_SIZE, width)
+        self.gate = nn.Embedding(VOCAB_SIZE, width)
+        nn.init.ones_(self.gate.weight)
+        self.out = nn.Linear(width, hidden)
+        self.out_dim = hidden
+
+    def forward(self, tokens, lengths):
+        h = self.gate(_previous(tokens)) * self.word(tokens)
+        return self.out(h.masked_fill(~_words(tokens).unsqueeze(-1), 0).sum(1))
 
 
 class Attention(nn.Module):
@@ -182,8 +202,38 @@ ENCODERS = {
     "attention": Attention,
     "attention-mean": AttentionMean,
     "word-sum": WordSum,
+    "gated-sum": GatedSum,
     "routed": Routed,
 }
+
+
+class Condition(nn.Module):
+    """A caption encoder and a linear map to the vector a model is conditioned on, learned with the
+    rest of the model (the peers of models/textbook_cvae.py and models/flow.py)."""
+
+    def __init__(self, encoder: str, hidden: int, width: int, experts: dict[str, str] | None, out: int):
+        super().__init__()
+        self.encoder = build(encoder, hidden=hidden, width=width, experts=experts)
+        self.to_condition = nn.Linear(self.encoder.out_dim, out)
+
+    def forward(self, tokens, lengths):
+        return self.to_condition(self.encoder(tokens, lengths))
+
+
+def fit_router(encoder: nn.Module, tokens, families: list[str], steps: int, lr: float = 1e-2) -> None:
+    """A `routed` encoder's router learns each training caption's family from its words (full-batch
+    Adam steps, every family weighing the same), so that a model which trains its experts along with
+    everything else (the peers) routes as ved's model does. Nothing to do for other encoders."""
+    if not isinstance(encoder, Routed) or not steps:
+        return
+    routes = encoder.routes(families).to(tokens.device)
+    weight = 1 / torch.bincount(routes, minlength=len(encoder.families)).clamp_min(1).float()
+    optimizer = torch.optim.Adam(encoder.votes.parameters(), lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy(encoder.router_logits(tokens), routes, weight=weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
 
 def build(name: str, **kwargs) -> nn.Module:

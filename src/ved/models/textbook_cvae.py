@@ -1,0 +1,105 @@
+"""The textbook conditional VAE (Sohn, Lee, Yan 2015), a peer to measure ved's model against.
+
+    caption -> c                     a caption encoder of caption_encoders.py, learned with the rest
+    q(z | x, c), p(x | z, c)         the conv encoder and transposed-conv decoder of cvae.py's widths
+    p(z) = N(0, I)                   for training and for sampling
+
+Loss: the negative ELBO in nats per image (Bernoulli reconstruction + KL). Unlike
+ved's model (cvae.py), nothing tells it which captions mean the same digit: it
+must find that out from the ELBO, where the digit is worth at most log 10 nats
+of an image's ~100 (docs/peers.md measures what that costs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Generator, noise
+from .caption_encoders import Condition, fit_router
+
+
+class TextbookCVAE(Generator):
+    likelihood = "bernoulli"
+
+    def __init__(
+        self,
+        caption_encoder: str = "routed",
+        caption_hidden: int = 64,
+        caption_width: int = 64,
+        experts: dict[str, str] | None = None,
+        condition: int = 32,
+        latent: int = 32,
+        channels: int = 32,
+        hidden: int = 256,
+        kl_weight: float = 1.0,
+        router_steps: int = 300,
+    ):
+        super().__init__()
+        self.latent, self.kl_weight, self.router_steps = latent, kl_weight, router_steps
+        self.condition = Condition(caption_encoder, caption_hidden, caption_width, experts, condition)
+        ch = channels
+        self.image_encoder = nn.Sequential(
+            nn.Conv2d(1, ch, 4, 2, 1),
+            nn.ReLU(),  # 14x14
+            nn.Conv2d(ch, 2 * ch, 4, 2, 1),
+            nn.ReLU(),  # 7x7
+            nn.Flatten(),
+            nn.Linear(2 * ch * 49, hidden),
+            nn.ReLU(),
+        )
+        self.to_latent = nn.Linear(hidden + condition, 2 * latent)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent + condition, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 2 * ch * 49),
+            nn.ReLU(),
+            nn.Unflatten(1, (2 * ch, 7, 7)),
+            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1),
+            nn.ReLU(),  # 14x14
+            nn.ConvTranspose2d(ch, 1, 4, 2, 1),
+        )  # 28x28 logits
+
+    def prepare(self, train, seed, fresh, families, progress=False):
+        if fresh:  # a routed encoder's router learns the families; its experts learn from the ELBO
+            fit_router(self.condition.encoder, train.pool.tokens, families, self.router_steps)
+
+    def caption_features(self, tokens, lengths):
+        return self.condition(tokens, lengths)
+
+    def decode(self, z, c):
+        return self.decoder(torch.cat([z, c], 1))
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        c = batch.per_image(self.condition(batch.tokens, batch.lengths))
+        mean, logvar = self.to_latent(torch.cat([self.image_encoder(batch.images), c], 1)).chunk(2, 1)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        logits = self.decode(z, c).flatten(1)
+        recon = F.binary_cross_entropy_with_logits(logits, batch.images.flatten(1), reduction="none")
+        recon = recon.sum(1).mean()
+        kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
+        return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
+
+    forward = loss
+
+    @torch.no_grad()
+    def generate(
+        self, tokens, lengths, n: int, generator=None, *, temperature: float = 1.0, sharpness: float = 1.0
+    ) -> torch.Tensor:
+        """(captions, n, 28, 28) images in [0, 1]: z from N(0, temperature^2 I), pixels
+        sigmoid(sharpness x decoder logits) (1: the Bernoulli means, as the textbook samples)."""
+        c = self.condition(tokens, lengths)
+        rows = torch.arange(len(tokens)).repeat_interleave(n)
+        z = temperature * noise("normal", generator, rows, self.latent).to(c.device)
+        images = torch.sigmoid(sharpness * self.decode(z, c.repeat_interleave(n, 0)))
+        return images.view(len(tokens), n, 28, 28)
+
+    @torch.no_grad()
+    def same_style(self, tokens, lengths, n, generator=None, *, temperature=1.0, sharpness=1.0):
+        """Row i decodes one z with every caption: z is the style, the caption the content."""
+        c = self.condition(tokens, lengths)
+        z = temperature * noise("normal", generator, torch.zeros(n, dtype=torch.long), self.latent)
+        z = z.to(c.device).repeat_interleave(len(c), 0)
+        images = torch.sigmoid(sharpness * self.decode(z, c.repeat(n, 1)))
+        return images.view(n, len(c), 28, 28)

@@ -1,0 +1,79 @@
+"""The peers (models/textbook_cvae.py, models/flow.py): trained by ved's own loop on real captioned
+MNIST, read through ved's caption encoders, and drawing to the same contract as ved's models."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ved
+from ved import checkpoint, vocab
+from ved import config as configs
+from ved.metrics import mean_losses
+from ved.train import make_split, train
+
+CAPTIONS = ["three plus two", "min nine five seven", "this is a black five on a white background"]
+
+
+def small(name: str) -> dict:
+    """A shipped peer config, shrunk to one quick epoch (10 steps of 5,000 images)."""
+    config = configs.load(name)
+    config["model"].update(caption_hidden=16, caption_width=16, channels=8, router_steps=100)
+    if config["model"]["family"] == "textbook_cvae":
+        config["model"].update(hidden=64, latent=8, condition=8)
+    config["train"].update(batch_size=5000, max_epochs=1, eval_images=50, lr=3e-3, ema=0.0)
+    return config
+
+
+@pytest.mark.parametrize("name", ["peer-cvae-mixed", "peer-diffusion-mixed"])
+def test_each_peer_trains_in_the_loop_and_draws_to_the_contract(name, tmp_path, mnist_data):
+    config = small(name)
+    torch.manual_seed(0)
+    untrained = configs.build(configs.resolve(config))
+    train(config, tmp_path, progress=False, log=lambda m: None)
+    pipe = ved.load(str(tmp_path))
+    valid = make_split(mnist_data, config["data"], "valid", "cpu")
+    # one epoch lowers the validation loss below an untrained model's (same captions, same noise)
+    assert mean_losses(pipe.model, valid)["loss"] < 0.9 * mean_losses(untrained, valid)["loss"]
+
+    images = pipe(CAPTIONS, n=3, generator=0)
+    assert images.shape == (3, 3, 28, 28) and images.dtype == np.uint8
+    assert images.max() > 128 and images.min() < 64  # ink on a background, not a flat grey
+    # each caption draws from its own generator: what it gets does not depend on the others
+    alone = pipe(CAPTIONS[1:2], n=3, generator=[7])
+    assert np.array_equal(pipe(CAPTIONS[:2], n=3, generator=[5, 7])[1], alone[0])
+    assert pipe.same_style(n=2, generator=0).shape == (2, 10, 28, 28)
+
+    # the router learnt the families from the words alone, before the first image
+    encoder = pipe.model.condition.encoder
+    tokens, _ = vocab.encode(CAPTIONS)
+    assert [encoder.families[i] for i in encoder.router_logits(tokens).argmax(1)] == [
+        "arithmetic",
+        "logic",
+        "sentence",
+    ]
+    saved = json.loads((tmp_path / checkpoint.CONFIG).read_text())
+    assert saved["model"]["family"] == config["model"]["family"]
+
+
+def test_a_time_budget_stops_after_the_epoch_that_spends_it(tmp_path):
+    """[train] max_seconds: the peers' budget. The run stops after the first epoch whose training
+    time reaches it, and not before."""
+    config = configs.load(str(Path(__file__).parent / "configs" / "tiny-fast.toml"))
+    config["train"].update(max_epochs=50, max_seconds=1)
+    train(config, tmp_path, progress=False, log=lambda m: None)
+    seconds = [json.loads(line)["seconds"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(seconds) < 50 and seconds[-1] >= 1
+    assert all(s < 1 for s in seconds[:-1])
+    with pytest.raises(ValueError, match=r"^\[train\] max_seconds = -1; allowed: a whole number"):
+        configs.resolve({**config, "train": {**config["train"], "max_seconds": -1}})
+
+
+def test_peer_configs_refuse_bad_settings_in_one_line():
+    config = configs.load("peer-diffusion-mixed")
+    with pytest.raises(ValueError, match=r"drop_caption = 1\.0; allowed: a share in \[0, 1\)"):
+        configs.build(configs.resolve({**config, "model": {**config["model"], "drop_caption": 1.0}}))
+    with pytest.raises(ValueError, match=r"\[sample\] steps = 0; allowed: a whole number from 1"):
+        configs.resolve({**config, "sample": {"steps": 0}})
