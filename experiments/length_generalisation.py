@@ -37,7 +37,9 @@ def tensors(pool):
     return tokens, lengths, digits, ops
 
 
-def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8):
+def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty=0.0):
+    """Test accuracy, and by operation count. `penalty`: weight of the encoder's own penalty, if it
+    has one (gated-sum: its gates' squared distance from 1)."""
     torch.manual_seed(seed)
     encoder = caption_encoders.build(encoder_name, hidden=dim if target == "point" else 64, width=64)
     head = nn.Sequential(nn.Linear(encoder.out_dim, 64), nn.GELU(), nn.Linear(64, 10))
@@ -57,6 +59,8 @@ def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8):
                 loss
                 + 10 * (v - points[digits]).pow(2).sum(1).mean() / torch.pdist(points).pow(2).mean().detach()
             )
+        if penalty:
+            loss = loss + penalty * encoder.penalty()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

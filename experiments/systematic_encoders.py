@@ -25,7 +25,9 @@ DEV = {
     "hold_out_result 2": {"hold_out_result": 2},
     "pairs (30, seed 1)": {"hold_out_pairs": 30},
 }
-ENCODERS = ("word-sum", "gated-sum", "gru", "attention")
+# (encoder, weight of its penalty)
+ENCODERS = (("word-sum", 0), ("gated-sum", 0), ("gated-sum", 1e-3), ("gated-sum", 1e-2), ("gru", 0),
+            ("attention", 0))  # fmt: skip
 
 
 def dev_split(option: dict):
@@ -45,16 +47,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="full-batch Adam steps (default: 1500)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds 0.. (default: 2)")
+    parser.add_argument("--only", nargs="*", help="these encoders only (default: every one)")
     args = parser.parse_args()
     print("| split (development choice) | encoder | held out right, per seed | by operations (seed 0) |")
     print("|---|---|---|---|")
     for split, option in DEV.items():
         train, held = dev_split(option)
-        for name in ENCODERS:
-            results = [run(name, "point", train, held, args.steps, seed) for seed in range(args.seeds)]
+        for name, penalty in ENCODERS:
+            if args.only and name not in args.only:
+                continue
+            seeds = range(args.seeds)
+            results = [run(name, "point", train, held, args.steps, s, penalty=penalty) for s in seeds]
             ops = " ".join(f"{k}:{v:.0%}" for k, v in results[0][1].items())
             accs = ", ".join(f"{acc:.1%}" for acc, _ in results)
-            print(f"| {split} | {name} | {accs} | {ops} |", flush=True)
+            label = f"{name}, gate penalty {penalty:g}" if penalty else name
+            print(f"| {split} | {label} | {accs} | {ops} |", flush=True)
 
 
 if __name__ == "__main__":

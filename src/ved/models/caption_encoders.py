@@ -98,6 +98,10 @@ class GatedSum(nn.Module):
         self.out = nn.Linear(width, hidden)
         self.out_dim = hidden
 
+    def penalty(self):
+        """The gates' squared distance from 1: a word's gate moves only as far as the data needs."""
+        return (self.gate.weight - 1).pow(2).sum()
+
     def forward(self, tokens, lengths):
         h = self.gate(_previous(tokens)) * self.word(tokens)
         return self.out(h.masked_fill(~_words(tokens).unsqueeze(-1), 0).sum(1))
