@@ -135,7 +135,8 @@ def peers_table(peers: dict) -> str:
 def peers_section(table: str) -> str:
     return (
         "## The peers\n\nThe default model beside the generators people would pick instead, each "
-        "trained for the default model's training time on this machine (docs/peers.md):\n\n"
+        "trained for the default model's training time on this machine, the -6x run for six times it "
+        "(docs/peers.md):\n\n"
         f"{table}\n\n![peers](figures/peers.png)\n"
     )
 

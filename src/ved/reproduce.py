@@ -147,7 +147,8 @@ def train_run(study: Study, name: str, judge) -> None:
         config["train"]["max_seconds"] = round(budget * train_seconds(study.runs[DEFAULT_MODEL]))
     else:
         config["train"]["max_epochs"] = min(config["train"]["max_epochs"], FULL_MAX_EPOCHS)
-    config["train"]["eval_images"] = 500 if study.quick else 1000  # per-epoch curves; the table uses 5000
+    # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)
+    config["train"]["eval_images"] = min(config["train"]["eval_images"], 500 if study.quick else 1000)
     study.runs[name] = study.out / "runs" / name
     before = checkpoint.load_train_state(study.runs[name] / "last")
     result = train(config, study.runs[name], study.device, resume=True, judge=judge, log=tqdm.write)
@@ -229,7 +230,7 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
     }
 
 
-def test_rows(config: dict) -> list[str]:
+def figure_rows(config: dict) -> list[str]:
     """Figure 4's layout for a run: its test captions, one per digit; for mixed data the families
     take turns, digit by digit."""
     if config["data"]["family"] != "mixed":
@@ -244,11 +245,11 @@ def test_rows(config: dict) -> list[str]:
 def draw(study: Study) -> None:
     folder = study.out / "figures"
     for name in study.beyond:
-        rows = test_rows(configs.of_folder(study.runs[name]))
+        rows = figure_rows(configs.of_folder(study.runs[name]))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
     if study.peers:  # every model of the peer comparison on the same captions, side by side
         names = [DEFAULT_MODEL, *study.peers]
-        rows = test_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
+        rows = figure_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
         panels = {}
         for name in names:
             config = configs.of_folder(study.runs[name])
