@@ -69,16 +69,16 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
 def headline_table(paper: dict, published: dict, comparison: dict, default: str = "cvae-mixed") -> str:
     """The README's table, per family on test captions: the paper's model scored as its published
     code scores it (the collate bug replayed), the same model scored correctly, and ved's default
-    model (one model for every family)."""
+    model (one model for every family) with its precision and recall."""
     ours = comparison.get(default, {})
     lines = [
         "| test captions | paper's model, its code's scoring replayed | scored correctly "
-        f"| **ved: {default}** |",
-        "|---|---|---|---|",
+        f"| **ved: {default}** | ved: precision / recall |",
+        "|---|---|---|---|---|",
     ]
     for family, splits in paper.items():
         mine = ours.get(family, {}).get("test")
-        shown = f"**{mine['accuracy']:.1%}**" if mine else "-"
+        shown = f"**{mine['accuracy']:.1%}** | {precision_recall(mine)}" if mine else "- | -"
         lines.append(
             f"| {family} | {published[family]['test']:.1%} | {splits['test']['accuracy']:.1%} | {shown} |"
         )
