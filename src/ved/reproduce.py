@@ -122,7 +122,7 @@ def reproduce(
     path = write(study, checkpoint.load_config(judge_dir), (time.perf_counter() - started) / 60, readme)
     if ship:
         for name in PAPER + [n for n in study.beyond if n in SHIPPED_BEYOND]:
-            ship(study, name)
+            ship_run(study, name)
     bar.close()
     return path
 
@@ -354,7 +354,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
     return study.out / "report.md"
 
 
-def ship(study: Study, name: str) -> None:
+def ship_run(study: Study, name: str) -> None:
     """Copy a run into the package's shipped models, its headline metrics added to its provenance."""
     run, target = study.runs[name], WEIGHTS_DIR / name
     results = study.comparison.get(name) or {
