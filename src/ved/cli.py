@@ -514,8 +514,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--all",
         action="store_true",
-        help="also the conditional VAE on every family and split, and the peers (default: the paper's "
-        "four models and the default model)",
+        help="also the conditional VAE on every family and split (default: the paper's four models and "
+        "the default model)",
     )
     s.add_argument(
         "--peers",

@@ -1,6 +1,6 @@
 """`ved reproduce`: MNIST, judge, the paper's VED on every family, the default model, metrics, figures,
-report; with --all also the conditional VAE on every family and split and the peers (--peers: the peers
-alone beside the default model).
+report; with --all also the conditional VAE on every family and split, with --peers the peers beside the
+default model (the two combine).
 
 Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
 train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
@@ -75,12 +75,12 @@ def reproduce(
     every: bool = False,
     peers: bool = False,
 ) -> Path:
-    """`every` (--all): every run of the study; `peers`: the peers beside the default model."""
+    """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default model."""
     started = time.perf_counter()
     beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
-    if (every or peers) and DEFAULT_MODEL not in beyond:  # the peers' budget is its training time
+    if peers and DEFAULT_MODEL not in beyond:  # the peers' budget is its training time
         beyond = [*beyond, DEFAULT_MODEL]
-    study = Study(Path(out), quick, str(device_of(device)), beyond, PEERS if every or peers else [])
+    study = Study(Path(out), quick, str(device_of(device)), beyond, PEERS if peers else [])
     runs = PAPER + study.beyond + study.peers
     stages = [
         "MNIST",
