@@ -50,6 +50,33 @@ class Generator(nn.Module):
         return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
 
 
+def image_encoder(channels: int, hidden: int) -> nn.Sequential:
+    """28x28 images -> `hidden` features: two stride-2 convolutions (1 -> channels -> 2 x channels)."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 4, 2, 1),
+        nn.ReLU(),  # 14x14
+        nn.Conv2d(channels, 2 * channels, 4, 2, 1),
+        nn.ReLU(),  # 7x7
+        nn.Flatten(),
+        nn.Linear(2 * channels * 49, hidden),
+        nn.ReLU(),
+    )
+
+
+def image_decoder(inputs: int, channels: int, hidden: int) -> nn.Sequential:
+    """`inputs` features -> 28x28 pixel logits, mirroring image_encoder."""
+    return nn.Sequential(
+        nn.Linear(inputs, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 2 * channels * 49),
+        nn.ReLU(),
+        nn.Unflatten(1, (2 * channels, 7, 7)),
+        nn.ConvTranspose2d(2 * channels, channels, 4, 2, 1),
+        nn.ReLU(),  # 14x14
+        nn.ConvTranspose2d(channels, 1, 4, 2, 1),
+    )
+
+
 def noise(kind: str, generator, rows: torch.Tensor, *shape: int) -> torch.Tensor:
     """torch.randn ("normal") or torch.rand ("uniform") of (len(rows), *shape), drawn on the
     generator's device. `generator`: one torch.Generator (or None) for every row, or a list of one

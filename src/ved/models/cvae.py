@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import content
-from .base import Generator
+from .base import Generator, image_decoder, image_encoder
 from .caption_prior import CaptionPrior
 from .style_prior import StylePrior
 
@@ -80,31 +80,14 @@ class ConditionalVAE(Generator):
         self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
-        self.image_encoder = nn.Sequential(
-            nn.Conv2d(1, ch, 4, 2, 1),
-            nn.ReLU(),  # 14x14
-            nn.Conv2d(ch, 2 * ch, 4, 2, 1),
-            nn.ReLU(),  # 7x7
-            nn.Flatten(),
-            nn.Linear(2 * ch * 49, hidden),
-            nn.ReLU(),
-        )
+        self.image_encoder = image_encoder(ch, hidden)
         self.to_style = nn.Linear(hidden + content_classes, 2 * style)
         self.style_prior = StylePrior(content_classes, style, style_components)
         self.final_fit_steps = final_fit_steps  # > 0: a fresh fit of p(s | k) after training (finish)
         # q(k | x) on the image encoder's features: with `consistency`, images decoded from the prior
         # are trained to look like their class to it
         self.critic = nn.Linear(hidden, content_classes) if consistency else None
-        self.decoder = nn.Sequential(
-            nn.Linear(style + content_classes, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, 2 * ch * 49),
-            nn.ReLU(),
-            nn.Unflatten(1, (2 * ch, 7, 7)),
-            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1),
-            nn.ReLU(),  # 14x14
-            nn.ConvTranspose2d(ch, 1, 4, 2, 1),
-        )  # 28x28 logits
+        self.decoder = image_decoder(style + content_classes, ch, hidden)  # 28x28 logits
 
     # ------------------------------------------------------------ training hooks (models/base.py)
 

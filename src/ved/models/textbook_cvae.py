@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Generator, noise
+from .base import Generator, image_decoder, image_encoder, noise
 from .caption_encoders import Condition, fit_router
 
 
@@ -40,26 +40,9 @@ class TextbookCVAE(Generator):
         self.latent, self.kl_weight, self.router_steps = latent, kl_weight, router_steps
         self.condition = Condition(caption_encoder, caption_hidden, caption_width, experts, condition)
         ch = channels
-        self.image_encoder = nn.Sequential(
-            nn.Conv2d(1, ch, 4, 2, 1),
-            nn.ReLU(),  # 14x14
-            nn.Conv2d(ch, 2 * ch, 4, 2, 1),
-            nn.ReLU(),  # 7x7
-            nn.Flatten(),
-            nn.Linear(2 * ch * 49, hidden),
-            nn.ReLU(),
-        )
+        self.image_encoder = image_encoder(ch, hidden)
         self.to_latent = nn.Linear(hidden + condition, 2 * latent)
-        self.decoder = nn.Sequential(
-            nn.Linear(latent + condition, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, 2 * ch * 49),
-            nn.ReLU(),
-            nn.Unflatten(1, (2 * ch, 7, 7)),
-            nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1),
-            nn.ReLU(),  # 14x14
-            nn.ConvTranspose2d(ch, 1, 4, 2, 1),
-        )  # 28x28 logits
+        self.decoder = image_decoder(latent + condition, ch, hidden)  # 28x28 logits
 
     def prepare(self, train, seed, fresh, families, progress=False):
         if fresh:  # a routed encoder's router learns the families; its experts learn from the ELBO
