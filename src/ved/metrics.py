@@ -262,7 +262,8 @@ def evaluate_model(
     read a test image, so they can choose settings; only test rows do."""
     device = next(model.parameters()).device
     data = data or mnist.load(progress=progress)
-    references = reference or References(judge, data, device)
+    # `is None`: a References not yet asked for anything is empty, and falsy, but still the shared one
+    references = References(judge, data, device) if reference is None else reference
     families = families or [config["data"]["family"]]
     splits = splits or ["valid", "test"]
     results = {}
