@@ -20,37 +20,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
 from .errors import VedError, one_line
+from .files import UMASK, atomic_write_bytes, atomic_write_text  # noqa: F401 (checkpoint.atomic_write_* for callers)
 
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.safetensors"
 PICKLED_TRAIN_STATE = "train_state.pt"  # older ved's; never opened
 MAX_CONFIG_BYTES = 1 << 20
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ModelError(VedError):
     """A model name or folder that cannot be loaded; the message is one line."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; keep the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def remove_temp_files(folder: Path) -> None:
@@ -99,7 +77,7 @@ def save_checkpoint(folder: Path, model, config: dict, train_state: dict) -> Non
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    os.chmod(new, 0o777 & ~_UMASK)
+    os.chmod(new, 0o777 & ~UMASK)
     old = _old(folder)
     if folder.exists():
         os.replace(folder, old)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import captions, holdout, mnist
 from .errors import VedError, one_line, shown
-from .pipeline import DEFAULT_N
+from .images import DEFAULT_N
 
 
 class UsageError(VedError):

@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 
+DEFAULT_N = 8  # images per caption, everywhere: Python, the CLI and the HTTP API
+
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
     """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""

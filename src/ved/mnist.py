@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import holdout
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 
 # sha256 over train images, train labels, test images, test labels (uint8, IDX order).
 CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"

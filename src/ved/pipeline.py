@@ -22,6 +22,7 @@ from . import captions, checkpoint, models, vocab
 from . import config as configs
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line
+from .images import DEFAULT_N
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
@@ -37,7 +38,6 @@ class StrictRefusal(captions.CaptionError):
 
 
 MAX_N = 10_000
-DEFAULT_N = 8  # images per caption, everywhere: Python, the CLI and the HTTP API
 CHUNK_IMAGES = 4096  # images drawn per forward pass: memory stays bounded however large the request
 OUTPUT_TYPES = ("np", "pil", "pt")
 MAX_SEED = 2**63 - 1
