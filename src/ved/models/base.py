@@ -15,6 +15,8 @@ import inspect
 import torch
 from torch import nn
 
+from .caption_encoders import fit_router
+
 
 class Generator(nn.Module):
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
@@ -48,6 +50,20 @@ class Generator(nn.Module):
         """The sampling settings `generate` takes and their defaults."""
         params = inspect.signature(cls.generate).parameters.values()
         return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+class CaptionConditioned(Generator):
+    """A generator that learns its caption encoder (`self.condition`, a caption_encoders.Condition)
+    with the rest of it, as the peers do; only a `routed` encoder's router is fitted beforehand."""
+
+    router_steps = 300
+
+    def prepare(self, train, seed, fresh, families, progress=False):
+        if fresh:
+            fit_router(self.condition.encoder, train.pool.tokens, families, self.router_steps)
+
+    def caption_features(self, tokens, lengths):
+        return self.condition(tokens, lengths)
 
 
 def image_encoder(channels: int, hidden: int) -> nn.Sequential:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Generator, noise
-from .caption_encoders import Condition, fit_router
+from .base import CaptionConditioned, noise
+from .caption_encoders import Condition
 
 CHUNK = 1024  # images integrated at once: bounds the memory of a large call
 
@@ -64,7 +64,7 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-class CaptionFlow(Generator):
+class CaptionFlow(CaptionConditioned):
     def __init__(
         self,
         caption_encoder: str = "routed",
@@ -84,13 +84,6 @@ class CaptionFlow(Generator):
         self.no_caption = nn.Parameter(torch.zeros(embedding))
         self.time = nn.Sequential(nn.Linear(channels, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
         self.unet = UNet(channels, embedding)
-
-    def prepare(self, train, seed, fresh, families, progress=False):
-        if fresh:  # a routed encoder's router learns the families; its experts learn from the flow loss
-            fit_router(self.condition.encoder, train.pool.tokens, families, self.router_steps)
-
-    def caption_features(self, tokens, lengths):
-        return self.condition(tokens, lengths)
 
     def velocity(self, x, t, c):
         """v(x_t, t, c) for images x (N, 1, 28, 28) in [-1, 1]-scale, times t (N,), conditions c (N, E)."""

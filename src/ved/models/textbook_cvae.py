@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Generator, image_decoder, image_encoder, noise
-from .caption_encoders import Condition, fit_router
+from .base import CaptionConditioned, image_decoder, image_encoder, noise
+from .caption_encoders import Condition
 
 
-class TextbookCVAE(Generator):
+class TextbookCVAE(CaptionConditioned):
     likelihood = "bernoulli"
 
     def __init__(
@@ -43,13 +43,6 @@ class TextbookCVAE(Generator):
         self.image_encoder = image_encoder(ch, hidden)
         self.to_latent = nn.Linear(hidden + condition, 2 * latent)
         self.decoder = image_decoder(latent + condition, ch, hidden)  # 28x28 logits
-
-    def prepare(self, train, seed, fresh, families, progress=False):
-        if fresh:  # a routed encoder's router learns the families; its experts learn from the ELBO
-            fit_router(self.condition.encoder, train.pool.tokens, families, self.router_steps)
-
-    def caption_features(self, tokens, lengths):
-        return self.condition(tokens, lengths)
 
     def decode(self, z, c):
         return self.decoder(torch.cat([z, c], 1))
