@@ -19,12 +19,13 @@ CAPTIONS = ["three plus two", "min nine five seven", "this is a black five on a 
 
 
 def small(name: str) -> dict:
-    """A shipped peer config, shrunk: narrow networks, one epoch of 10 steps of 5,000 images."""
+    """A shipped peer config, shrunk: narrow networks, one epoch of 10 steps of 500 images."""
     config = configs.load(name)
     config["model"].update(caption_hidden=16, caption_width=16, channels=8)  # router: its 300 steps
     if config["model"]["family"] == "textbook_cvae":
         config["model"].update(hidden=64, latent=8, condition=8)
-    config["train"].update(batch_size=5000, max_epochs=1, eval_images=50, lr=3e-3, ema=0.0)
+    config["data"]["train_images"] = 5000
+    config["train"].update(batch_size=500, max_epochs=1, eval_images=50, lr=3e-3, ema=0.0)
     return config
 
 

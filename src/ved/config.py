@@ -70,6 +70,8 @@ class Data:
     hold_out_result: int | None = field(
         default=None, metadata={"whole": (0, 9), "optional": True}
     )  # a digit no training caption but its word evaluates to
+    # 0: all 50,000 training images; N: the first N only, for smoke runs (ved reproduce --quick, tests)
+    train_images: int = whole(0, 0, 50_000)
 
 
 @dataclass

@@ -28,6 +28,8 @@ from .metrics import judged_accuracy, mean_losses
 
 def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> CaptionedImages:
     images, labels = data.split(split)
+    if split == "train" and data_cfg.get("train_images"):
+        images, labels = images[: data_cfg["train_images"]], labels[: data_cfg["train_images"]]
     return CaptionedImages(images, labels, CaptionPool(captions.pool_for(data_cfg, split), device), device)
 
 
