@@ -84,8 +84,9 @@ class Train:
         "recon", ("recon", "loss")
     )  # the validation loss term that picks the best epoch
     min_epochs: int = whole(0, 0, 100_000)
-    # > 0: stop after the epoch in which the training time reaches this many seconds (a CPU budget,
-    # as the peers get the default model's; such a run ends where the machine's speed puts it)
+    # > 0: stop at the step where the training time reaches this many seconds, and validate that
+    # epoch's weights (under torchrun: after the epoch); a CPU budget, as the peers get the default
+    # model's; such a run ends where the machine's speed puts it
     max_seconds: int = whole(0, 0, 10_000_000)
     seed: int = whole(0, 0, 2**63 - 1)
     threads: int = whole(0, 0, 1024)  # torch CPU threads; 0 leaves torch's default

@@ -142,7 +142,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
         t0 = time.perf_counter()
         state.pop("finished", None)  # a run resumed for more epochs finishes after them again
         model.train()
-        sums = {}
+        sums, steps = {}, 0
         bar = tqdm(
             train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
             total=per_rank,
@@ -159,9 +159,15 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
                 ema.follow(model)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
+            steps += 1
+            # A time budget ends within the epoch that spends it: a peer whose epoch takes 7 minutes
+            # gets its 15 minutes, not up to 22. Under torchrun the ranks would stop at different
+            # steps, so there it ends after the epoch.
+            if not dist and 0 < tcfg["max_seconds"] <= state["seconds"] + time.perf_counter() - t0:
+                break
         if ema is not None:
             state["ema_steps"] = ema.steps
-        train_losses = {k: (v / per_rank).item() for k, v in sums.items()}
+        train_losses = {k: (v / max(steps, 1)).item() for k, v in sums.items()}
         if dist:
             train_losses = dist.mean(train_losses)
         # seeded by the epoch: every rank, and a resume, runs the same
@@ -172,6 +178,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
         row = {
             "epoch": epoch,
             "seconds": round(state["seconds"], 3),
+            "steps": steps,  # fewer than a whole epoch's where a time budget ended it
             **{f"train_{k}": v for k, v in train_losses.items()},
             **{f"valid_{k}": v for k, v in valid_losses.items()},
         }
