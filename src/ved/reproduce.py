@@ -46,7 +46,7 @@ DEFAULT_BEYOND = [DEFAULT_MODEL]  # what the README's headline table needs; BEYO
 PEERS = ["peer-cvae-mixed", "peer-diffusion-mixed", "peer-diffusion-mixed-6x"]
 PEER_BUDGET = {"peer-diffusion-mixed-6x": ("peer-diffusion-mixed", 6)}  # run -> (config, x budget)
 # The peer table scores every model in it, the default model too, on 1,000 images per split: the
-# flow draws an image in 40 U-Net passes (~0.15 s on 2 cores), 5,000 a split would take 100 minutes
+# flow draws an image in 40 U-Net passes (~0.18 s on 2 cores), 5,000 a split would take 100 minutes
 # a model. FJD and its held-out-real bar are then both at 1,000 (docs/peers.md).
 PEER_SAMPLES = 1000
 SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
