@@ -165,6 +165,10 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     bad.write_text("[train]\nema = 1.5\n")
     code, _, err = ved_main("train", "--config", str(bad))
     assert code == 2 and "ema = 1.5; allowed: a decay in [0, 1)" in err and "Traceback" not in err
+    bad.write_text("[data]\ntrain_images = 60000\n")
+    code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "toomany"))
+    assert code == 2 and "train_images = 60000; allowed: a whole number from 0 to 50,000" in err
+    assert "Traceback" not in err and not (tmp_path / "toomany").exists()
     bad.write_text("[model]\nfamily = 'cvae'\naccept = 0.9\nconsistency = 0\n")  # no critic to ask
     code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
     assert code == 2 and "accept = 0.9 needs the critic" in err and "Traceback" not in err
