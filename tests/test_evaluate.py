@@ -177,6 +177,34 @@ def test_reproduce_quick(tmp_path):
     assert "Finished before it, only resumed and scored: none." in report
 
 
+def test_a_runs_scores_are_kept_until_what_made_them_changes(tmp_path):
+    import shutil
+
+    from ved.pipeline import WEIGHTS_DIR
+    from ved.reproduce import Study, kept_scores
+
+    run = tmp_path / "runs" / "paper-label"
+    shutil.copytree(WEIGHTS_DIR / "paper-label", run)
+    study = Study(tmp_path, quick=False, device="cpu", beyond=[], judge_dir=WEIGHTS_DIR / "judge")
+    study.runs["paper-label"] = run
+    made = []
+
+    def score():
+        made.append(1)
+        return {"arithmetic": {"test": {"accuracy": 0.5 + len(made), "by_operations": {2: 1.0}}}}
+
+    first = kept_scores(study, "paper-label", 1000, score)
+    assert first["arithmetic"]["test"]["by_operations"] == {"2": 1.0}  # as a kept one reads back
+    assert kept_scores(study, "paper-label", 1000, score) == first and len(made) == 1
+    assert kept_scores(study, "paper-label", 500, score)["arithmetic"]["test"]["accuracy"] == 2.5
+    weights = run / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")  # retrained: other weights
+    assert kept_scores(study, "paper-label", 1000, score)["arithmetic"]["test"]["accuracy"] == 3.5
+    (run / "scores-1000.json").write_text("{not json")  # a torn or edited file is scored again
+    assert kept_scores(study, "paper-label", 1000, score)["arithmetic"]["test"]["accuracy"] == 4.5
+    assert kept_scores(study, "paper-label", 1000, score)["arithmetic"]["test"]["accuracy"] == 4.5
+
+
 def test_update_readme_replaces_both_marked_blocks(tmp_path):
     from ved.report import update_readme
 

@@ -10,6 +10,7 @@ the evaluate and draw stages, after every model is fixed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -62,6 +63,7 @@ class Study:
     beyond: list[str]
     peers: list[str] = field(default_factory=list)
     runs: dict[str, Path] = field(default_factory=dict)
+    judge_dir: Path | None = None
     histories: dict[str, list] = field(default_factory=dict)  # the paper's runs' per-epoch metrics
     results: dict = field(default_factory=dict)  # the paper's VED per family, scored correctly
     published: dict = field(default_factory=dict)  # the same, scored as the published code does
@@ -112,7 +114,7 @@ def reproduce(
     stage("MNIST")
     data = mnist.load(log=tqdm.write)
     stage("judge")
-    judge_dir = train_or_find_judge(study, retrain_judge)
+    judge_dir = study.judge_dir = train_or_find_judge(study, retrain_judge)
     judge = load_judge(judge_dir, study.device)
     for name in runs:
         stage(f"train {name}")
@@ -188,6 +190,33 @@ def costs(study: Study, name: str, model, config: dict) -> dict:
     }
 
 
+# What a run's scores depend on besides the run itself: the scoring code
+SCORER_SOURCES = [Path(m.__file__) for m in (metrics, captions, mnist, vocab)]
+
+
+def kept_scores(study: Study, name: str, count: int, score) -> dict:
+    """A run's scores on `count` images per split, kept in its folder and reused while the weights,
+    config, judge and scoring code are the bytes they were: the peers' diffusion models take ~25
+    minutes each to score on 2 cores, and an interrupted study should not score them again."""
+    files = [study.runs[name] / checkpoint.WEIGHTS, study.runs[name] / checkpoint.CONFIG, *SCORER_SOURCES]
+    files.append(study.judge_dir / checkpoint.WEIGHTS)
+    digest = hashlib.sha256(str(count).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    kept = study.runs[name] / f"scores-{count}.json"
+    if kept.exists():
+        try:
+            saved = json.loads(kept.read_text())
+            if saved.get("key") == digest.hexdigest():
+                tqdm.write(f"{name}: scores on {count} images per split kept from an earlier invocation")
+                return saved["results"]
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable: score again and replace it
+    results = json.loads(json.dumps(score()))  # the same types whether kept or fresh (int keys: str)
+    checkpoint.atomic_write_text(kept, json.dumps({"key": digest.hexdigest(), "results": results}))
+    return results
+
+
 def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
     config = configs.of_folder(study.runs[name])
     model = load_generator(study.runs[name], study.device, config)
@@ -196,16 +225,21 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
         mixed = config["data"]["family"] == "mixed"
 
         def scores(count: int) -> dict:
-            return metrics.evaluate_model(
-                model,
-                config,
-                judge,
-                families=list(PAPER_FAMILIES) if mixed else None,
-                samples=count,
-                progress=False,
-                data=data,
-                reference=reference,
-            )["results"]
+            return kept_scores(
+                study,
+                name,
+                count,
+                lambda: metrics.evaluate_model(
+                    model,
+                    config,
+                    judge,
+                    families=list(PAPER_FAMILIES) if mixed else None,
+                    samples=count,
+                    progress=False,
+                    data=data,
+                    reference=reference,
+                )["results"],
+            )
 
         if name in study.beyond:
             study.comparison[name] = scores(samples)
