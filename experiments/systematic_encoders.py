@@ -7,7 +7,8 @@ ones ved reports: the digit word `six` seen only on its own (add_primitive), no 
 `two` evaluating to 2 (hold_out_result), and 30 one-operation captions drawn with seed 1 (pairs).
 Held out are the one-operation captions that left training, and, for the first two, seeded
 captions of 2 to 5 operations that use the word or reach the result. No test split is read: the
-splits ved reports (`three` and `seven`, 7 and 4, the shipped pairs) stay sealed for the report.
+splits ved reports (`three` and `seven`, 7 and 4, the pairs of seeds 0 and 2: `ved reproduce --all`) stay
+sealed for the report.
 
     python experiments/systematic_encoders.py [--steps 1500] [--seeds 2]
 """

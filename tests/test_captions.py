@@ -3,6 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ved import captions, vocab
+from ved import config as configs
 from ved.captions import CaptionError, parse
 
 
@@ -121,6 +122,33 @@ def test_scan_style_arithmetic_splits(options, test_split):
     else:
         assert test_ops == {1} and [len(test[d]) for d in range(10)] == [3] * 10
         assert len(train_ops) == 2 and all(len(p) >= 9 for p in train.values())
+
+
+def test_the_study_reports_each_systematic_split_for_two_choices_none_a_development_one():
+    from ved.reproduce import BEYOND, SECOND_CHOICES, SPLIT_VARIANTS
+
+    development = [{"add_primitive": "six"}, {"hold_out_result": 2}]
+    development.append({"hold_out_pairs": 30, "caption_seed": 1})
+    held_out = {}
+    for name in BEYOND:
+        config, changed = SECOND_CHOICES.get(name, (name, {}))
+        data = {**configs.load(config)["data"], **changed}
+        train = {c for p in captions.pool_for(data, "train").values() for c in p}
+        held_out[name] = {c for p in captions.arithmetic_train_pool().values() for c in p} - train
+        assert all(not held_out[name] or held_out[name] != dev_held(o) for o in development), name
+    for split in SPLIT_VARIANTS[2:] + SPLIT_VARIANTS[:1]:  # the systematic ones: two choices each
+        for model in ("cvae", "paper"):
+            second = next(n for n in SECOND_CHOICES if n.startswith(f"{model}-{split}-"))
+            assert held_out[f"{model}-{split}"] and held_out[second]
+            assert held_out[f"{model}-{split}"] != held_out[second]
+            assert held_out[f"{model}-{split}"] == held_out[f"cvae-{split}"]  # both models, one split
+
+
+def dev_held(option: dict) -> set[str]:
+    train = captions.pool_for({"family": "arithmetic", **option}, "train")
+    return {c for p in captions.arithmetic_train_pool().values() for c in p} - {
+        c for p in train.values() for c in p
+    }
 
 
 @pytest.mark.parametrize(
