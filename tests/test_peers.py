@@ -109,3 +109,37 @@ def test_peer_configs_refuse_bad_settings_in_one_line():
         configs.build(configs.resolve({**config, "model": {**config["model"], "drop_caption": 1.0}}))
     with pytest.raises(ValueError, match=r"\[sample\] steps = 0; allowed: a whole number from 1"):
         configs.resolve({**config, "sample": {"steps": 0}})
+
+
+def test_the_peer_table_sets_each_peer_beside_ved_on_the_data_they_shared():
+    from ved.report import peers_table
+    from ved.reproduce import SPLIT_PEERS, peer_of
+
+    def scored(accuracy, families):
+        r = {"accuracy": accuracy, "fjd": 20.0, "fjd_real": 6.0, "fjd_floor": 5.0, "diversity": 1.0}
+        return {f: {"valid": r, "test": r} for f in families}
+
+    cost = {"parameters": 1000, "train_seconds": 900.0, "epochs": 10, "sample_seconds_per_1000": 1.5}
+    every = ["label", "sentence", "logic", "arithmetic"]
+    peers = {
+        "cvae-mixed": {"results": scored(0.99, every), "data_of": "cvae-mixed", **cost},
+        "peer-cvae-mixed": {"results": scored(0.89, every), "data_of": "cvae-mixed", **cost},
+        "cvae-arithmetic-pairs": {"results": scored(0.93, ["arithmetic"]), **cost},
+        "peer-cvae-arithmetic-pairs": {
+            "results": scored(0.5, ["arithmetic"]),
+            "data_of": peer_of("peer-cvae-arithmetic-pairs")[1],
+            **cost,
+        },
+    }
+    lines = peers_table(peers).splitlines()
+    assert "| logic | test | peer-cvae-mixed | 89.0% |" in "\n".join(lines)
+    pairs = [line for line in lines if line.startswith("| arithmetic-pairs |")]
+    models = ["cvae-arithmetic-pairs", "peer-cvae-arithmetic-pairs"]
+    assert [line.split(" | ")[2] for line in pairs] == models * 2  # valid, then test
+    assert "| peer-cvae-arithmetic-pairs | 1,000 | 900 (10) | 1.50 |" in lines
+    # each split peer is measured against ved's model on that split, which --all trains
+    from ved.reproduce import BEYOND
+
+    assert {peer_of(p)[1] for p in SPLIT_PEERS} <= set(BEYOND)
+    for p in SPLIT_PEERS:
+        assert configs.load(peer_of(p)[0])["data"]["family"] == "arithmetic"

@@ -114,11 +114,19 @@ def comparison_table(paper: dict, comparison: dict) -> str:
 
 
 def peers_table(peers: dict) -> str:
-    """The default model and the peers on every family and split, then what each cost."""
+    """ved's model and its peers on every family and split of the data they shared (the default
+    model's, then each systematic split's), then what each cost."""
     lines = list(QUALITY_HEADER)
-    for family in next(iter(peers.values()))["results"]:
-        for split in ("valid", "test"):
-            lines += [quality_row(family, split, n, p["results"][family][split]) for n, p in peers.items()]
+    groups: dict[str, list[str]] = {}
+    for name, peer in peers.items():
+        groups.setdefault(peer.get("data_of", name), []).append(name)
+    for source, names in groups.items():
+        results = peers[names[0]]["results"]
+        for family in results:
+            captions_of = family if len(results) > 1 else source.partition("-")[2]  # mixed: by family
+            for split in ("valid", "test"):
+                rows = [(n, peers[n]["results"][family][split]) for n in names]
+                lines += [quality_row(captions_of, split, n, r) for n, r in rows]
     lines += [
         "",
         "| model | parameters | training seconds (epochs) | seconds to draw 1,000 images |",
@@ -134,8 +142,8 @@ def peers_table(peers: dict) -> str:
 
 def peers_section(table: str) -> str:
     return (
-        "## The peers\n\nThe default model beside the generators people would pick instead, each "
-        "trained for the default model's training time on this machine, the -6x run for six times it "
+        "## The peers\n\nved's model beside the generators people would pick instead, each trained "
+        "on the same data for ved's model's training time on this machine, the -6x run for six times it "
         "(docs/peers.md):\n\n"
         f"{table}\n\n![peers](figures/peers.png)\n"
     )

@@ -61,10 +61,20 @@ QUICK_BEYOND = ["cvae-arithmetic"]  # --quick smoke-tests the section with one s
 # epoch of the conditional VAE still learns its classes (99.4% of validation captions measured)
 QUICK_TRAIN_IMAGES, QUICK_BATCH = 10_000, 32
 DEFAULT_BEYOND = [DEFAULT_MODEL]  # what the README's headline table needs; BEYOND is behind --all
-# The generators people would pick instead (docs/peers.md), each given the default model's training
-# time on the same machine, the diffusion model also six times that.
-PEERS = ["peer-cvae-mixed", "peer-diffusion-mixed", "peer-diffusion-mixed-6x"]
-PEER_BUDGET = {"peer-diffusion-mixed-6x": ("peer-diffusion-mixed", 6)}  # run -> (config, x budget)
+# The generators people would pick instead (docs/peers.md). Each trains on the data of one of ved's
+# runs for that run's training time on the same machine (the diffusion model on every family also
+# for six times it). run -> (config, the ved run whose [data] and seconds it takes, times the seconds)
+PEERS = {
+    "peer-cvae-mixed": ("peer-cvae-mixed", DEFAULT_MODEL, 1),
+    "peer-diffusion-mixed": ("peer-diffusion-mixed", DEFAULT_MODEL, 1),
+    "peer-diffusion-mixed-6x": ("peer-diffusion-mixed", DEFAULT_MODEL, 6),
+}
+# --all --peers: also on the systematic splits as their configs ship, beside ved's model on each
+SPLIT_PEERS = {
+    f"peer-{kind}-{split}": (f"peer-{kind}-arithmetic", f"cvae-{split}", 1)
+    for split in ("arithmetic-pairs", "arithmetic-add-primitive", "arithmetic-held-out-result")
+    for kind in ("cvae", "diffusion")
+}
 # The peer table scores every model in it, the default model too, on 1,000 images per split: the
 # flow draws an image in 40 U-Net passes (~0.18 s on 2 cores), 5,000 a split would take 100 minutes
 # a model. FJD and its held-out-real bar are then both at 1,000 (docs/peers.md).
@@ -103,12 +113,14 @@ def reproduce(
     every: bool = False,
     peers: bool = False,
 ) -> Path:
-    """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default model."""
+    """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default
+    model (with `every`, also beside ved's model on each systematic split)."""
     started = time.perf_counter()
     beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
     if peers and DEFAULT_MODEL not in beyond:  # the peers' budget is its training time
         beyond = [*beyond, DEFAULT_MODEL]
-    study = Study(Path(out), quick, str(device_of(device)), beyond, PEERS if peers else [])
+    chosen = [*PEERS, *(SPLIT_PEERS if every and not quick else [])] if peers else []
+    study = Study(Path(out), quick, str(device_of(device)), beyond, chosen)
     runs = PAPER + study.beyond + study.peers
     stages = [
         "MNIST",
@@ -165,18 +177,20 @@ def train_or_find_judge(study: Study, retrain: bool) -> Path:
 
 def train_run(study: Study, name: str, judge) -> None:
     """A shipped config, its epochs capped for the study (--quick: one or two); a peer's time instead
-    capped at its multiple of the default model's training seconds in this study."""
-    config_name, budget = PEER_BUDGET.get(name, (name, 1))
+    capped at its multiple of its ved run's training seconds in this study, on that run's data."""
+    config_name, source, budget = peer_of(name) or (name, None, 1)
     config_name, data = SECOND_CHOICES.get(name, (config_name, {}))
     config = {**configs.load(config_name), "name": name}
     config["data"].update(data)
+    if source:
+        config["data"] = configs.of_folder(study.runs[source])["data"]
     quick_epochs = 1 if name in study.beyond + study.peers else 2
     if study.quick:
         config["train"]["max_epochs"] = quick_epochs
         config["data"]["train_images"] = QUICK_TRAIN_IMAGES
         config["train"]["batch_size"] = QUICK_BATCH
     elif name in study.peers:
-        config["train"]["max_seconds"] = round(budget * train_seconds(study.runs[DEFAULT_MODEL]))
+        config["train"]["max_seconds"] = round(budget * train_seconds(study.runs[source]))
     else:
         config["train"]["max_epochs"] = min(config["train"]["max_epochs"], FULL_MAX_EPOCHS)
     # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)
@@ -189,6 +203,11 @@ def train_run(study: Study, name: str, judge) -> None:
         study.histories[name.removeprefix("paper-")] = result["history"]
 
 
+def peer_of(name: str) -> tuple[str, str, int] | None:
+    """A peer's (config, the ved run it is measured against, times that run's seconds); None for ved's."""
+    return {**PEERS, **SPLIT_PEERS}.get(name)
+
+
 def train_seconds(run: Path) -> float:
     """A finished run's training time (its last state: after `finish`, if the model has one)."""
     return float(checkpoint.load_train_state(run / "last")["state"]["seconds"])
@@ -196,8 +215,9 @@ def train_seconds(run: Path) -> float:
 
 def costs(study: Study, name: str, model, config: dict) -> dict:
     """What a model costs: parameters, training seconds and epochs, and seconds to draw 1,000
-    images (100 validation captions of every family, 10 each, in one call)."""
-    pools = [captions.pool_for({**config["data"], "family": f}, "valid") for f in PAPER_FAMILIES]
+    images (100 validation captions of every family it was trained on, 10 each, in one call)."""
+    families = PAPER_FAMILIES if config["data"]["family"] == "mixed" else [config["data"]["family"]]
+    pools = [captions.pool_for({**config["data"], "family": f}, "valid") for f in families]
     rows = random.Random(0).sample(sorted({c for pool in pools for cs in pool.values() for c in cs}), 100)
     pipe = Pipeline(model, config, device=study.device)
     pipe.generate(rows[:2], n=2, seed=0)  # warm-up: first-call allocations are not sampling speed
@@ -264,11 +284,14 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
 
         if name in study.beyond:
             study.comparison[name] = scores(samples)
-        if study.peers and (name in study.peers or name == DEFAULT_MODEL):
+        measured_against = {peer_of(p)[1] for p in study.peers}
+        if name in study.peers or name in measured_against:
             count = min(samples, PEER_SAMPLES)
             same = count == samples and name in study.comparison  # --quick: the scores just made
             results = study.comparison[name] if same else scores(count)
-            study.peer_results[name] = {"results": results, **costs(study, name, model, config)}
+            group = peer_of(name)[1] if name in study.peers else name  # the ved run whose data it had
+            cost = costs(study, name, model, config)
+            study.peer_results[name] = {"results": results, "data_of": group, **cost}
         return
     family = name.removeprefix("paper-")
     study.results[family] = metrics.evaluate_model(
@@ -318,7 +341,7 @@ def draw(study: Study) -> None:
         rows = figure_rows(configs.of_folder(study.runs[name]))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
     if study.peers:  # every model of the peer comparison on the same captions, side by side
-        names = [DEFAULT_MODEL, *study.peers]
+        names = [DEFAULT_MODEL, *(p for p in study.peers if peer_of(p)[1] == DEFAULT_MODEL)]
         rows = figure_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
         panels = {}
         for name in names:
