@@ -37,9 +37,11 @@ def tensors(pool):
     return tokens, lengths, digits, ops
 
 
-def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty=0.0):
+def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty=0.0, word_decay=0.0):
     """Test accuracy, and by operation count. `penalty`: weight of the encoder's own penalty, if it
-    has one (gated-sum: its gates' squared distance from 1)."""
+    has one (gated-sum: its gates' squared distance from 1); `word_decay`: weight of the word
+    vectors' squared norm (the smallest vectors that fit: a word that need not carry a value, such as
+    an operator whose work its gate does, carries none)."""
     torch.manual_seed(seed)
     encoder = caption_encoders.build(encoder_name, hidden=dim if target == "point" else 64, width=64)
     head = nn.Sequential(nn.Linear(encoder.out_dim, 64), nn.GELU(), nn.Linear(64, 10))
@@ -61,6 +63,8 @@ def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty
             )
         if penalty:
             loss = loss + penalty * encoder.penalty()
+        if word_decay:
+            loss = loss + word_decay * encoder.word.weight.pow(2).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -26,9 +26,10 @@ DEV = {
     "hold_out_result 2": {"hold_out_result": 2},
     "pairs (30, seed 1)": {"hold_out_pairs": 30},
 }
-# (encoder, weight of its penalty)
-ENCODERS = (("word-sum", 0), ("gated-sum", 0), ("gated-sum", 1e-3), ("gated-sum", 1e-2), ("gru", 0),
-            ("attention", 0))  # fmt: skip
+# (encoder, weight of its penalty, weight of its word vectors' squared norm)
+ENCODERS = (("word-sum", 0, 0), ("gated-sum", 0, 0), ("gated-sum", 1e-3, 0), ("gated-sum", 1e-2, 0),
+            ("gated-sum", 1e-2, 1e-3), ("gated-sum", 1e-2, 1e-2), ("word-sum", 0, 1e-2), ("gru", 0, 0),
+            ("attention", 0, 0))  # fmt: skip
 
 
 def dev_split(option: dict):
@@ -54,14 +55,19 @@ def main():
     print("|---|---|---|---|")
     for split, option in DEV.items():
         train, held = dev_split(option)
-        for name, penalty in ENCODERS:
+        for name, penalty, decay in ENCODERS:
             if args.only and name not in args.only:
                 continue
             seeds = range(args.seeds)
-            results = [run(name, "point", train, held, args.steps, s, penalty=penalty) for s in seeds]
+            options = {"penalty": penalty, "word_decay": decay}
+            results = [run(name, "point", train, held, args.steps, s, **options) for s in seeds]
             ops = " ".join(f"{k}:{v:.0%}" for k, v in results[0][1].items())
             accs = ", ".join(f"{acc:.1%}" for acc, _ in results)
-            label = f"{name}, gate penalty {penalty:g}" if penalty else name
+            label = ", ".join(
+                [name]
+                + ([f"gate penalty {penalty:g}"] if penalty else [])
+                + ([f"word decay {decay:g}"] if decay else [])
+            )
             print(f"| {split} | {label} | {accs} | {ops} |", flush=True)
 
 
