@@ -51,6 +51,21 @@ def nothing():
     yield None
 
 
+def alternate(against: str | None, rounds: int, measure, result: dict) -> dict[str, list]:
+    """`measure(env)` of the current code, and of `against` when given (its description goes into
+    `result`), `rounds` times each, the codes taking turns so that a machine's drift hits both."""
+    with checkout(against) if against else nothing() as tree:
+        codes = {"current": env_for(None)}
+        if against:
+            codes[against] = env_for(tree)
+            result["revision"] = describe(against)
+        runs = {name: [] for name in codes}
+        for _ in range(rounds):
+            for name, env in codes.items():
+                runs[name].append(measure(env))
+    return runs
+
+
 def add_options(parser, what: str) -> None:
     """The options every side-by-side benchmark takes."""
     parser.add_argument("--against", metavar="REV", help=f"also {what} of this git revision, and compare")

@@ -65,15 +65,7 @@ def main():
         "device": args.device,
         **revisions.machine(),
     }
-    with revisions.checkout(args.against) if args.against else revisions.nothing() as tree:
-        codes = {"current": revisions.env_for(None)}
-        if args.against:
-            codes[args.against] = revisions.env_for(tree)
-            result["revision"] = revisions.describe(args.against)
-        runs = {name: [] for name in codes}
-        for _ in range(args.rounds):
-            for name, env in codes.items():
-                runs[name].append(measure(env, args))
+    runs = revisions.alternate(args.against, args.rounds, lambda env: measure(env, args), result)
     for name, rows in runs.items():
         best = max(rows, key=lambda r: r["images_per_s"])  # the least disturbed round
         result[name] = {**best, "all_images_per_s": [round(r["images_per_s"]) for r in rows]}

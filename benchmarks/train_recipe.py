@@ -63,15 +63,7 @@ def main():
     args = p.parse_args()
     result = {"config": args.config, "epochs": args.epochs or "the config's", "device": args.device}
     result.update(revisions.machine())
-    with revisions.checkout(args.against) if args.against else revisions.nothing() as tree:
-        codes = {"current": revisions.env_for(None)}
-        if args.against:
-            codes[args.against] = revisions.env_for(tree)
-            result["revision"] = revisions.describe(args.against)
-        runs = {name: [] for name in codes}
-        for _ in range(args.rounds):
-            for name, env in codes.items():
-                runs[name].append(measure(env, args))
+    runs = revisions.alternate(args.against, args.rounds, lambda env: measure(env, args), result)
     for name, rows in runs.items():
         best = min(rows, key=lambda r: r["seconds"])  # the least disturbed round
         result[name] = {**best, "all_seconds": [r["seconds"] for r in rows]}
