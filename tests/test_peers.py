@@ -137,9 +137,20 @@ def test_the_peer_table_sets_each_peer_beside_ved_on_the_data_they_shared():
     models = ["cvae-arithmetic-pairs", "peer-cvae-arithmetic-pairs"]
     assert [line.split(" | ")[2] for line in pairs] == models * 2  # valid, then test
     assert "| peer-cvae-arithmetic-pairs | 1,000 | 900 (10) | 1.50 |" in lines
-    # each split peer is measured against ved's model on that split, which --all trains
-    from ved.reproduce import BEYOND
-
-    assert {peer_of(p)[1] for p in SPLIT_PEERS} <= set(BEYOND)
     for p in SPLIT_PEERS:
         assert configs.load(peer_of(p)[0])["data"]["family"] == "arithmetic"
+
+
+def test_peers_bring_the_ved_runs_they_are_measured_against_and_nothing_else():
+    from ved.reproduce import BEYOND, DEFAULT_BEYOND, PAPER, PEERS, SPLIT_PEERS, chosen_runs, peer_of
+
+    beyond, peers = chosen_runs(quick=False, every=False, peers=True)
+    assert peers == [*PEERS, *SPLIT_PEERS] and len(SPLIT_PEERS) == 6
+    against = {peer_of(p)[1] for p in peers}
+    splits = ("pairs", "add-primitive", "held-out-result")
+    assert against == {"cvae-mixed", *(f"cvae-arithmetic-{s}" for s in splits)}
+    assert set(beyond) == against and not set(beyond) & set(PAPER)  # not the rest of --all
+    assert chosen_runs(quick=False, every=True, peers=True) == (BEYOND, peers)  # --all has them already
+    assert chosen_runs(quick=False, every=False, peers=False) == (DEFAULT_BEYOND, [])
+    quick_beyond, quick_peers = chosen_runs(quick=True, every=False, peers=True)
+    assert quick_peers == list(PEERS) and "cvae-mixed" in quick_beyond

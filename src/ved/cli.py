@@ -520,7 +520,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--peers",
         action="store_true",
-        help="also the peers (textbook CVAE, diffusion) beside the default model (default: off)",
+        help="also the peers (textbook CVAE, diffusion) beside the default model and beside ved's model "
+        "on each systematic split (default: off)",
     )
     s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"

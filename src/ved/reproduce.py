@@ -1,6 +1,6 @@
 """`ved reproduce`: MNIST, judge, the paper's VED on every family, the default model, metrics, figures,
 report; with --all also the conditional VAE on every family and split, with --peers the peers beside the
-default model (the two combine).
+default model and beside ved's model on each systematic split (the two combine).
 
 Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
 train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
@@ -69,7 +69,7 @@ PEERS = {
     "peer-diffusion-mixed": ("peer-diffusion-mixed", DEFAULT_MODEL, 1),
     "peer-diffusion-mixed-6x": ("peer-diffusion-mixed", DEFAULT_MODEL, 6),
 }
-# --all --peers: also on the systematic splits as their configs ship, beside ved's model on each
+# and on the systematic splits as their configs ship, beside ved's model on each
 SPLIT_PEERS = {
     f"peer-{kind}-{split}": (f"peer-{kind}-arithmetic", f"cvae-{split}", 1)
     for split in ("arithmetic-pairs", "arithmetic-add-primitive", "arithmetic-held-out-result")
@@ -114,13 +114,9 @@ def reproduce(
     peers: bool = False,
 ) -> Path:
     """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default
-    model (with `every`, also beside ved's model on each systematic split)."""
+    model and beside ved's model on each systematic split (--quick: the default model's only)."""
     started = time.perf_counter()
-    beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
-    if peers and DEFAULT_MODEL not in beyond:  # the peers' budget is its training time
-        beyond = [*beyond, DEFAULT_MODEL]
-    chosen = [*PEERS, *(SPLIT_PEERS if every and not quick else [])] if peers else []
-    study = Study(Path(out), quick, str(device_of(device)), beyond, chosen)
+    study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, every, peers))
     runs = PAPER + study.beyond + study.peers
     stages = [
         "MNIST",
@@ -165,6 +161,15 @@ def reproduce(
             ship_run(study, name)
     bar.close()
     return path
+
+
+def chosen_runs(quick: bool, every: bool, peers: bool) -> tuple[list[str], list[str]]:
+    """The runs beyond the paper's four, and the peers, that a study with these flags trains."""
+    beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
+    chosen = [*PEERS, *([] if quick else SPLIT_PEERS)] if peers else []
+    # each peer's budget is the training time of the ved run it is measured against: that run too
+    measured_against = dict.fromkeys(peer_of(p)[1] for p in chosen)
+    return [*beyond, *(r for r in measured_against if r not in beyond)], chosen
 
 
 def train_or_find_judge(study: Study, retrain: bool) -> Path:
