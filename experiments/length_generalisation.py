@@ -37,11 +37,14 @@ def tensors(pool):
     return tokens, lengths, digits, ops
 
 
-def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty=0.0, word_decay=0.0):
+def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty=0.0, word_decay=0.0,
+        separation=1.0):  # fmt: skip
     """Test accuracy, and by operation count. `penalty`: weight of the encoder's own penalty, if it
     has one (gated-sum: its gates' squared distance from 1); `word_decay`: weight of the word
     vectors' squared norm (the smallest vectors that fit: a word that need not carry a value, such as
-    an operator whose work its gate does, carries none)."""
+    an operator whose work its gate does, carries none); `separation`: weight of the `point`
+    target's cross-entropy over distances, which pushes the points apart (the pull alone keeps
+    them from collapsing: it is measured in units of their spread)."""
     torch.manual_seed(seed)
     encoder = caption_encoders.build(encoder_name, hidden=dim if target == "point" else 64, width=64)
     head = nn.Sequential(nn.Linear(encoder.out_dim, 64), nn.GELU(), nn.Linear(64, 10))
@@ -55,7 +58,7 @@ def run(encoder_name, target, train_pool, test_pool, steps, seed, dim=8, penalty
 
     for _ in range(steps):
         v = encoder(tokens, lengths)
-        loss = F.cross_entropy(predict(v), digits)
+        loss = (separation if target == "point" else 1.0) * F.cross_entropy(predict(v), digits)
         if target == "point":  # one point per digit; scaled by the points' spread so they cannot just shrink
             loss = (
                 loss

@@ -10,6 +10,7 @@ Chosen by name in a model config (`caption_encoder = "..."`):
   distractors moves far (the `routed` model's logic expert);
 - `word-sum`: each word read with the word before it, then summed;
 - `gated-sum`: each word scaled by a gate the word before it sets, then summed (linear in each word);
+- `scaled-sum`: the same with one number per gate, so the word before scales the whole vector;
 - `routed`: one of the above per caption family, and a router that learns from
   the words which family a caption is (for the `mixed` family).
 
@@ -105,6 +106,18 @@ class GatedSum(nn.Module):
     def forward(self, tokens, lengths):
         h = self.gate(_previous(tokens)) * self.word(tokens)
         return self.out(h.masked_fill(~_words(tokens).unsqueeze(-1), 0).sum(1))
+
+
+class ScaledSum(GatedSum):
+    """`gated-sum` with one number per gate instead of one per width: the word before scales the
+    whole vector of the word after it. A word seen only on its own (`add_primitive`) can keep its
+    value in any of the vector's directions, and `minus` still negates all of them; an elementwise
+    gate negates only the directions the other words use."""
+
+    def __init__(self, hidden: int = 64, width: int = 64, **_):
+        super().__init__(hidden, width)
+        self.gate = nn.Embedding(VOCAB_SIZE, 1)
+        nn.init.ones_(self.gate.weight)
 
 
 class Attention(nn.Module):
@@ -207,6 +220,7 @@ ENCODERS = {
     "attention-mean": AttentionMean,
     "word-sum": WordSum,
     "gated-sum": GatedSum,
+    "scaled-sum": ScaledSum,
     "routed": Routed,
 }
 

@@ -32,12 +32,16 @@ class CaptionPrior(nn.Module):
         dim: int,
         pull: float,
         steps: int,
+        balanced: bool = False,
+        gate_penalty: float = 0.0,
+        lr: float = 1e-2,
     ):
         super().__init__()
         self.encoder = caption_encoders.build(encoder, hidden=hidden, width=width, experts=experts)
         self.to_point = nn.Linear(self.encoder.out_dim, dim)
         self.prototypes = nn.Parameter(torch.randn(classes, dim))
         self.pull, self.steps = pull, steps
+        self.balanced, self.gate_penalty, self.lr = balanced, gate_penalty, lr
 
     def point(self, tokens, lengths, routes=None):
         """A caption's point. `routes`: the expert of each caption while a `routed` encoder is fitted;
@@ -51,9 +55,22 @@ class CaptionPrior(nn.Module):
 
     def loss(self, logits, k):
         """Cross-entropy over the distances plus the pull to k's prototype, measured in units of the
-        prototypes' spread so that they cannot just shrink together."""
-        spread = torch.pdist(self.prototypes).pow(2).mean().detach()
-        return F.cross_entropy(logits, k) + self.pull * (-logits.gather(1, k[:, None])).mean() / spread
+        prototypes' spread so that they cannot just shrink together.
+
+        `balanced`: every class's captions pull with the same weight, however many it has, and the
+        spread is part of the gradient, so that no shrinking of the whole helps either. A class with
+        one training caption (the bare word of a held-out result) then keeps its prototype on that
+        caption, and the caption is read as it is read inside sums; the cross-entropy, which pays
+        for any distance from the other classes, had pushed that lone prototype off the line the
+        sums follow (docs/conditional-vae.md)."""
+        spread = torch.pdist(self.prototypes).pow(2).mean()
+        pulled = -logits.gather(1, k[:, None])[:, 0]
+        if self.balanced:
+            counts = torch.bincount(k, minlength=len(self.prototypes)).float()
+            pull = (pulled / counts[k]).sum() / (counts > 0).sum()
+        else:
+            pull, spread = pulled.mean(), spread.detach()
+        return F.cross_entropy(logits, k) + self.pull * pull / spread
 
     def fit(
         self,
@@ -61,7 +78,7 @@ class CaptionPrior(nn.Module):
         lengths,
         classes,
         families: list[str] | None = None,
-        lr: float = 1e-2,
+        lr: float | None = None,
         progress: bool = False,
     ) -> float:
         """`steps` full-batch Adam steps of the class loss over the training pool. It needs ~1,000
@@ -74,6 +91,7 @@ class CaptionPrior(nn.Module):
         prototypes early where `word-sum` cannot add up to them: it placed 58-64% of unseen
         2-5-operation captions right instead of 100%. At a constant rate the second stage ended
         once with the logic expert off its classes (46% of its own captions), once right."""
+        lr = lr or self.lr
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
             return self._fit(
@@ -102,6 +120,7 @@ class CaptionPrior(nn.Module):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [routes == r for r in routes.unique()]
+        penalised = [m for m in self.encoder.modules() if hasattr(m, "penalty")] if self.gate_penalty else []
         loss = torch.zeros(())
         for _ in tqdm(range(self.steps), desc="caption classes", leave=False, disable=not progress):
             logits = self(tokens, lengths, routes)
@@ -115,6 +134,8 @@ class CaptionPrior(nn.Module):
                         for f in families
                     ]
                 ).mean()
+            for module in penalised:  # a gated sum's gates stay at 1 wherever the data do not move them
+                loss = loss + self.gate_penalty * module.penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

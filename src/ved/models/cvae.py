@@ -64,6 +64,9 @@ class ConditionalVAE(Generator):
         experts: dict[str, str] | None = None,
         style_components: int = 1,
         final_fit_steps: int = 0,
+        caption_balanced: bool = False,
+        caption_gate_penalty: float = 0.0,
+        caption_lr: float = 1e-2,
     ):
         super().__init__()
         self.content_classes = content_classes  # prepare() discovers this many classes (content.py)
@@ -76,6 +79,9 @@ class ConditionalVAE(Generator):
             content_dim,
             pull,
             caption_steps,
+            caption_balanced,
+            caption_gate_penalty,
+            caption_lr,
         )
         self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
