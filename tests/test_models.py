@@ -298,3 +298,18 @@ def test_caption_prior_places_sums_making_a_result_no_training_sum_made():
     new = _fit_prior(train, "scaled-sum", steps=3000, balanced=True, gate_penalty=0.01, lr=3e-3)
     assert placed(new) >= 0.99
     assert placed(_fit_prior(train, "word-sum", steps=1500)) <= 0.1
+
+
+def test_caption_fit_options_refuse_what_would_do_nothing_in_one_line():
+    from ved import config as configs
+
+    config = configs.load("cvae-arithmetic")
+
+    def build(**model):
+        configs.build(configs.resolve({**config, "model": {**config["model"], **model}}))
+
+    with pytest.raises(ValueError, match=r"^caption_lr = 0\.0; allowed: a number > 0$"):
+        build(caption_lr=0.0)
+    with pytest.raises(ValueError, match=r"^caption_gate_penalty = 0\.01 needs a caption encoder with gates"):
+        build(caption_gate_penalty=0.01)  # cvae-arithmetic reads captions with word-sum
+    build(caption_encoder="scaled-sum", caption_gate_penalty=0.01, caption_balanced=True, caption_lr=3e-3)

@@ -78,7 +78,6 @@ class CaptionPrior(nn.Module):
         lengths,
         classes,
         families: list[str] | None = None,
-        lr: float | None = None,
         progress: bool = False,
     ) -> float:
         """`steps` full-batch Adam steps of the class loss over the training pool. It needs ~1,000
@@ -91,7 +90,7 @@ class CaptionPrior(nn.Module):
         prototypes early where `word-sum` cannot add up to them: it placed 58-64% of unseen
         2-5-operation captions right instead of 100%. At a constant rate the second stage ended
         once with the logic expert off its classes (46% of its own captions), once right."""
-        lr = lr or self.lr
+        lr = self.lr
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
             return self._fit(

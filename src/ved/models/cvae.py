@@ -83,6 +83,15 @@ class ConditionalVAE(Generator):
             caption_gate_penalty,
             caption_lr,
         )
+        if not caption_lr > 0:
+            raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
+        if caption_gate_penalty and not any(
+            hasattr(m, "penalty") for m in self.caption_prior.encoder.modules()
+        ):
+            raise ValueError(
+                f"caption_gate_penalty = {caption_gate_penalty!r} needs a caption encoder with gates "
+                f"(gated-sum or scaled-sum); got '{caption_encoder}'"
+            )
         self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
