@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_ved
+from conftest import run_ved, ved_main
 
 from ved import captions, holdout, metrics
 from ved.batches import CaptionedImages, CaptionPool
@@ -175,6 +175,43 @@ def test_reproduce_quick(tmp_path):
     assert results["epochs_before_and_after"]["paper-label"] == [0, 2]
     assert "Trained in this invocation: paper-label (epochs 1-2)" in report
     assert "Finished before it, only resumed and scored: none." in report
+
+    # --runs trains and scores only the runs it names; their rows join the study, the rest are kept
+    code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), "--runs", "cvae-arithmetic-pairs")
+    assert code == 0, err[-2000:]
+    merged = json.loads((tmp_path / "results.json").read_text())
+    assert merged["epochs_before_and_after"] == {"cvae-arithmetic-pairs": [0, 1]}  # no paper run again
+    assert merged["results"] == results["results"]
+    assert merged["beyond_the_paper"]["cvae-arithmetic"] == results["beyond_the_paper"]["cvae-arithmetic"]
+    assert merged["beyond_the_paper"]["cvae-arithmetic-pairs"]["arithmetic"]["test"]["images"] > 0
+    assert merged["kept_from_earlier"] == ["the paper's four models", "cvae-arithmetic"]
+    report = (tmp_path / "report.md").read_text()
+    assert "| arithmetic | test | conditional VAE |" in report  # the kept row, in the table still
+    assert "| arithmetic-pairs | test | conditional VAE |" in report
+    kept = "Kept from an earlier invocation, not made by this one: the paper's four models, cvae-arithmetic."
+    assert kept in report
+    assert (tmp_path / "figures" / "samples_cvae-arithmetic-pairs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
+    kinds = {"--quick": True, "": False}
+    for flag, quick in kinds.items():
+        (tmp_path / "results.json").write_text(json.dumps({"quick": quick, "results": {"label": {}}}))
+        before = sorted(tmp_path.rglob("*"))
+        args = ["reproduce", "--out", str(tmp_path), *([flag] if flag else [])]
+        for extra, message in (
+            (["--runs", "cvae-nine"], "--runs cvae-nine: not a run of the study; allowed: cvae-label, "),
+            (["--runs", "cvae-mixed", "--all"], "--runs names the runs to train; it does not combine with"),
+            (["--runs", "peer-cvae-mixed", "--peers"], "it does not combine with --all or --peers"),
+        ):
+            code, _, err = ved_main(*args, *extra)
+            assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        # a study of the other kind (--quick or not) is not one a run's rows can join
+        other = ["reproduce", "--out", str(tmp_path), *([] if flag else ["--quick"]), "--runs", "cvae-mixed"]
+        code, _, err = ved_main(*other)
+        assert code == 2 and f"{tmp_path} holds none of this kind" in err
+        assert len(err.strip().splitlines()) == 1
+        assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing trained
 
 
 def test_a_runs_scores_are_kept_until_what_made_them_changes(tmp_path):

@@ -1,9 +1,12 @@
 """`ved reproduce`: MNIST, judge, the paper's VED on every family, the default model, metrics, figures,
 report; with --all also the conditional VAE on every family and split, with --peers the peers beside the
-default model and beside ved's model on each systematic split (the two combine).
+default model and beside ved's model on each systematic split (the two combine); with --runs only the
+runs it names, their rows added to the study already in OUT.
 
-Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The stages, in order:
-train (judge and generators), evaluate, draw (figures), write (report, results, README blocks).
+Runs live in OUT/runs/<name> and resume, so a second call skips finished work. The report and
+results.json keep the rows of an earlier invocation into OUT that this one did not make, and say so.
+The stages, in order: train (judge and generators), evaluate, draw (figures), write (report,
+results, README blocks).
 Training sees training and validation data only; the test split opens (holdout.final_report) for
 the evaluate and draw stages, after every model is fixed.
 """
@@ -22,6 +25,7 @@ from tqdm import tqdm
 
 from . import captions, checkpoint, figures, holdout, metrics, mnist, report, vocab
 from . import config as configs
+from .errors import VedError, shown
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
 from .train import make_split, train
 from .train_judge import train_judge
@@ -91,6 +95,8 @@ class Study:
     device: str
     beyond: list[str]
     peers: list[str] = field(default_factory=list)
+    paper: list[str] = field(default_factory=lambda: list(PAPER))  # --runs: none, their rows kept
+    earlier: dict = field(default_factory=dict)  # OUT/results.json of an earlier invocation of this kind
     runs: dict[str, Path] = field(default_factory=dict)
     judge_dir: Path | None = None
     histories: dict[str, list] = field(default_factory=dict)  # the paper's runs' per-epoch metrics
@@ -112,12 +118,22 @@ def reproduce(
     ship: bool = False,
     every: bool = False,
     peers: bool = False,
+    only: list[str] | None = None,
 ) -> Path:
     """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default
-    model and beside ved's model on each systematic split (--quick: the default model's only)."""
+    model and beside ved's model on each systematic split (--quick: the default model's only);
+    `only` (--runs): those runs (and the ved runs their peers are measured against), nothing else."""
     started = time.perf_counter()
-    study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, every, peers))
-    runs = PAPER + study.beyond + study.peers
+    earlier = earlier_study(Path(out), quick)
+    if only is None:
+        study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, every, peers))
+    else:
+        study = Study(Path(out), quick, str(device_of(device)), *named_runs(only, earlier, out), paper=[])
+        study.results = earlier["results"]  # the paper's rows, which the other tables are read beside
+        study.published = earlier.get("published_code_replay", {})
+        study.at_mean = earlier.get("latent_mean_accuracy", {})
+    study.earlier = earlier
+    runs = study.paper + study.beyond + study.peers
     stages = [
         "MNIST",
         "judge",
@@ -143,6 +159,10 @@ def reproduce(
     stage("judge")
     judge_dir = study.judge_dir = train_or_find_judge(study, retrain_judge)
     judge = load_judge(judge_dir, study.device)
+    if study.earlier.get("judge_sha256", judge_digest(study)) != judge_digest(study):
+        if only is not None:  # its kept rows and the new ones would not be on one scale
+            raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
+        study.earlier = {}
     for name in runs:
         stage(f"train {name}")
         train_run(study, name, judge)
@@ -157,7 +177,7 @@ def reproduce(
     stage("write")
     path = write(study, checkpoint.load_config(judge_dir), (time.perf_counter() - started) / 60, readme)
     if ship:
-        for name in PAPER + [n for n in study.beyond if n in SHIPPED_BEYOND]:
+        for name in study.paper + [n for n in study.beyond if n in SHIPPED_BEYOND]:
             ship_run(study, name)
     bar.close()
     return path
@@ -166,10 +186,45 @@ def reproduce(
 def chosen_runs(quick: bool, every: bool, peers: bool) -> tuple[list[str], list[str]]:
     """The runs beyond the paper's four, and the peers, that a study with these flags trains."""
     beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
-    chosen = [*PEERS, *([] if quick else SPLIT_PEERS)] if peers else []
-    # each peer's budget is the training time of the ved run it is measured against: that run too
-    measured_against = dict.fromkeys(peer_of(p)[1] for p in chosen)
-    return [*beyond, *(r for r in measured_against if r not in beyond)], chosen
+    return with_measured_against(beyond, [*PEERS, *([] if quick else SPLIT_PEERS)] if peers else [])
+
+
+def with_measured_against(beyond: list[str], peers: list[str]) -> tuple[list[str], list[str]]:
+    """Each peer's budget is the training time of the ved run it is measured against: that run too."""
+    measured_against = dict.fromkeys(peer_of(p)[1] for p in peers)
+    return [*beyond, *(r for r in measured_against if r not in beyond)], peers
+
+
+NAMEABLE = [*BEYOND, *PEERS, *SPLIT_PEERS]  # what --runs may name: the paper's four are the study's base
+
+
+def named_runs(names: list[str], earlier: dict, out: Path) -> tuple[list[str], list[str]]:
+    """--runs: the named runs beyond the paper, and the peers among them, after checking that each
+    is a run of the study and that OUT holds a study of the same kind for their rows to join."""
+    for name in names:
+        if name not in NAMEABLE:
+            allowed = ", ".join(NAMEABLE)
+            raise VedError(f"--runs {shown(name, 60)}: not a run of the study; allowed: {allowed}")
+    if not earlier.get("results"):
+        raise VedError(
+            f"--runs adds rows to a study, and {out} holds none of this kind; "
+            f"run `ved reproduce --out {out}` (with the same --quick) first"
+        )
+    names = list(dict.fromkeys(names))
+    return with_measured_against([n for n in names if n in BEYOND], [n for n in names if n not in BEYOND])
+
+
+def earlier_study(out: Path, quick: bool) -> dict:
+    """OUT/results.json of an earlier invocation, if it was a study of the same kind (both --quick
+    or neither); otherwise nothing is kept from it. Its judge is checked once the judge is found."""
+    try:
+        earlier = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    tables = ("results", "published_code_replay", "latent_mean_accuracy", "beyond_the_paper", "peers")
+    if not isinstance(earlier, dict) or not all(isinstance(earlier.get(k, {}), dict) for k in tables):
+        return {}  # not a results.json ved wrote: this invocation's replaces it
+    return earlier if earlier.get("quick", False) == quick else {}
 
 
 def train_or_find_judge(study: Study, retrain: bool) -> Path:
@@ -211,6 +266,10 @@ def train_run(study: Study, name: str, judge) -> None:
 def peer_of(name: str) -> tuple[str, str, int] | None:
     """A peer's (config, the ved run it is measured against, times that run's seconds); None for ved's."""
     return {**PEERS, **SPLIT_PEERS}.get(name)
+
+
+def judge_digest(study: Study) -> str:
+    return hashlib.sha256((study.judge_dir / checkpoint.WEIGHTS).read_bytes()).hexdigest()
 
 
 def train_seconds(run: Path) -> float:
@@ -345,8 +404,9 @@ def draw(study: Study) -> None:
     for name in study.beyond:
         rows = figure_rows(configs.of_folder(study.runs[name]))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
-    if study.peers:  # every model of the peer comparison on the same captions, side by side
-        names = [DEFAULT_MODEL, *(p for p in study.peers if peer_of(p)[1] == DEFAULT_MODEL)]
+    beside_default = [p for p in study.peers if peer_of(p)[1] == DEFAULT_MODEL]
+    if beside_default:  # every model of the peer comparison on the same captions, side by side
+        names = [DEFAULT_MODEL, *beside_default]
         rows = figure_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
         panels = {}
         for name in names:
@@ -355,6 +415,8 @@ def draw(study: Study) -> None:
             panels[name] = Pipeline(model, config, device=study.device).generate(rows, n=6, seed=0)
         labels = [f"{c}  (= {captions.parse(c)})" for c in rows]
         figures.side_by_side(panels, labels, folder / "peers.png")
+    if not study.paper:  # --runs: the paper's figures are the earlier invocation's, as its rows are
+        return
     figures.loss_curves(study.histories, folder / "fig2_reconstruction.png")
     figures.accuracy_curves(study.histories, folder / "fig3_accuracy.png")
     caption_grid(
@@ -391,6 +453,15 @@ def draw(study: Study) -> None:
 
 
 def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -> Path:
+    # rows an earlier invocation into OUT made and this one did not are kept, and named as kept
+    earlier_rows = study.earlier.get("beyond_the_paper", {})
+    earlier_peers = study.earlier.get("peers", {})
+    kept = [
+        *(["the paper's four models"] if not study.paper else []),
+        *(n for n in {**earlier_rows, **earlier_peers} if n not in study.comparison | study.peer_results),
+    ]
+    study.comparison = {**earlier_rows, **study.comparison}
+    study.peer_results = {**earlier_peers, **study.peer_results}
     table = report.results_table(study.results, study.published, study.at_mean)
     beyond_table = report.comparison_table(study.results, study.comparison)
     peers_table = report.peers_table(study.peer_results) if study.peer_results else None
@@ -401,6 +472,8 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         f"Trained in this invocation: {', '.join(trained) or 'none'}. "
         f"Finished before it, only resumed and scored: {', '.join(resumed) or 'none'}."
     )
+    if kept:
+        runs_line += f" Kept from an earlier invocation, not made by this one: {', '.join(kept)}."
     text = report.render(
         table=table,
         minutes=minutes,
@@ -421,6 +494,9 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         study.out / "results.json",
         json.dumps(
             {
+                "quick": study.quick,
+                "judge_sha256": judge_digest(study),
+                "kept_from_earlier": kept,
                 "results": study.results,
                 "published_code_replay": study.published,
                 "latent_mean_accuracy": study.at_mean,
