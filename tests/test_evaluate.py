@@ -269,3 +269,16 @@ def test_update_readme_replaces_both_marked_blocks(tmp_path):
     page.write_text(page.read_text() * 2)
     with pytest.raises(ValueError, match="found 2"):
         update_readme(readme, "t", out, "b")
+
+
+def test_figure_rows_fill_ten_rows_from_a_split_of_one_result():
+    from ved import captions, holdout
+    from ved import config as configs
+    from ved.reproduce import figure_rows
+
+    with holdout.final_report():
+        rows = figure_rows(configs.load("cvae-arithmetic-held-out-result"))  # its test: results of 7 only
+        assert len(set(rows)) == 10 and {captions.parse(c) for c in rows} == {7}
+        assert {captions.operation_count(c) for c in rows} == {1, 2, 3, 4, 5}
+        rows = figure_rows(configs.load("cvae-arithmetic"))
+        assert [captions.parse(c) for c in rows] == list(range(10))

@@ -542,14 +542,19 @@ def ship_run(study: Study, name: str) -> None:
 
 
 def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) -> list[str]:
-    """Test captions, one per digit, cycling through the pool's operation counts (2..5 by default)."""
+    """Ten test captions, one per digit, cycling through the pool's operation counts (2..5 by
+    default); a pool of fewer digits (a held-out result's: one) gives each of them more rows."""
     pool = pool or captions.caption_pool("arithmetic", "test", seed)
     rng = random.Random(seed)  # pools are sorted; the first caption of each would all start alike
     counts = sorted({captions.operation_count(c) for p in pool.values() for c in p})
-    return [
-        rng.choice([c for c in pool[d] if captions.operation_count(c) == counts[d % len(counts)]] or pool[d])
-        for d in range(10)
-    ]
+    digits = [d for d in range(10) if pool.get(d)]
+    rows: list[str] = []
+    for i in range(10):
+        fresh = [c for c in pool[digits[i % len(digits)]] if c not in rows] or pool[digits[i % len(digits)]]
+        rows.append(
+            rng.choice([c for c in fresh if captions.operation_count(c) == counts[i % len(counts)]] or fresh)
+        )
+    return rows
 
 
 def caption_grid(study: Study, name: str, rows: list[str], path: Path, title: str) -> None:
