@@ -191,6 +191,8 @@ def test_reproduce_quick(tmp_path):
     kept = "Kept from an earlier invocation, not made by this one: the paper's four models, cvae-arithmetic."
     assert kept in report
     assert (tmp_path / "figures" / "samples_cvae-arithmetic-pairs.png").read_bytes()[:4] == b"\x89PNG"
+    for name in ("cvae-arithmetic", "cvae-arithmetic-pairs"):  # the kept row's figure is still shown
+        assert f"![{name}](figures/samples_{name}.png)" in report
 
 
 def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):

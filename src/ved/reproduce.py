@@ -481,7 +481,11 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         runs_line=runs_line,
         findings=report.findings(study.results, study.at_mean),
         beyond=beyond_table,
-        beyond_figures="\n".join(f"![{n}](figures/samples_{n}.png)" for n in study.beyond),
+        beyond_figures="\n".join(  # the kept rows' figures too, drawn by the invocation that made them
+            f"![{n}](figures/samples_{n}.png)"
+            for n in study.comparison
+            if (study.out / "figures" / f"samples_{n}.png").exists()
+        ),
         peers=report.peers_section(peers_table) if peers_table else "",
         quick=" (--quick: 2 epochs, fewer samples)" if study.quick else "",
         judge_test=judge_info.get("test_accuracy", float("nan")),
