@@ -214,6 +214,13 @@ def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
         assert code == 2 and f"{tmp_path} holds none of this kind" in err
         assert len(err.strip().splitlines()) == 1
         assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing trained
+    # nor one that another judge scored: its rows and the new ones would not be on one scale
+    (tmp_path / "results.json").write_text(json.dumps({"results": {"label": {}}, "judge_sha256": "0" * 64}))
+    code, _, err = ved_main("reproduce", "--out", str(tmp_path), "--runs", "cvae-mixed")
+    errors = [line for line in err.splitlines() if line.startswith("ved: error:")]
+    assert code == 2 and len(errors) == 1 and err.strip().endswith(errors[0])  # under the progress bar
+    assert "was scored by another judge; run it again in full" in errors[0]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_runs_scores_are_kept_until_what_made_them_changes(tmp_path):
@@ -274,7 +281,6 @@ def test_update_readme_replaces_both_marked_blocks(tmp_path):
 
 
 def test_figure_rows_fill_ten_rows_from_a_split_of_one_result():
-    from ved import captions, holdout
     from ved import config as configs
     from ved.reproduce import figure_rows
 

@@ -161,6 +161,7 @@ def reproduce(
     judge = load_judge(judge_dir, study.device)
     if study.earlier.get("judge_sha256", judge_digest(study)) != judge_digest(study):
         if only is not None:  # its kept rows and the new ones would not be on one scale
+            bar.close()  # the error is then the last line, not followed by the bar's
             raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
         study.earlier = {}
     for name in runs:
