@@ -99,6 +99,7 @@ class Study:
     earlier: dict = field(default_factory=dict)  # OUT/results.json of an earlier invocation of this kind
     runs: dict[str, Path] = field(default_factory=dict)
     judge_dir: Path | None = None
+    judge_sha256: str = ""  # of its weights: a study's rows are kept only beside rows of the same judge
     histories: dict[str, list] = field(default_factory=dict)  # the paper's runs' per-epoch metrics
     results: dict = field(default_factory=dict)  # the paper's VED per family, scored correctly
     published: dict = field(default_factory=dict)  # the same, scored as the published code does
@@ -159,7 +160,8 @@ def reproduce(
     stage("judge")
     judge_dir = study.judge_dir = train_or_find_judge(study, retrain_judge)
     judge = load_judge(judge_dir, study.device)
-    if study.earlier.get("judge_sha256", judge_digest(study)) != judge_digest(study):
+    study.judge_sha256 = hashlib.sha256((judge_dir / checkpoint.WEIGHTS).read_bytes()).hexdigest()
+    if study.earlier.get("judge_sha256", study.judge_sha256) != study.judge_sha256:
         if only is not None:  # its kept rows and the new ones would not be on one scale
             bar.close()  # the error is then the last line, not followed by the bar's
             raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
@@ -267,10 +269,6 @@ def train_run(study: Study, name: str, judge) -> None:
 def peer_of(name: str) -> tuple[str, str, int] | None:
     """A peer's (config, the ved run it is measured against, times that run's seconds); None for ved's."""
     return {**PEERS, **SPLIT_PEERS}.get(name)
-
-
-def judge_digest(study: Study) -> str:
-    return hashlib.sha256((study.judge_dir / checkpoint.WEIGHTS).read_bytes()).hexdigest()
 
 
 def train_seconds(run: Path) -> float:
@@ -500,7 +498,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         json.dumps(
             {
                 "quick": study.quick,
-                "judge_sha256": judge_digest(study),
+                "judge_sha256": study.judge_sha256,
                 "kept_from_earlier": kept,
                 "results": study.results,
                 "published_code_replay": study.published,
@@ -555,7 +553,8 @@ def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) ->
     digits = [d for d in range(10) if pool.get(d)]
     rows: list[str] = []
     for i in range(10):
-        fresh = [c for c in pool[digits[i % len(digits)]] if c not in rows] or pool[digits[i % len(digits)]]
+        digit_pool = pool[digits[i % len(digits)]]
+        fresh = [c for c in digit_pool if c not in rows] or digit_pool
         rows.append(
             rng.choice([c for c in fresh if captions.operation_count(c) == counts[i % len(counts)]] or fresh)
         )

@@ -43,6 +43,10 @@ class CaptionPrior(nn.Module):
         self.pull, self.steps = pull, steps
         self.balanced, self.gate_penalty, self.lr = balanced, gate_penalty, lr
 
+    def gated(self) -> list[nn.Module]:
+        """The encoder's modules with gates, whose `penalty` the gate penalty weighs."""
+        return [m for m in self.encoder.modules() if hasattr(m, "penalty")]
+
     def point(self, tokens, lengths, routes=None):
         """A caption's point. `routes`: the expert of each caption while a `routed` encoder is fitted;
         otherwise its router picks."""
@@ -119,7 +123,7 @@ class CaptionPrior(nn.Module):
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [routes == r for r in routes.unique()]
-        penalised = [m for m in self.encoder.modules() if hasattr(m, "penalty")] if self.gate_penalty else []
+        penalised = self.gated() if self.gate_penalty else []
         loss = torch.zeros(())
         for _ in tqdm(range(self.steps), desc="caption classes", leave=False, disable=not progress):
             logits = self(tokens, lengths, routes)

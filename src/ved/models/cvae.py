@@ -85,9 +85,7 @@ class ConditionalVAE(Generator):
         )
         if not caption_lr > 0:
             raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
-        if caption_gate_penalty and not any(
-            hasattr(m, "penalty") for m in self.caption_prior.encoder.modules()
-        ):
+        if caption_gate_penalty and not self.caption_prior.gated():
             raise ValueError(
                 f"caption_gate_penalty = {caption_gate_penalty!r} needs a caption encoder with gates "
                 f"(gated-sum or scaled-sum); got '{caption_encoder}'"
