@@ -73,8 +73,14 @@ def add_options(parser, what: str) -> None:
 
 
 def machine() -> dict:
-    """What a figure was measured on, to print beside it."""
-    return {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    """What a figure was measured on, to print beside it (an absolute figure is true of one machine)."""
+    import torch
+
+    about = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    about["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        about["gpu"] = torch.cuda.get_device_name()
+    return about
 
 
 def report(result: dict, path: str | None) -> None:

@@ -31,6 +31,7 @@ def test_idx_files_round_trip_byte_identical(mnist_data, tmp_path, gz):
     again = mnist.from_idx_dir(tmp_path)
     for key in mnist.IDX_NAMES:
         assert np.array_equal(getattr(again, key), getattr(mnist_data, key))
+        assert getattr(again, key).flags.writeable  # torch.as_tensor warns on a read-only array
     assert again.content_hash() == mnist.CONTENT_SHA256
 
 
