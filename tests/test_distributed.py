@@ -25,7 +25,8 @@ def smaller(tmp_path) -> str:
 
 
 def torchrun(config, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A rank that dies of a signal prints its threads' Python stacks (faulthandler) and any C++ one.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1", "TORCH_SHOW_CPP_STACKTRACES": "1"}
     cmd = [
         sys.executable,
         "-m",
@@ -44,6 +45,11 @@ def torchrun(config, *args):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=HANG_GUARD_S)
 
 
+def ranks_output(done) -> str:
+    """What the ranks printed, without torchrun's own report of the failure after it."""
+    return done.stderr.split("failed (exitcode")[0][-4000:]
+
+
 def metrics(folder):
     return [json.loads(line) for line in (Path(folder) / "metrics.jsonl").read_text().splitlines()]
 
@@ -53,9 +59,9 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     code, _, err = run_ved("train", "--config", config, "--out", str(single), "--quiet")
     assert code == 0, err
     done = torchrun(config, "--out", str(multi), "--epochs", "2")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, ranks_output(done)
     done = torchrun(config, "--out", str(multi), "--resume")  # continues to the config's 4 epochs
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, ranks_output(done)
     a, b = metrics(single), metrics(multi)
     assert [r["epoch"] for r in b] == [1, 2, 3, 4]  # 4 epochs x 100 global batches of 100 = 400 steps
     assert abs(a[-1]["valid_recon"] - b[-1]["valid_recon"]) / a[-1]["valid_recon"] < RECON_TOLERANCE
