@@ -175,6 +175,7 @@ def test_reproduce_quick(tmp_path):
     assert results["epochs_before_and_after"]["paper-label"] == [0, 2]
     assert "Trained in this invocation: paper-label (epochs 1-2)" in report
     assert "Finished before it, only resumed and scored: none." in report
+    assert "batch 128, trained at most 2 epochs) on each caption" in report
 
     # --runs trains and scores only the runs it names; their rows join the study, the rest are kept
     code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), "--runs", "cvae-arithmetic-pairs")
@@ -194,6 +195,17 @@ def test_reproduce_quick(tmp_path):
     for name in ("cvae-arithmetic", "cvae-arithmetic-pairs"):  # the kept row's figure is still shown
         assert f"![{name}](figures/samples_{name}.png)" in report
 
+    # --runs paper: the paper's four, the study's base, scored again (here finished, so only resumed)
+    code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), "--runs", "paper")
+    assert code == 0, err[-2000:]
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert again["epochs_before_and_after"] == {f"paper-{f}": [2, 2] for f in results["results"]}
+    assert again["kept_from_earlier"] == ["cvae-arithmetic", "cvae-arithmetic-pairs"]
+    assert again["results"].keys() == results["results"].keys()
+    assert "only resumed and scored: paper-label, paper-sentence, paper-logic, paper-arithmetic." in (
+        tmp_path / "report.md"
+    ).read_text()
+
 
 def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
     kinds = {"--quick": True, "": False}
@@ -202,7 +214,7 @@ def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
         before = sorted(tmp_path.rglob("*"))
         args = ["reproduce", "--out", str(tmp_path), *([flag] if flag else [])]
         for extra, message in (
-            (["--runs", "cvae-nine"], "--runs cvae-nine: not a run of the study; allowed: cvae-label, "),
+            (["--runs", "cvae-nine"], "--runs cvae-nine: not a run of the study; allowed: paper, cvae-label, "),
             (["--runs", "cvae-mixed", "--all"], "--runs names the runs to train; it does not combine with"),
             (["--runs", "peer-cvae-mixed", "--peers"], "it does not combine with --all or --peers"),
         ):

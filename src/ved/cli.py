@@ -530,9 +530,9 @@ def parser() -> argparse.ArgumentParser:
         "--runs",
         nargs="+",
         metavar="NAME",
-        help="train and score only these runs beyond the paper's four (and the ved runs their peers are "
-        "measured against); their rows join the study already in --out, whose other rows are kept "
-        "(names: those --all and --peers train; default: off)",
+        help="train and score only these runs (and the ved runs their peers are measured against); their "
+        "rows join the study already in --out, whose other rows are kept (names: 'paper' for the paper's "
+        "four models, and the runs --all and --peers train; default: off)",
     )
     s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"

@@ -149,7 +149,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)  # writable: torch takes it as is
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)  # writable, for torch
     if data.size != int(np.prod(shape)):
         raise DataError(f"{path} holds {data.size} bytes, its header says {shape}")
     return data.reshape(shape)
