@@ -187,6 +187,23 @@ def test_routed_encoder_on_one_family_without_arithmetic():
         assert (model.class_logits(pool.tokens, pool.lengths).argmax(1) == pool.digits).all()
 
 
+def test_a_routed_fit_takes_caption_steps_then_caption_rest_steps():
+    """The first family's expert alone for `caption_steps`, then the rest for `caption_rest_steps`."""
+    data = {"family": "mixed"}
+    pool = CaptionPool(captions.pool_for(data, "train"))
+    families = captions.pool_families(data, "train")
+    for rest, expected in ((0, 2 * 7), (3, 7 + 3)):  # 0: as many again
+        model = models.build(
+            {"family": "cvae", "caption_encoder": "routed", "caption_steps": 7, "caption_rest_steps": rest}
+        )
+        calls = []
+        model.caption_prior.register_forward_hook(lambda *_: calls.append(1))
+        model.caption_prior.fit(pool.tokens, pool.lengths, pool.digits, families)
+        assert len(calls) == expected
+    with pytest.raises(ValueError, match=r"^caption_rest_steps = 3 sets the second stage of a routed"):
+        models.build({"family": "cvae", "caption_encoder": "word-sum", "caption_rest_steps": 3})
+
+
 def test_style_mixture_finds_separate_clusters():
     """p(s | k) as a mixture (`style_components`): EM recovers the shares, centres and spreads of two
     clusters of styles that one Gaussian would smear into a cloud between them."""

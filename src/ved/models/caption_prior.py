@@ -35,12 +35,14 @@ class CaptionPrior(nn.Module):
         balanced: bool = False,
         gate_penalty: float = 0.0,
         lr: float = 1e-2,
+        rest_steps: int = 0,
     ):
         super().__init__()
         self.encoder = caption_encoders.build(encoder, hidden=hidden, width=width, experts=experts)
         self.to_point = nn.Linear(self.encoder.out_dim, dim)
         self.prototypes = nn.Parameter(torch.randn(classes, dim))
         self.pull, self.steps = pull, steps
+        self.rest_steps = rest_steps or steps  # a routed fit's second stage
         self.balanced, self.gate_penalty, self.lr = balanced, gate_penalty, lr
 
     def gated(self) -> list[nn.Module]:
@@ -89,8 +91,8 @@ class CaptionPrior(nn.Module):
 
         `families`: the family each caption came from, for a `routed` encoder. Its first family's
         expert then places the prototypes alone; after that, with it, the point map and the
-        prototypes fixed, the other experts and the router learn to reach them (as many steps again,
-        the learning rate decaying to 0). Fitted all at once, the other families pinned the
+        prototypes fixed, the other experts and the router learn to reach them (`rest_steps`, the
+        learning rate decaying to 0). Fitted all at once, the other families pinned the
         prototypes early where `word-sum` cannot add up to them: it placed 58-64% of unseen
         2-5-operation captions right instead of 100%. At a constant rate the second stage ended
         once with the logic expert off its classes (46% of its own captions), once right."""
@@ -116,16 +118,17 @@ class CaptionPrior(nn.Module):
         )
         others = [e for i, e in enumerate(self.encoder.experts) if i != lead]
         rest = [p for e in others for p in e.parameters()] + list(self.encoder.votes.parameters())
-        return self._fit(tokens, lengths, classes, routes, rest, lr, progress, decay=True)
+        return self._fit(tokens, lengths, classes, routes, rest, lr, progress, self.rest_steps, decay=True)
 
-    def _fit(self, tokens, lengths, classes, routes, params, lr, progress, decay=False) -> float:
+    def _fit(self, tokens, lengths, classes, routes, params, lr, progress, steps=None, decay=False) -> float:
+        steps = self.steps if steps is None else steps
         optimizer = torch.optim.Adam(params, lr=lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps) if decay else None
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [routes == r for r in routes.unique()]
         penalised = self.gated() if self.gate_penalty else []
         loss = torch.zeros(())
-        for _ in tqdm(range(self.steps), desc="caption classes", leave=False, disable=not progress):
+        for _ in tqdm(range(steps), desc="caption classes", leave=False, disable=not progress):
             logits = self(tokens, lengths, routes)
             if routes is None:
                 loss = self.loss(logits, classes)
