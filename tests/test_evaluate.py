@@ -202,9 +202,10 @@ def test_reproduce_quick(tmp_path):
     assert again["epochs_before_and_after"] == {f"paper-{f}": [2, 2] for f in results["results"]}
     assert again["kept_from_earlier"] == ["cvae-arithmetic", "cvae-arithmetic-pairs"]
     assert again["results"].keys() == results["results"].keys()
-    assert "only resumed and scored: paper-label, paper-sentence, paper-logic, paper-arithmetic." in (
-        tmp_path / "report.md"
-    ).read_text()
+    assert (
+        "only resumed and scored: paper-label, paper-sentence, paper-logic, paper-arithmetic."
+        in (tmp_path / "report.md").read_text()
+    )
 
 
 def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
@@ -214,7 +215,7 @@ def test_reproduce_runs_refuses_what_it_cannot_add_to_in_one_line(tmp_path):
         before = sorted(tmp_path.rglob("*"))
         args = ["reproduce", "--out", str(tmp_path), *([flag] if flag else [])]
         for extra, message in (
-            (["--runs", "cvae-nine"], "--runs cvae-nine: not a run of the study; allowed: paper, cvae-label, "),
+            (["--runs", "cvae-nine"], "--runs cvae-nine: not a run of the study; allowed: paper, cvae-"),
             (["--runs", "cvae-mixed", "--all"], "--runs names the runs to train; it does not combine with"),
             (["--runs", "peer-cvae-mixed", "--peers"], "it does not combine with --all or --peers"),
         ):
