@@ -464,12 +464,15 @@ def paper_schedule(study: Study) -> str:
     stops = []
     for family in PAPER_FAMILIES:
         try:
-            state = checkpoint.load_train_state(study.out / "runs" / f"paper-{family}" / "last")["state"]
-        except (checkpoint.ModelError, OSError, KeyError, TypeError):
+            saved = checkpoint.load_train_state(study.out / "runs" / f"paper-{family}" / "last")
+        except checkpoint.ModelError:  # a damaged state: the report says nothing of that run's stop
             continue
-        stops.append(f"{family} {state['epoch']} (best {state['best_epoch']})")
+        if saved is not None:
+            stops.append(f"{family} {saved['state']['epoch']} (best {saved['state']['best_epoch']})")
+    patience = configs.load(PAPER[0])["train"]["patience"]
     stopped = f"; epochs trained: {', '.join(stops)}" if stops else ""
-    return f"until the validation reconstruction had not improved for 10 epochs, as the paper did{stopped}"
+    schedule = f"until the validation reconstruction had not improved for {patience} epochs, as the paper did"
+    return schedule + stopped
 
 
 def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -> Path:

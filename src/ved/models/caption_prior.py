@@ -96,11 +96,10 @@ class CaptionPrior(nn.Module):
         prototypes early where `word-sum` cannot add up to them: it placed 58-64% of unseen
         2-5-operation captions right instead of 100%. At a constant rate the second stage ended
         once with the logic expert off its classes (46% of its own captions), once right."""
-        lr = self.lr
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
             return self._fit(
-                tokens, lengths, classes, None, [*self.encoder.parameters(), *point_map], lr, progress
+                tokens, lengths, classes, None, [*self.encoder.parameters(), *point_map], self.steps, progress
             )
         if families is None:
             raise ValueError("caption_encoder 'routed' needs each training caption's family")
@@ -113,16 +112,15 @@ class CaptionPrior(nn.Module):
             classes[first],
             routes[first],
             [*self.encoder.experts[lead].parameters(), *point_map],
-            lr,
+            self.steps,
             progress,
         )
         others = [e for i, e in enumerate(self.encoder.experts) if i != lead]
         rest = [p for e in others for p in e.parameters()] + list(self.encoder.votes.parameters())
-        return self._fit(tokens, lengths, classes, routes, rest, lr, progress, self.rest_steps, decay=True)
+        return self._fit(tokens, lengths, classes, routes, rest, self.rest_steps, progress, decay=True)
 
-    def _fit(self, tokens, lengths, classes, routes, params, lr, progress, steps=None, decay=False) -> float:
-        steps = self.steps if steps is None else steps
-        optimizer = torch.optim.Adam(params, lr=lr)
+    def _fit(self, tokens, lengths, classes, routes, params, steps, progress, decay=False) -> float:
+        optimizer = torch.optim.Adam(params, lr=self.lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [routes == r for r in routes.unique()]

@@ -83,7 +83,7 @@ class ConditionalVAE(Generator):
             caption_balanced,
             caption_gate_penalty,
             caption_lr,
-            caption_rest_steps or caption_steps,
+            caption_rest_steps,
         )
         if not caption_lr > 0:
             raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
