@@ -232,8 +232,25 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
         final["style_prior.mean"], average["style_prior.mean"]
     )  # the same network, refitted prior
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    # label captions, 3 short epochs on 10,000 images: measured 0.98 (0.10 after the first); chance is 0.1
+    assert [row["precision"] for row in rows] == ["bf16"] * 3
+    # label captions, 3 short epochs on 10,000 images in bf16: measured 0.98 (0.10 after the first);
+    # chance is 0.1
     assert rows[-1]["valid_accuracy"] >= 0.8, rows[-1]
+
+
+def test_precision_auto_follows_the_hardware_and_a_wrong_one_is_refused(tmp_path):
+    """`[train] precision = "auto"` is bf16 where the CPU computes it fast (AVX-512 bf16 or AMX),
+    fp32 elsewhere; the others are taken as given, and anything else is a one-line error."""
+    from ved.train import training_precision
+
+    fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert training_precision("auto", "cpu") == ("bf16" if fast else "fp32")
+    assert training_precision("fp32", "cpu") == "fp32" and training_precision("bf16", "cpu") == "bf16"
+    config = tmp_path / "half.toml"
+    config.write_text(Path(TINY).read_text().replace("[train]", '[train]\nprecision = "fp16"'))
+    code, _, err = run_ved("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "precision" in err and "fp32, bf16, auto" in err, err
 
 
 def test_routed_configs_record_their_experts(tmp_path):

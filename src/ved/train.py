@@ -57,6 +57,16 @@ class EMA:
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
 
 
+def training_precision(setting: str, device) -> str:
+    """"fp32" or "bf16": `[train] precision`, with "auto" decided by the hardware the run is on."""
+    if setting != "auto":
+        return setting
+    if torch.device(device).type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    fast = [getattr(torch.cpu, f"_is_{what}_supported", lambda: False) for what in ("avx512_bf16", "amx_tile")]
+    return "bf16" if any(check() for check in fast) else "fp32"
+
+
 def _rng_states(generator, dist=None):
     """Random states for an exact resume; the global stream per rank (it drives z noise)."""
     own = torch.get_rng_state()
@@ -136,6 +146,8 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
+    precision = training_precision(tcfg["precision"], device)
+    autocast = {"device_type": torch.device(device).type, "dtype": torch.bfloat16, "enabled": precision == "bf16"}
 
     while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):
         epoch = state["epoch"] + 1
@@ -151,7 +163,8 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
             disable=not (progress and is_main),
         )
         for batch in bar:
-            losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
+            with torch.autocast(**autocast):  # validation and the model's own fits stay in fp32
+                losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -179,6 +192,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
             "epoch": epoch,
             "seconds": round(state["seconds"], 3),
             "steps": steps,  # fewer than a whole epoch's where a time budget ended it
+            "precision": precision,
             **{f"train_{k}": v for k, v in train_losses.items()},
             **{f"valid_{k}": v for k, v in valid_losses.items()},
         }
