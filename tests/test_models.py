@@ -204,6 +204,39 @@ def test_a_routed_fit_takes_caption_steps_then_caption_rest_steps():
         models.build({"family": "cvae", "caption_encoder": "word-sum", "caption_rest_steps": 3})
 
 
+def test_a_routed_fits_second_stage_takes_its_own_rate_and_a_sample_of_each_family():
+    """`caption_rest_lr` is the second stage's starting rate (0: `caption_lr`), and each of its steps
+    reads at most SAMPLE captions of a family, drawn afresh: the logic expert sees SAMPLE of them."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    data = {"family": "mixed"}
+    pool = CaptionPool(captions.pool_for(data, "train"))
+    families = captions.pool_families(data, "train")
+    for rest_lr, expected in ((0.0, [0.003, 0.003]), (0.02, [0.003, 0.02])):
+        model = models.build(
+            {"family": "cvae", "caption_encoder": "routed", "caption_steps": 2, "caption_lr": 3e-3}
+            | ({"caption_rest_lr": rest_lr} if rest_lr else {})
+        )
+        prior = model.caption_prior
+        prior.SAMPLE = 40
+        rates, logic_rows = [], []
+        hook = register_optimizer_step_pre_hook(
+            lambda opt, *_: rates.append(opt.param_groups[0].get("initial_lr", opt.param_groups[0]["lr"]))
+        )
+        logic = prior.encoder.experts[prior.encoder.families.index("logic")]
+        logic.register_forward_hook(lambda m, args, out: logic_rows.append(len(args[0])))
+        try:
+            prior.fit(pool.tokens, pool.lengths, pool.digits, families)
+        finally:
+            hook.remove()
+        assert [rates[0], rates[-1]] == pytest.approx(expected)
+        assert logic_rows == [40, 40] and families.count("logic") > 40
+    with pytest.raises(ValueError, match=r"^caption_rest_lr = 0.1 sets the second stage of a routed"):
+        models.build({"family": "cvae", "caption_encoder": "word-sum", "caption_rest_lr": 0.1})
+    with pytest.raises(ValueError, match=r"^caption_rest_lr = -1.0; allowed: a number > 0, or 0 for caption_lr$"):
+        models.build({"family": "cvae", "caption_encoder": "routed", "caption_rest_lr": -1.0})
+
+
 def test_style_mixture_finds_separate_clusters():
     """p(s | k) as a mixture (`style_components`): EM recovers the shares, centres and spreads of two
     clusters of styles that one Gaussian would smear into a cloud between them."""
@@ -218,6 +251,29 @@ def test_style_mixture_finds_separate_clusters():
     torch.testing.assert_close(
         covs[order].diagonal(dim1=1, dim2=2).mean(1), torch.tensor([0.25, 4.0]), atol=0.3, rtol=0
     )
+
+
+def test_style_mixture_em_steps_match_the_textbook_form():
+    """fit_mixture's EM through each row's outer product gives, up to float rounding, what the
+    textbook step gives: whitening every row by each component's Cholesky factor."""
+    from ved.models.style_prior import fit_mixture
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(600, 5, generator=g) @ torch.randn(5, 5, generator=g)).double()
+    start = (torch.full((3,), 1 / 3), x[:3].float(), torch.cov(x.T).expand(3, 5, 5).float())
+    weights, means, covs = (t.double() for t in start)
+    for _ in range(4):
+        chol = torch.linalg.cholesky(covs)
+        white = torch.linalg.solve_triangular(chol, (x - means[:, None]).transpose(1, 2), upper=False)
+        log_det = 2 * chol.diagonal(dim1=1, dim2=2).log().sum(1)
+        r = (-0.5 * (white.pow(2).sum(1) + log_det[:, None]) + weights.log()[:, None]).softmax(0)
+        mass = r.sum(1) + 1e-9
+        weights, means = mass / len(x), (r @ x) / mass[:, None]
+        centred = x - means[:, None]
+        covs = (r[:, :, None] * centred).transpose(1, 2) @ centred / mass[:, None, None] + 1e-4 * torch.eye(5)
+    got = fit_mixture(x.float(), 3, g, start, steps=4)
+    for ours, textbook in zip(got, (weights, means, covs)):
+        torch.testing.assert_close(ours, textbook.float(), atol=1e-4, rtol=1e-4)
 
 
 def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():

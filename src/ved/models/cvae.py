@@ -68,6 +68,7 @@ class ConditionalVAE(Generator):
         caption_gate_penalty: float = 0.0,
         caption_lr: float = 1e-2,
         caption_rest_steps: int = 0,
+        caption_rest_lr: float = 0.0,
     ):
         super().__init__()
         self.content_classes = content_classes  # prepare() discovers this many classes (content.py)
@@ -84,14 +85,21 @@ class ConditionalVAE(Generator):
             caption_gate_penalty,
             caption_lr,
             caption_rest_steps,
+            caption_rest_lr,
         )
         if not caption_lr > 0:
             raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
-        if caption_rest_steps and caption_encoder != "routed":
-            raise ValueError(
-                f"caption_rest_steps = {caption_rest_steps!r} sets the second stage of a routed caption "
-                f"fit; got caption_encoder = '{caption_encoder}', which fits in one (caption_steps)"
-            )
+        if not caption_rest_lr >= 0:
+            raise ValueError(f"caption_rest_lr = {caption_rest_lr!r}; allowed: a number > 0, or 0 for caption_lr")
+        for key, value, own in (
+            ("caption_rest_steps", caption_rest_steps, "caption_steps"),
+            ("caption_rest_lr", caption_rest_lr, "caption_lr"),
+        ):
+            if value and caption_encoder != "routed":
+                raise ValueError(
+                    f"{key} = {value!r} sets the second stage of a routed caption fit; got "
+                    f"caption_encoder = '{caption_encoder}', which fits in one ({own})"
+                )
         if caption_gate_penalty and not self.caption_prior.gated():
             raise ValueError(
                 f"caption_gate_penalty = {caption_gate_penalty!r} needs a caption encoder with gates "
