@@ -58,13 +58,13 @@ class EMA:
 
 
 def training_precision(setting: str, device) -> str:
-    """"fp32" or "bf16": `[train] precision`, with "auto" decided by the hardware the run is on."""
+    """ "fp32" or "bf16": `[train] precision`, with "auto" decided by the hardware the run is on."""
     if setting != "auto":
         return setting
     if torch.device(device).type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    fast = [getattr(torch.cpu, f"_is_{what}_supported", lambda: False) for what in ("avx512_bf16", "amx_tile")]
-    return "bf16" if any(check() for check in fast) else "fp32"
+    checks = [getattr(torch.cpu, f"_is_{kind}_supported", None) for kind in ("avx512_bf16", "amx_tile")]
+    return "bf16" if any(check and check() for check in checks) else "fp32"
 
 
 def _rng_states(generator, dist=None):
@@ -147,7 +147,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
     precision = training_precision(tcfg["precision"], device)
-    autocast = {"device_type": torch.device(device).type, "dtype": torch.bfloat16, "enabled": precision == "bf16"}
+    autocast = dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):
         epoch = state["epoch"] + 1

@@ -26,6 +26,7 @@ class CaptionPrior(nn.Module):
     # logic's 3,000 made the fit's cost; with 1,000 it took half the time and placed the same
     # captions (docs/speed.md); with 500, one seed in three put 98% of longer logic captions right.
     SAMPLE = 1000
+
     def __init__(
         self,
         encoder: str,
@@ -98,10 +99,11 @@ class CaptionPrior(nn.Module):
         `families`: the family each caption came from, for a `routed` encoder. Its first family's
         expert then places the prototypes alone; after that, with it, the point map and the
         prototypes fixed, the other experts and the router learn to reach them (`rest_steps` at
-        `rest_lr`, the learning rate decaying to 0; at most SAMPLE captions of a family a step). Fitted all at once, the other families pinned the
-        prototypes early where `word-sum` cannot add up to them: it placed 58-64% of unseen
-        2-5-operation captions right instead of 100%. At a constant rate the second stage ended
-        once with the logic expert off its classes (46% of its own captions), once right."""
+        `rest_lr`, the learning rate decaying to 0; at most SAMPLE captions of a family a step).
+        Fitted all at once, the other families pinned the prototypes early where `word-sum` cannot
+        add up to them: it placed 58-64% of unseen 2-5-operation captions right instead of 100%. At
+        a constant rate the second stage ended once with the logic expert off its classes (46% of
+        its own captions), once right."""
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
             return self._fit(
@@ -127,6 +129,10 @@ class CaptionPrior(nn.Module):
             tokens, lengths, classes, routes, rest, self.rest_steps, progress, lr=self.rest_lr, decay=True
         )
 
+    def _some(self, rows: torch.Tensor) -> torch.Tensor:
+        """At most SAMPLE of these rows, drawn afresh."""
+        return rows if len(rows) <= self.SAMPLE else rows[torch.randperm(len(rows))[: self.SAMPLE]]
+
     def _fit(self, tokens, lengths, classes, routes, params, steps, progress, lr=None, decay=False) -> float:
         optimizer = torch.optim.Adam(params, lr=lr or self.lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if decay else None
@@ -138,7 +144,7 @@ class CaptionPrior(nn.Module):
             if routes is None:
                 loss = self.loss(self(tokens, lengths), classes)
             else:  # every family weighs the same, however many captions it has (logic has 3,000, label 10)
-                rows = [f if len(f) <= self.SAMPLE else f[torch.randperm(len(f), device=f.device)[: self.SAMPLE]] for f in families]
+                rows = [self._some(f) for f in families]
                 sample = torch.cat(rows)
                 t, n, r = tokens[sample], lengths[sample], routes[sample]
                 logits, votes = self(t, n, r), self.encoder.router_logits(t)

@@ -90,7 +90,9 @@ class ConditionalVAE(Generator):
         if not caption_lr > 0:
             raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
         if not caption_rest_lr >= 0:
-            raise ValueError(f"caption_rest_lr = {caption_rest_lr!r}; allowed: a number > 0, or 0 for caption_lr")
+            raise ValueError(
+                f"caption_rest_lr = {caption_rest_lr!r}; allowed: a number > 0, or 0 for caption_lr"
+            )
         for key, value, own in (
             ("caption_rest_steps", caption_rest_steps, "caption_steps"),
             ("caption_rest_lr", caption_rest_lr, "caption_lr"),
