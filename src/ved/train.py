@@ -58,7 +58,8 @@ class EMA:
 
 
 def training_precision(setting: str, device) -> str:
-    """ "fp32" or "bf16": `[train] precision`, with "auto" decided by the hardware the run is on."""
+    """The training step's precision, "fp32" or "bf16": `[train] precision`, with "auto" decided by
+    the hardware the run is on."""
     if setting != "auto":
         return setting
     if torch.device(device).type == "cuda":

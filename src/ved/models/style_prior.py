@@ -84,9 +84,9 @@ def fit_mixture(x, components: int, generator: torch.Generator, start=None, step
 
     Both steps go through each row's outer product x x^T, made once: a quadratic form is then
     x^T P x = <vec P, vec x x^T>, and a component's scatter sum_n r_n x_n x_n^T is one product of r
-    with those rows. Two matrix products of (components, n, dim^2) replace the (components, n, dim)
-    temporaries of whitening each row, which made the fit 5 times slower (docs/speed.md). In float64,
-    where the cancellation of the expanded forms costs nothing that matters here."""
+    with those rows. Two matrix products with the (n, dim^2) outer products replace whitening every
+    row for every component, whose (components, n, dim) temporaries made the fit 4 times slower
+    (docs/speed.md). The expanded forms cancel, which float64 absorbs."""
     x = x.double()
     n, dim = x.shape
     if start is None:
