@@ -64,8 +64,11 @@ def training_precision(setting: str, device) -> str:
         return setting
     if torch.device(device).type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    checks = [getattr(torch.cpu, f"_is_{kind}_supported", None) for kind in ("avx512_bf16", "amx_tile")]
-    return "bf16" if any(check and check() for check in checks) else "fp32"
+    try:
+        fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # a torch older than these checks cannot tell: fp32 is the safe guess
+        fast = False
+    return "bf16" if fast else "fp32"
 
 
 def _rng_states(generator, dist=None):
