@@ -145,15 +145,16 @@ class CaptionPrior(nn.Module):
                 loss = self.loss(self(tokens, lengths), classes)
             else:  # every family weighs the same, however many captions it has (logic has 3,000, label 10)
                 rows = [self._some(f) for f in families]
-                sample = torch.cat(rows)
-                t, n, r = tokens[sample], lengths[sample], routes[sample]
-                logits, votes = self(t, n, r), self.encoder.router_logits(t)
-                loss, at = [], 0
-                for f in rows:
-                    part = slice(at, at + len(f))
-                    loss.append(F.cross_entropy(votes[part], r[part]) + self.loss(logits[part], classes[f]))
-                    at += len(f)
-                loss = torch.stack(loss).mean()
+                sample, sizes = torch.cat(rows), [len(f) for f in rows]
+                t, n = tokens[sample], lengths[sample]
+                logits = self(t, n, routes[sample]).split(sizes)
+                votes = self.encoder.router_logits(t).split(sizes)
+                loss = torch.stack(
+                    [
+                        F.cross_entropy(v, routes[f]) + self.loss(lg, classes[f])
+                        for lg, v, f in zip(logits, votes, rows)
+                    ]
+                ).mean()
             for module in penalised:  # a gated sum's gates stay at 1 wherever the data do not move them
                 loss = loss + self.gate_penalty * module.penalty()
             optimizer.zero_grad(set_to_none=True)
