@@ -6,8 +6,8 @@ batch size, side by side in one process.
 
 Each variant is its own copy of one prepared model with its own optimiser and moving average, and
 the variants take turns in blocks of steps (the first block of each is a warm-up), so a machine's
-drift hits all alike. The figure is the median seconds of a step: forward (under bf16 autocast for
-bf16), backward, Adam and the moving average, as the trainer runs them. What happens between
+drift hits all alike. The figure is the median seconds of a step: the trainer's own `train_step`
+(forward, under bf16 autocast for bf16; backward; Adam; the moving average). What happens between
 epochs (the style prior's fit, validation) is train_recipe.py's to measure.
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from ved import captions, mnist
 from ved import config as configs
-from ved.train import EMA, make_split
+from ved.train import EMA, autocast_for, make_split, train_step
 
 
 def main():
@@ -37,7 +37,10 @@ def main():
     args = p.parse_args()
 
     config = configs.load(args.config)
-    config["model"]["caption_steps"] = config["model"]["caption_rest_steps"] = 10  # its cost is not a step's
+    if config["model"]["family"] == "cvae":  # its caption fit's cost is not a step's
+        config["model"]["caption_steps"] = 10
+        if config["model"].get("caption_rest_steps"):
+            config["model"]["caption_rest_steps"] = 10
     config = configs.resolve(config)
     torch.manual_seed(0)
     model = configs.build(config)
@@ -53,7 +56,7 @@ def main():
                 {
                     "name": f"{precision} batch {size}",
                     "size": size,
-                    "bf16": precision == "bf16",
+                    "autocast": autocast_for(precision, "cpu"),
                     "model": copy_,
                     "optimizer": copy_.optimizer(lr),
                     "ema": EMA(copy_, decay) if decay else None,
@@ -69,13 +72,7 @@ def main():
                     v["batches"] = iter(train.batches(v["size"], torch.Generator().manual_seed(block)))
                     batch = next(v["batches"])
                 t0 = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v["bf16"]):
-                    loss = v["model"](batch)["loss"]
-                v["optimizer"].zero_grad(set_to_none=True)
-                loss.backward()
-                v["optimizer"].step()
-                if v["ema"] is not None:
-                    v["ema"].follow(v["model"])
+                train_step(v["model"], v["model"], batch, v["optimizer"], v["ema"], v["autocast"])
                 if block:  # the first turn warms up
                     v["seconds"].append(time.perf_counter() - t0)
 

@@ -71,6 +71,24 @@ def training_precision(setting: str, device) -> str:
     return "bf16" if fast else "fp32"
 
 
+def autocast_for(precision: str, device) -> dict:
+    """torch.autocast's arguments for a training step in this precision ("fp32": off)."""
+    return dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def train_step(net, model, batch, optimizer, ema: EMA | None, autocast: dict) -> dict:
+    """One step: the losses under `autocast` (validation and the model's own fits stay in fp32),
+    backward, the optimiser, then the moving average follows `model`, the module `net` may wrap."""
+    with torch.autocast(**autocast):
+        losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    optimizer.step()
+    if ema is not None:
+        ema.follow(model)
+    return losses
+
+
 def _rng_states(generator, dist=None):
     """Random states for an exact resume; the global stream per rank (it drives z noise)."""
     own = torch.get_rng_state()
@@ -151,7 +169,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
     precision = training_precision(tcfg["precision"], device)
-    autocast = dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = autocast_for(precision, device)
 
     while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):
         epoch = state["epoch"] + 1
@@ -167,13 +185,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
             disable=not (progress and is_main),
         )
         for batch in bar:
-            with torch.autocast(**autocast):  # validation and the model's own fits stay in fp32
-                losses = net(batch)  # forward is the loss, so a DDP wrapper syncs gradients
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            if ema is not None:
-                ema.follow(model)
+            losses = train_step(net, model, batch, optimizer, ema, autocast)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.detach()
             steps += 1
