@@ -174,6 +174,22 @@ def test_attention_mean_pooling_does_not_grow_with_distractors():
         assert (longer < 3 * other) == near, (name, longer.item(), other.item())
 
 
+def test_the_routed_encoder_joins_experts_of_different_precisions():
+    """Under bf16 autocast on CUDA one expert returns bf16 and another fp32 (softmax runs in fp32
+    there, and index_copy does not promote as it does under the CPU's autocast); the routed encoder
+    must join them, in fp32."""
+    torch.manual_seed(0)
+    encoder = caption_encoders.build("routed", hidden=16, width=8).eval()
+    routes = torch.tensor([encoder.families.index(f) for f in ("arithmetic", "logic", "label")])
+    tokens, lengths = vocab.encode(["three plus two", "min nine five seven", "five"])
+    with torch.no_grad():
+        plain = encoder(tokens, lengths, routes)
+        encoder.experts[routes[1]].register_forward_hook(lambda module, args, out: out.bfloat16())
+        mixed = encoder(tokens, lengths, routes)
+    assert mixed.dtype == plain.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain, atol=0.02, rtol=0.02)
+
+
 def test_routed_encoder_on_one_family_without_arithmetic():
     """The prototypes are placed by the first family present, not by arithmetic alone."""
     torch.manual_seed(0)

@@ -203,13 +203,15 @@ class Routed(nn.Module):
 
     def forward(self, tokens, lengths, routes=None):
         routes = self.router_logits(tokens).argmax(1) if routes is None else routes.to(tokens.device)
-        out = None
+        # fp32 whatever the experts return: under autocast on CUDA one expert's output is bf16 and
+        # another's fp32 (softmax runs in fp32 there), and one tensor cannot hold both
+        out = torch.zeros(len(tokens), self.out_dim, device=tokens.device)
         for i, expert in enumerate(self.experts):
             rows = (routes == i).nonzero()[:, 0]
             if len(rows):
                 longest = int(lengths[rows].max())
                 h = expert(tokens[rows, :longest], lengths[rows])
-                out = (h.new_zeros(len(tokens), self.out_dim) if out is None else out).index_copy(0, rows, h)
+                out = out.index_copy(0, rows, h.float())
         return out
 
 
