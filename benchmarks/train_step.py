@@ -3,6 +3,7 @@ batch size, side by side in one process.
 
     python benchmarks/train_step.py                              # fp32 and bf16 at 128 and 256
     python benchmarks/train_step.py --batch-sizes 128 --blocks 16
+    python benchmarks/train_step.py --device cuda --batch-sizes 128 512
 
 Each variant is its own copy of one prepared model with its own optimiser and moving average, and
 the variants take turns in blocks of steps (the first block of each is a warm-up), so a machine's
@@ -33,8 +34,12 @@ def main():
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--blocks", type=int, default=8, help="turns of each variant (default: 8)")
     p.add_argument("--steps", type=int, default=15, help="steps in a turn (default: 15)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args()
+    device = torch.device(args.device)
+    # a GPU runs a step asynchronously: wait for it, or the clock reads the launch, not the work
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
     config = configs.load(args.config)
     if config["model"]["family"] == "cvae":  # its caption fit's cost is not a step's
@@ -43,8 +48,8 @@ def main():
             config["model"]["caption_rest_steps"] = 10
     config = configs.resolve(config)
     torch.manual_seed(0)
-    model = configs.build(config)
-    train = make_split(mnist.load(progress=False), config["data"], "train", "cpu")
+    model = configs.build(config).to(device)
+    train = make_split(mnist.load(progress=False), config["data"], "train", device)
     model.prepare(train, seed=0, fresh=True, families=captions.pool_families(config["data"], "train"))
     lr, decay = config["train"]["lr"], config["train"]["ema"]
 
@@ -56,7 +61,7 @@ def main():
                 {
                     "name": f"{precision} batch {size}",
                     "size": size,
-                    "autocast": autocast_for(precision, "cpu"),
+                    "autocast": autocast_for(precision, device),
                     "model": copy_,
                     "optimizer": copy_.optimizer(lr),
                     "ema": EMA(copy_, decay) if decay else None,
@@ -71,12 +76,14 @@ def main():
                 if batch is None:  # an epoch ran out: another one
                     v["batches"] = iter(train.batches(v["size"], torch.Generator().manual_seed(block)))
                     batch = next(v["batches"])
+                sync()
                 t0 = time.perf_counter()
                 train_step(v["model"], v["model"], batch, v["optimizer"], v["ema"], v["autocast"])
+                sync()
                 if block:  # the first turn warms up
                     v["seconds"].append(time.perf_counter() - t0)
 
-    result = {"config": args.config, **revisions.machine()}
+    result = {"config": args.config, "device": str(device), **revisions.machine()}
     base = None
     for v in variants:
         step = statistics.median(v["seconds"])

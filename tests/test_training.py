@@ -240,11 +240,13 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
 
 def test_precision_auto_follows_the_hardware_and_a_wrong_one_is_refused(tmp_path):
     """`[train] precision = "auto"` is bf16 where the CPU computes it fast (AVX-512 bf16 or AMX),
-    fp32 elsewhere; the others are taken as given, and anything else is a one-line error."""
+    fp32 elsewhere, a GPU included (measured slower there); the others are taken as given, and
+    anything else is a one-line error."""
     from ved.train import training_precision
 
     fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert training_precision("auto", "cpu") == ("bf16" if fast else "fp32")
+    assert training_precision("auto", "cuda") == "fp32" and training_precision("bf16", "cuda") == "bf16"
     assert training_precision("fp32", "cpu") == "fp32" and training_precision("bf16", "cpu") == "bf16"
     config = tmp_path / "half.toml"
     config.write_text(Path(TINY).read_text().replace("[train]", '[train]\nprecision = "fp16"'))

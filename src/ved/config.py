@@ -90,8 +90,8 @@ class Train:
     max_seconds: int = whole(0, 0, 10_000_000)
     seed: int = whole(0, 0, 2**63 - 1)
     threads: int = whole(0, 0, 1024)  # torch CPU threads; 0 leaves torch's default
-    # the training step's forward under bf16 autocast: "auto" where the hardware computes bf16 fast
-    # (a CUDA GPU that supports it, a CPU with AVX-512 bf16 or AMX), fp32 elsewhere (docs/speed.md)
+    # the training step's forward under bf16 autocast: "auto" where that was measured faster (a CPU
+    # with AVX-512 bf16 or AMX), fp32 elsewhere, a CUDA GPU included (docs/speed.md)
     precision: str = one_of("fp32", ("fp32", "bf16", "auto"))
     eval_images: int = whole(2000, 1, 10_000)  # validation (and train) images generated and judged each epoch
     ema: float = number(
