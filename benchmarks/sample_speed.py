@@ -3,11 +3,13 @@
     python benchmarks/sample_speed.py                       # 10,000 images of cvae-mixed
     python benchmarks/sample_speed.py --against HEAD~5      # that revision too, and the ratio
     python benchmarks/sample_speed.py --device cuda         # on a GPU
+    python benchmarks/sample_speed.py --precision auto --against 82705d8   # bf16 beside fp32 code
 
 Each measurement runs in its own process (the revision's code, the current virtual environment):
 load the model, draw one small warm-up request, then time `pipe.generate(captions, n, seed=0)`
 for the images asked, over four captions of different families, and read the process's peak
-memory. Rounds alternate between the two codes so that a machine's drift hits both.
+memory. Rounds alternate between the two codes so that a machine's drift hits both. `--precision`
+goes to every code that knows it; a revision from before it draws in fp32, its only way.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import revisions
 
 MEASURE = """
 import json, resource, sys, time, torch, ved
-model, images, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+model, images, device, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 captions = ["three plus two", "min nine five seven", "this is a black five on a white background",
             "one plus two plus one plus one"]
-pipe = ved.load(model, device=device)
+try:
+    pipe = ved.load(model, device=device, precision=precision)
+except TypeError:  # a revision from before `precision`: fp32
+    pipe = ved.load(model, device=device)
 pipe.generate(captions, 4, seed=1)  # warm-up: first-call costs are no part of a large job
 if device == "cuda":
     torch.cuda.synchronize()
@@ -41,7 +46,7 @@ print(json.dumps({"images": int(out.shape[0] * out.shape[1]), "seconds": seconds
 
 def measure(env: dict, args) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", MEASURE, args.model, str(args.images), args.device],
+        [sys.executable, "-c", MEASURE, args.model, str(args.images), args.device, args.precision],
         env=env,
         capture_output=True,
         text=True,
@@ -57,12 +62,14 @@ def main():
     p.add_argument("--images", type=int, default=10_000, help="images per measurement (default: 10000)")
     p.add_argument("--rounds", type=int, default=2, help="measurements of each code (default: 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="(default: fp32)")
     revisions.add_options(p, "measure the code")
     args = p.parse_args()
     result = {
         "model": args.model,
         "images": args.images,
         "device": args.device,
+        "precision": args.precision,
         **revisions.machine(),
     }
     runs = revisions.alternate(args.against, args.rounds, lambda env: measure(env, args), result)

@@ -24,7 +24,8 @@ import torch
 
 from ved import captions, mnist
 from ved import config as configs
-from ved.train import EMA, autocast_for, make_split, train_step
+from ved.precision import autocast_for
+from ved.train import EMA, make_split, train_step
 
 
 def main():

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_pipeline_call_takes_a_generator_an_output_type_and_settings():
     pipe = ved.load("cvae-arithmetic")
     assert repr(pipe) == (
-        "Pipeline(model='cvae-arithmetic', family='arithmetic', device='cpu', "
+        "Pipeline(model='cvae-arithmetic', family='arithmetic', device='cpu', precision='fp32', "
         "temperature=1.0, sharpness=1.5, accept=0.9)"
     )
     assert pipe.to("cpu") is pipe
@@ -50,6 +50,29 @@ def test_the_pipeline_call_takes_a_generator_an_output_type_and_settings():
         pipe("five", temprature=0.5)
     with pytest.raises(ved.ArgumentError, match="output_type must be one of np, pil, pt"):
         pipe("five", output_type="png")
+
+
+def test_bf16_drawing_shows_the_same_digits_as_fp32_and_a_wrong_precision_is_refused():
+    """`precision="bf16"` draws under autocast (about twice the images a second on a CPU with
+    bf16; docs/speed.md) while the caption's class stays fp32: the images move by a few grey levels,
+    and the judge reads as many of them right. Anything but fp32, bf16, auto is one line."""
+    from ved.pipeline import load_judge
+
+    texts = ["three plus two", "min nine five seven", "this is a black five on a white background", "seven"]
+    digits = torch.tensor([5, 5, 5, 7]).repeat_interleave(50)
+    pipe, judge = ved.load(), load_judge()
+    fp32 = pipe(texts, n=50, generator=0, output_type="pt")
+    pipe.precision = "bf16"
+    bf16 = pipe(texts, n=50, generator=0, output_type="pt")
+    assert 0 < (bf16 - fp32).abs().amax() and (bf16 - fp32).abs().mean() < 0.01
+    right = [(judge.predict(x.flatten(0, 1)[:, None]) == digits).sum().item() for x in (fp32, bf16)]
+    assert right[0] >= 196 and abs(right[0] - right[1]) <= 2, right
+    for wrong in ("fp16", None):
+        with pytest.raises(ved.ArgumentError, match=r"^precision must be one of fp32, bf16, auto, got"):
+            ved.load("paper-label", precision=wrong)
+    pipe.precision = "half"
+    with pytest.raises(ved.ArgumentError, match="precision must be one of"):
+        pipe("five")
 
 
 def test_no_seed_draws_afresh_and_records_the_seed_that_draws_it_again():

@@ -253,6 +253,9 @@ def test_serve_refuses_bad_arguments_in_one_line():
     assert code == 2 and "--workers: 0 is out of range; allowed: 1 to 64" in err and err.count("\n") == 1
     code, _, err = run_ved("serve", "--port", "99999")
     assert code == 2 and "--port: 99999 is out of range; allowed: 1 to 65535" in err and err.count("\n") == 1
+    code, _, err = run_ved("serve", "--precision", "fp16")
+    assert "invalid choice: 'fp16' (choose from 'fp32', 'bf16', 'auto')" in err
+    assert code == 2 and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------- hardening

@@ -242,7 +242,7 @@ def test_precision_auto_follows_the_hardware_and_a_wrong_one_is_refused(tmp_path
     """`[train] precision = "auto"` is bf16 where the CPU computes it fast (AVX-512 bf16 or AMX),
     fp32 elsewhere, a GPU included (measured slower there); the others are taken as given, and
     anything else is a one-line error."""
-    from ved.train import training_precision
+    from ved.precision import resolve as training_precision
 
     fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert training_precision("auto", "cpu") == ("bf16" if fast else "fp32")

@@ -29,6 +29,7 @@ from . import captions, checkpoint, models
 from .about import VERSION
 from .errors import is_whole, one_line, shown, shown_value
 from .models import caption_encoders
+from .precision import CHOICES as PRECISIONS
 
 SHIPPED = Path(__file__).parent / "configs"
 MAX_WHOLE = 100_000  # model widths and step counts: far above any sensible model, below a memory crash
@@ -92,7 +93,7 @@ class Train:
     threads: int = whole(0, 0, 1024)  # torch CPU threads; 0 leaves torch's default
     # the training step's forward under bf16 autocast: "auto" where that was measured faster (a CPU
     # with AVX-512 bf16 or AMX), fp32 elsewhere, a CUDA GPU included (docs/speed.md)
-    precision: str = one_of("fp32", ("fp32", "bf16", "auto"))
+    precision: str = one_of("fp32", PRECISIONS)
     eval_images: int = whole(2000, 1, 10_000)  # validation (and train) images generated and judged each epoch
     ema: float = number(
         0.0, 0.0, 1.0, below_high=True, what="a decay"

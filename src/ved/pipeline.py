@@ -21,8 +21,11 @@ from tqdm import tqdm
 from . import captions, checkpoint, models, vocab
 from . import config as configs
 from .checkpoint import ModelError
-from .errors import VedError, is_whole, one_line
+from .errors import VedError, is_whole, one_line, shown_value
 from .images import DEFAULT_N
+from .precision import CHOICES as PRECISIONS
+from .precision import autocast_for
+from .precision import resolve as resolve_precision
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
@@ -134,8 +137,16 @@ class Pipeline:
     that family (any family for `mixed`); `strict=False` draws any caption of known words, and warns
     that it did."""
 
-    def __init__(self, model: torch.nn.Module, config: dict | None = None, name: str = "", device="cpu"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: dict | None = None,
+        name: str = "",
+        device="cpu",
+        precision: str = "fp32",
+    ):
         self.model, self.name, self.device = model.eval(), name, torch.device(device)
+        self.precision = check_precision(precision)
         self.config = config
         self.family = trained_family(config) if config else None
         self.settings = dict(config["sample"]) if config else type(model).sample_defaults()
@@ -145,7 +156,7 @@ class Pipeline:
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return (
             f"Pipeline(model={self.name or type(self.model).__name__!r}, family={self.family!r}, "
-            f"device='{self.device}', {settings})"
+            f"device='{self.device}', precision={self.precision!r}, {settings})"
         )
 
     def to(self, device) -> Pipeline:
@@ -192,8 +203,10 @@ class Pipeline:
         output_type: "np" (captions, n, 28, 28) uint8 in MNIST convention, "pt" the same as float32
         in [0, 1], "pil" a list per caption of PIL images.
         settings: the model's sampling settings (e.g. temperature; see `settings`) for this call.
-        Large requests are drawn in chunks of at most CHUNK_IMAGES images. CaptionError (a VedError)
-        for a refused caption, ArgumentError for any other bad argument."""
+        The images are drawn in `precision` ("fp32", "bf16" under torch.autocast, or "auto": bf16
+        on a CPU that computes it fast), the caption's class always in fp32. Large requests are
+        drawn in chunks of at most CHUNK_IMAGES images. CaptionError (a VedError) for a refused
+        caption, ArgumentError for any other bad argument."""
         caption_list, loose = self.check(caption_list, strict)
         n, output_type = check_n(n), check_output_type(output_type)
         if isinstance(generator, (list, tuple)):
@@ -219,12 +232,14 @@ class Pipeline:
         )
         step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
         chunks = range(0, len(caption_list), step)
+        autocast = autocast_for(resolve_precision(check_precision(self.precision), self.device), self.device)
         for lo in tqdm(chunks, desc="drawing", leave=False, disable=not progress or len(chunks) < 2):
             tokens, lengths = vocab.encode(caption_list[lo : lo + step])
             chunk_g = g[lo : lo + step] if isinstance(g, list) else g
-            drawn = self.model.generate(
-                tokens.to(self.device), lengths.to(self.device), n, chunk_g, **settings
-            )
+            with torch.autocast(**autocast):
+                drawn = self.model.generate(
+                    tokens.to(self.device), lengths.to(self.device), n, chunk_g, **settings
+                ).float()
             images[lo : lo + step] = drawn.cpu() if output_type == "pt" else as_uint8(drawn.cpu())
         return as_output(images, output_type)
 
@@ -314,6 +329,12 @@ def check_n(n) -> int:
     return n
 
 
+def check_precision(setting) -> str:
+    if setting not in PRECISIONS:
+        raise ArgumentError(f"precision must be one of {', '.join(PRECISIONS)}, got {shown_value(setting)}")
+    return setting
+
+
 def check_seed(seed) -> int | None:
     if seed is not None and not is_whole(seed, 0, MAX_SEED):
         shown = repr(seed) if isinstance(seed, (int, float)) else type(seed).__name__
@@ -328,11 +349,22 @@ def trained_family(config: dict) -> str | None:
     return family if family in captions.FAMILIES else None
 
 
-def load(name_or_dir: str | Path | None = None, device: str = "cpu", allow_paths: bool = True) -> Pipeline:
-    """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be."""
+def load(
+    name_or_dir: str | Path | None = None,
+    device: str = "cpu",
+    allow_paths: bool = True,
+    precision: str = "fp32",
+) -> Pipeline:
+    """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be.
+    `precision`: what images are drawn in ("fp32", "bf16" or "auto"; see Pipeline.__call__)."""
+    check_precision(precision)
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
     config = configs.of_folder(folder)
     return Pipeline(
-        load_generator(folder, dev, config), config, name=str(name_or_dir or DEFAULT_MODEL), device=dev
+        load_generator(folder, dev, config),
+        config,
+        name=str(name_or_dir or DEFAULT_MODEL),
+        device=dev,
+        precision=precision,
     )

@@ -228,6 +228,7 @@ def create_app(
     device: str = "cpu",
     allowed_hosts: list[str] | None = None,
     max_waiting: int = MAX_WAITING,
+    precision: str = "fp32",
 ):
     """The FastAPI app behind its Guard (an ASGI app too)."""
     app = FastAPI(
@@ -238,7 +239,7 @@ def create_app(
         default_response_class=SafeJSON,
     )  # /docs would fetch Swagger UI from a CDN: off
     default_name = str(model or DEFAULT_MODEL)
-    pipelines: dict[str, Pipeline] = {default_name: load(model, device=device)}
+    pipelines: dict[str, Pipeline] = {default_name: load(model, device=device, precision=precision)}
     lock = threading.Lock()
     batcher = app.state.batcher = Batcher(max_waiting=max_waiting)
 
@@ -246,7 +247,7 @@ def create_app(
         name = name or default_name
         with lock:
             if name not in pipelines:
-                pipelines[name] = load(name, device=device, allow_paths=False)
+                pipelines[name] = load(name, device=device, allow_paths=False, precision=precision)
             return pipelines[name]
 
     @app.exception_handler(StrictRefusal)
@@ -339,7 +340,12 @@ def app_from_env():
     torch.set_num_threads(1)  # requests are tiny; extra intra-op threads only contend with the server
     hosts = [h for h in os.environ.get("VED_SERVE_HOSTS", "").split(",") if h]
     queue = int(os.environ.get("VED_SERVE_QUEUE") or MAX_WAITING)
-    app = create_app(os.environ.get("VED_SERVE_MODEL") or None, allowed_hosts=hosts, max_waiting=queue)
+    app = create_app(
+        os.environ.get("VED_SERVE_MODEL") or None,
+        allowed_hosts=hosts,
+        max_waiting=queue,
+        precision=os.environ.get("VED_SERVE_PRECISION") or "fp32",
+    )
     gc.freeze()  # the loaded model and app stay; collections need not scan them under load
     return app
 
@@ -351,6 +357,7 @@ def run(
     workers: int = 1,
     allowed_hosts: list[str] | None = None,
     queue: int = MAX_WAITING,
+    precision: str = "auto",
 ) -> None:
     import uvicorn
 
@@ -367,6 +374,7 @@ def run(
     os.environ["VED_SERVE_MODEL"] = model or ""
     os.environ["VED_SERVE_HOSTS"] = ",".join(hosts)
     os.environ["VED_SERVE_QUEUE"] = str(queue)
+    os.environ["VED_SERVE_PRECISION"] = precision
     print(
         f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))",
         flush=True,

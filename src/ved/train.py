@@ -24,6 +24,8 @@ from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
 from .metrics import judged_accuracy, mean_losses
+from .precision import autocast_for
+from .precision import resolve as resolve_precision
 
 
 def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> CaptionedImages:
@@ -55,27 +57,6 @@ class EMA:
         self.steps += 1
         weight = 1 - min(self.decay, (1 + self.steps) / (10 + self.steps))
         torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), weight)
-
-
-def training_precision(setting: str, device) -> str:
-    """The training step's precision, "fp32" or "bf16": `[train] precision`, with "auto" decided by
-    the hardware the run is on."""
-    if setting != "auto":
-        return setting
-    # On a GPU these small convnets wait on kernel launches, not arithmetic, and autocast's casts
-    # add launches: an H200 took 20.8 ms a step of 128 in bf16 against 17.8 in fp32 (docs/speed.md)
-    if torch.device(device).type == "cuda":
-        return "fp32"
-    try:
-        fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # a torch older than these checks cannot tell: fp32 is the safe guess
-        fast = False
-    return "bf16" if fast else "fp32"
-
-
-def autocast_for(precision: str, device) -> dict:
-    """torch.autocast's arguments for a training step in this precision ("fp32": off)."""
-    return dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def train_step(net, model, batch, optimizer, ema: EMA | None, autocast: dict) -> dict:
@@ -170,7 +151,7 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
-    precision = training_precision(tcfg["precision"], device)
+    precision = resolve_precision(tcfg["precision"], device)
     autocast = autocast_for(precision, device)
 
     while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):

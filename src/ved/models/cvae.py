@@ -283,7 +283,8 @@ class ConditionalVAE(Generator):
         self.check_settings(temperature, sharpness, accept)
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits.
-        k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
+        with torch.autocast(tokens.device.type, enabled=False):  # a bf16 draw keeps the fp32 class
+            k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
         rows = torch.arange(len(tokens)).repeat_interleave(n)  # the caption of each image
 
         def draw(k, rows):

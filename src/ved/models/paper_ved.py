@@ -73,7 +73,8 @@ class PaperVED(Generator):
         """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,
         its spread scaled by `temperature` (0: decode the mean). `generator`: one, or one per caption
         (base.noise)."""
-        mean, logvar = self.encode(tokens, lengths)
+        with torch.autocast(tokens.device.type, enabled=False):  # a bf16 draw reads captions in fp32
+            mean, logvar = self.encode(tokens, lengths)
         if isinstance(generator, (list, tuple)):  # (n, latent) per caption, as a call for it alone draws
             rows = torch.arange(len(tokens)).repeat_interleave(n)
             eps = noise("normal", generator, rows, mean.shape[1]).view(len(tokens), n, -1).transpose(0, 1)
