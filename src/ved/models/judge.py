@@ -34,7 +34,7 @@ class Judge(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images: (B, 28, 28) or (B, 1, 28, 28) in [0, 1]."""
         x = images.reshape(-1, 1, 28, 28).float()
-        return self.body((x - MNIST_MEAN) / MNIST_STD)
+        return self.body(((x - MNIST_MEAN) / MNIST_STD).contiguous(memory_format=torch.channels_last))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
