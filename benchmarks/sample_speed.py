@@ -21,6 +21,8 @@ import sys
 
 import revisions
 
+from ved.precision import CHOICES
+
 MEASURE = """
 import json, resource, sys, time, torch, ved
 model, images, device, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -62,7 +64,7 @@ def main():
     p.add_argument("--images", type=int, default=10_000, help="images per measurement (default: 10000)")
     p.add_argument("--rounds", type=int, default=2, help="measurements of each code (default: 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"], help="(default: fp32)")
+    p.add_argument("--precision", default="fp32", choices=CHOICES, help="(default: fp32)")
     revisions.add_options(p, "measure the code")
     args = p.parse_args()
     result = {

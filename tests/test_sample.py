@@ -77,6 +77,14 @@ def test_bad_caption_writes_nothing(tmp_path, caption, fragment):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_a_wrong_precision_writes_nothing(tmp_path):
+    out = tmp_path / "x.npy"
+    code, _, err = run_ved("sample", "--precision", "fp16", "--out", str(out), "five")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "--precision: invalid choice: 'fp16' (choose from 'fp32', 'bf16', 'auto')" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_model_lists_the_shipped_ones(tmp_path):
     code, _, err = run_ved("sample", "--model", "paper-poetry", "--out", str(tmp_path / "x.npy"), "five")
     assert code == 2 and "paper-arithmetic" in err
