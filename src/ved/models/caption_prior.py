@@ -13,6 +13,8 @@ captions its own of these and learns which reads a caption.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,10 @@ class CaptionPrior(nn.Module):
     # logic's 3,000 made the fit's cost; with 1,000 it took half the time and placed the same
     # captions (docs/speed.md); with 500, one seed in three put 98% of longer logic captions right.
     SAMPLE = 1000
+    # A fit that leaves most of its own captions off their class has failed: cvae-logic's once ended
+    # at loss 9.9 with a tenth of them placed (chance), where fits end near 0.01 with all placed.
+    # It starts again from the same weights at half the learning rate, at most RETRIES times.
+    RETRIES, PLACED = 2, 0.5
 
     def __init__(
         self,
@@ -92,6 +98,7 @@ class CaptionPrior(nn.Module):
         classes,
         families: list[str] | None = None,
         progress: bool = False,
+        rate: float = 1.0,
     ) -> float:
         """`steps` full-batch Adam steps of the class loss over the training pool. It needs ~1,000
         steps to settle, more than an epoch of image batches gives it.
@@ -103,12 +110,11 @@ class CaptionPrior(nn.Module):
         Fitted all at once, the other families pinned the prototypes early where `word-sum` cannot
         add up to them: it placed 58-64% of unseen 2-5-operation captions right instead of 100%. At
         a constant rate the second stage ended once with the logic expert off its classes (46% of
-        its own captions), once right."""
+        its own captions), once right. `rate` scales the learning rates."""
         point_map = [*self.to_point.parameters(), self.prototypes]
         if not isinstance(self.encoder, caption_encoders.Routed):
-            return self._fit(
-                tokens, lengths, classes, None, [*self.encoder.parameters(), *point_map], self.steps, progress
-            )
+            params = [*self.encoder.parameters(), *point_map]
+            return self._fit(tokens, lengths, classes, None, params, self.steps, progress, self.lr * rate)
         if families is None:
             raise ValueError("caption_encoder 'routed' needs each training caption's family")
         routes = self.encoder.routes(families).to(tokens.device)
@@ -122,19 +128,46 @@ class CaptionPrior(nn.Module):
             [*self.encoder.experts[lead].parameters(), *point_map],
             self.steps,
             progress,
+            self.lr * rate,
         )
         others = [e for i, e in enumerate(self.encoder.experts) if i != lead]
         rest = [p for e in others for p in e.parameters()] + list(self.encoder.votes.parameters())
         return self._fit(
-            tokens, lengths, classes, routes, rest, self.rest_steps, progress, lr=self.rest_lr, decay=True
+            tokens, lengths, classes, routes, rest, self.rest_steps, progress, self.rest_lr * rate, decay=True
         )
+
+    @torch.no_grad()
+    def placed(self, tokens, lengths, classes) -> float:
+        """The share of these captions whose likeliest class is theirs (a routed encoder's router picks)."""
+        return (self(tokens, lengths).argmax(1) == classes).float().mean().item()
+
+    def fit_checked(
+        self, tokens, lengths, classes, families=None, progress=False
+    ) -> tuple[float, float, float]:
+        """`fit`, started again from the same weights at half the rate while it places fewer than
+        PLACED of its own captions (at most RETRIES times; the try that placed most is kept).
+        Returns its loss, the share placed and the rate it took."""
+        start = copy.deepcopy(self.state_dict())
+        best = None
+        for retry in range(self.RETRIES + 1):
+            rate = 0.5**retry
+            if retry:
+                self.load_state_dict(start)
+            loss = self.fit(tokens, lengths, classes, families, progress, rate)
+            placed = self.placed(tokens, lengths, classes)
+            if best is None or placed > best[1]:
+                best = (loss, placed, rate, copy.deepcopy(self.state_dict()))
+            if placed >= self.PLACED:
+                break
+        self.load_state_dict(best[3])
+        return best[:3]
 
     def _some(self, rows: torch.Tensor) -> torch.Tensor:
         """At most SAMPLE of these rows, drawn afresh."""
         return rows if len(rows) <= self.SAMPLE else rows[torch.randperm(len(rows))[: self.SAMPLE]]
 
-    def _fit(self, tokens, lengths, classes, routes, params, steps, progress, lr=None, decay=False) -> float:
-        optimizer = torch.optim.Adam(params, lr=lr or self.lr)
+    def _fit(self, tokens, lengths, classes, routes, params, steps, progress, lr, decay=False) -> float:
+        optimizer = torch.optim.Adam(params, lr=lr)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if decay else None
         tokens = tokens[:, : int(lengths.max())]
         families = [] if routes is None else [(routes == r).nonzero()[:, 0] for r in routes.unique()]

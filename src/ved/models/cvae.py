@@ -125,10 +125,17 @@ class ConditionalVAE(Generator):
         content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same classes
         if fresh:
             pool = train.pool
-            loss = self.caption_prior.fit(
+            loss, placed, rate = self.caption_prior.fit_checked(
                 pool.tokens, pool.lengths, pool.classes, families, progress=progress
             )
-            return f"caption classes fitted: loss {loss:.3f}"
+            note = (
+                f"caption classes fitted: loss {loss:.3f}, {placed:.1%} of training captions on their class"
+            )
+            if placed < self.caption_prior.PLACED:
+                note += "; every learning rate tried placed fewer than half: lower [model] caption_lr"
+            elif rate < 1:
+                note += f", at {rate:g} x caption_lr (the full rate placed fewer than half)"
+            return note
         return None
 
     def after_epoch(self, train, generator):
