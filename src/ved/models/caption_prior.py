@@ -155,10 +155,10 @@ class CaptionPrior(nn.Module):
                 self.load_state_dict(start)
             loss = self.fit(tokens, lengths, classes, families, progress, rate)
             placed = self.placed(tokens, lengths, classes)
-            if best is None or placed > best[1]:
-                best = (loss, placed, rate, copy.deepcopy(self.state_dict()))
             if placed >= self.PLACED:
-                break
+                return loss, placed, rate
+            if best is None or placed > best[1]:  # a failed try's weights are kept only if no try succeeds
+                best = (loss, placed, rate, copy.deepcopy(self.state_dict()))
         self.load_state_dict(best[3])
         return best[:3]
 
