@@ -157,3 +157,15 @@ def test_peers_bring_the_ved_runs_they_are_measured_against_and_nothing_else():
     assert chosen_runs(quick=False, every=False, peers=False) == (DEFAULT_BEYOND, [])
     quick_beyond, quick_peers = chosen_runs(quick=True, every=False, peers=True)
     assert quick_peers == list(PEERS) and "cvae-mixed" in quick_beyond
+
+
+def test_drawing_is_timed_on_100_captions_even_where_a_split_has_fewer():
+    from ved.reproduce import peer_of, timing_captions
+
+    mixed = timing_captions(configs.load("cvae-mixed")["data"])
+    assert len(mixed) == len(set(mixed)) == 100
+    pairs = configs.load(peer_of("peer-cvae-arithmetic-pairs")[1])["data"]
+    pool = {c for cs in captions.pool_for(pairs, "valid").values() for c in cs}
+    rows = timing_captions(pairs)
+    assert len(pool) < 100 and len(rows) == 100 and set(rows) == pool  # every caption, some twice
+    assert timing_captions(pairs) == rows  # the same captions in every invocation

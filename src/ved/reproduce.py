@@ -282,12 +282,22 @@ def train_seconds(run: Path) -> float:
     return float(checkpoint.load_train_state(run / "last")["state"]["seconds"])
 
 
+def timing_captions(data: dict, count: int = 100) -> list[str]:
+    """`count` validation captions of every family a model was trained on, to time its drawing.
+    A pool of fewer (the pairs split's one-operation captions: 97) gives some of them twice."""
+    families = PAPER_FAMILIES if data["family"] == "mixed" else [data["family"]]
+    pools = [captions.pool_for({**data, "family": f}, "valid") for f in families]
+    every = sorted({c for pool in pools for cs in pool.values() for c in cs})
+    rng, rows = random.Random(0), []
+    while len(rows) < count:
+        rows += rng.sample(every, min(count - len(rows), len(every)))
+    return rows
+
+
 def costs(study: Study, name: str, model, config: dict) -> dict:
     """What a model costs: parameters, training seconds and epochs, and seconds to draw 1,000
-    images (100 validation captions of every family it was trained on, 10 each, in one call)."""
-    families = PAPER_FAMILIES if config["data"]["family"] == "mixed" else [config["data"]["family"]]
-    pools = [captions.pool_for({**config["data"], "family": f}, "valid") for f in families]
-    rows = random.Random(0).sample(sorted({c for pool in pools for cs in pool.values() for c in cs}), 100)
+    images (`timing_captions`, 10 each, in one call)."""
+    rows = timing_captions(config["data"])
     pipe = Pipeline(model, config, device=study.device)
     pipe.generate(rows[:2], n=2, seed=0)  # warm-up: first-call allocations are not sampling speed
     t0 = time.perf_counter()
