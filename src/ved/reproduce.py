@@ -81,7 +81,7 @@ SPLIT_PEERS = {
     for kind in ("cvae", "diffusion")
 }
 # The peer table scores every model in it, the default model too, on 1,000 images per split: the
-# flow draws an image in 40 U-Net passes (~0.18 s on 2 cores), 5,000 a split would take 100 minutes
+# flow draws an image in 40 U-Net passes (~0.1 s on 2 cores), 5,000 a split would take over an hour
 # a model. FJD and its held-out-real bar are then both at 1,000 (docs/peers.md).
 PEER_SAMPLES = 1000
 SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
