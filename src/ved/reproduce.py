@@ -288,6 +288,8 @@ def timing_captions(data: dict, count: int = 100) -> list[str]:
     families = PAPER_FAMILIES if data["family"] == "mixed" else [data["family"]]
     pools = [captions.pool_for({**data, "family": f}, "valid") for f in families]
     every = sorted({c for pool in pools for cs in pool.values() for c in cs})
+    if not every:  # a split that leaves no validation caption would loop here for ever
+        raise VedError(f"{data['family']}: no validation captions to time drawing on")
     rng, rows = random.Random(0), []
     while len(rows) < count:
         rows += rng.sample(every, min(count - len(rows), len(every)))
