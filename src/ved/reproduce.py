@@ -285,9 +285,7 @@ def train_seconds(run: Path) -> float:
 def timing_captions(data: dict, count: int = 100) -> list[str]:
     """`count` validation captions of every family a model was trained on, to time its drawing.
     A pool of fewer (the pairs split's one-operation captions: 97) gives some of them twice."""
-    families = PAPER_FAMILIES if data["family"] == "mixed" else [data["family"]]
-    pools = [captions.pool_for({**data, "family": f}, "valid") for f in families]
-    every = sorted({c for pool in pools for cs in pool.values() for c in cs})
+    every = sorted({c for cs in captions.pool_for(data, "valid").values() for c in cs})  # mixed: all four
     if not every:  # a split that leaves no validation caption would loop here for ever
         raise VedError(f"{data['family']}: no validation captions to time drawing on")
     rng, rows = random.Random(0), []
