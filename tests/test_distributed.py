@@ -69,3 +69,15 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     images = ved.load(str(multi)).generate(["seven"], n=4, seed=0)  # rank 0's checkpoint loads
     assert images.shape == (1, 4, 28, 28) and images.dtype == np.uint8
     assert not list(multi.rglob(".*"))  # atomic writes leave no temp files behind
+
+
+def test_the_conditional_vae_trains_under_torchrun(tmp_path):
+    """Its caption side is fitted before the image steps and frozen for them: a parameter without a
+    gradient would stop DDP at the second step."""
+    out = tmp_path / "cvae"
+    config = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
+    done = torchrun(config, "--out", str(out), "--epochs", "2")
+    assert done.returncode == 0, ranks_output(done)
+    assert [r["epoch"] for r in metrics(out)] == [1, 2]
+    images = ved.load(str(out)).generate(["seven"], n=2, seed=0)
+    assert images.shape == (1, 2, 28, 28)

@@ -123,20 +123,22 @@ class ConditionalVAE(Generator):
 
     def prepare(self, train, seed, fresh, families, progress=False):
         content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same classes
-        if fresh:
-            pool = train.pool
-            loss, placed, rate = self.caption_prior.fit_checked(
-                pool.tokens, pool.lengths, pool.classes, families, progress=progress
-            )
-            note = (
-                f"caption classes fitted: loss {loss:.3f}, {placed:.1%} of training captions on their class"
-            )
-            if placed < self.caption_prior.PLACED:
-                note += "; every learning rate tried placed fewer than half: lower [model] caption_lr"
-            elif rate < 1:
-                note += f", at {rate:g} x caption_lr (the full rate placed fewer than half)"
-            return note
-        return None
+        note = self._fit_caption_prior(train.pool, families, progress) if fresh else None
+        # The image steps leave the caption side as fitted; frozen, it is also no parameter whose
+        # gradient DDP waits for under torchrun.
+        self.caption_prior.requires_grad_(False)
+        return note
+
+    def _fit_caption_prior(self, pool, families, progress) -> str:
+        loss, placed, rate = self.caption_prior.fit_checked(
+            pool.tokens, pool.lengths, pool.classes, families, progress=progress
+        )
+        note = f"caption classes fitted: loss {loss:.3f}, {placed:.1%} of training captions on their class"
+        if placed < self.caption_prior.PLACED:
+            note += "; every learning rate tried placed fewer than half: lower [model] caption_lr"
+        elif rate < 1:
+            note += f", at {rate:g} x caption_lr (the full rate placed fewer than half)"
+        return note
 
     def after_epoch(self, train, generator):
         self.fit_style_prior(train, generator)
