@@ -176,10 +176,13 @@ class ConditionalVAE(Generator):
     def loss(self, batch) -> dict[str, torch.Tensor]:
         # The caption side was fitted before any image (prepare) and stays put: training it on
         # along with the images once threw a tenth of the captions into other classes for an epoch.
-        with torch.no_grad():
-            logits = batch.per_image(self.class_logits(batch.tokens, batch.lengths))
-        # Training pairs carry their discovered class; elsewhere the caption's likeliest class stands in.
-        k = batch.classes if batch.classes is not None else logits.argmax(1)
+        # Training pairs carry their discovered class, so a training step never reads its captions
+        # (5% of a step); elsewhere the caption's likeliest class stands in.
+        if batch.classes is not None:
+            k = batch.classes
+        else:
+            with torch.no_grad():
+                k = batch.per_image(self.class_logits(batch.tokens, batch.lengths)).argmax(1)
         h = self.image_encoder(batch.images)
         mean, logvar = self.style_posterior(h, k)
         s = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
@@ -199,8 +202,6 @@ class ConditionalVAE(Generator):
             )  # no device sync
         out = {"loss": recon + weight * kl, "recon": recon, "kl": kl}
         if batch.classes is not None:
-            classes = self.caption_prior.loss(logits, k)
-            out["classes"] = classes
             if self.critic is not None:
                 critic = F.cross_entropy(self.critic(h), k)
                 consistency = self.sample_consistency(k)
@@ -263,8 +264,9 @@ class ConditionalVAE(Generator):
             images = dataset.images[lo : lo + chunk].unsqueeze(1).float().div(255)
             mean, logvar = self.style_posterior(self.image_encoder(images), k[lo : lo + chunk])
             noise = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
-            styles.append(mean + noise * torch.exp(0.5 * logvar))
-        self.style_prior.fit(torch.cat(styles), k, generator, steps)
+            styles.append((mean + noise * torch.exp(0.5 * logvar)).float())  # bf16 under autocast
+        with torch.autocast(k.device.type, enabled=False):  # the mixture's fit is float64 work
+            self.style_prior.fit(torch.cat(styles), k, generator, steps)
         self.train(was_training)
 
     @torch.no_grad()
