@@ -61,6 +61,23 @@ def test_content_classes_are_the_digits_on_real_mnist(mnist_data):
     assert len(classes.unique()) == 10
 
 
+def test_consistency_decodes_as_many_prior_styles_as_asked(mnist_data):
+    """`consistency_images` sets how many styles drawn from N(0, I) a step decodes for its critic
+    (0: one per image of the batch); a training step never reads the captions of its pairs."""
+    settings = {"family": "cvae", "channels": 8, "hidden": 64, "style": 4, "caption_encoder": "word-sum"}
+    for asked, decoded in ((0, [64, 64]), (16, [64, 16])):
+        model = models.build({**settings, "consistency_images": asked})
+        rows = []
+        model.decoder.register_forward_hook(lambda module, args, out, rows=rows: rows.append(len(out)))
+        model.caption_prior.register_forward_hook(lambda *_: pytest.fail("a training step read its captions"))
+        batch = _batch(mnist_data)
+        batch.classes = batch.digits
+        model.loss(batch)
+        assert rows == decoded
+    with pytest.raises(ValueError, match="consistency_images = -1; allowed: a whole number > 0, or 0"):
+        models.build({**settings, "consistency_images": -1})
+
+
 def test_cvae_learns_and_samples(mnist_data):
     torch.manual_seed(0)
     model = models.build(

@@ -61,6 +61,7 @@ class ConditionalVAE(Generator):
         pull: float = 10.0,
         caption_steps: int = 1500,
         consistency: float = 5.0,
+        consistency_images: int = 0,
         experts: dict[str, str] | None = None,
         style_components: int = 1,
         final_fit_steps: int = 0,
@@ -108,6 +109,14 @@ class ConditionalVAE(Generator):
                 f"(gated-sum or scaled-sum); got '{caption_encoder}'"
             )
         self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
+        if not consistency_images >= 0:
+            raise ValueError(
+                f"consistency_images = {consistency_images!r}; allowed: a whole number > 0, or 0 for one "
+                "per image of the batch"
+            )
+        # prior samples a step for the consistency term: the batch is shuffled, so its first classes
+        # are a fair draw, and a quarter of the batch costs a quarter of the decoding and re-encoding
+        self.consistency_images = consistency_images
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
         self.image_encoder = image_encoder(ch, hidden)
@@ -204,7 +213,7 @@ class ConditionalVAE(Generator):
         if batch.classes is not None:
             if self.critic is not None:
                 critic = F.cross_entropy(self.critic(h), k)
-                consistency = self.sample_consistency(k)
+                consistency = self.sample_consistency(k[: self.consistency_images or None])
                 out["loss"] = out["loss"] + critic + self.consistency * consistency
                 out.update(critic=critic, consistency=consistency)
         return out
