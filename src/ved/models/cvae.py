@@ -114,8 +114,8 @@ class ConditionalVAE(Generator):
                 f"consistency_images = {consistency_images!r}; allowed: a whole number > 0, or 0 for one "
                 "per image of the batch"
             )
-        # prior samples a step for the consistency term: the batch is shuffled, so its first classes
-        # are a fair draw, and a quarter of the batch costs a quarter of the decoding and re-encoding
+        # prior styles a step for the consistency term, their classes the batch's first (the batch is
+        # shuffled, so a fair draw): half the batch halves its decoding and re-encoding (docs/speed.md)
         self.consistency_images = consistency_images
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         ch = channels
