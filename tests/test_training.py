@@ -169,6 +169,10 @@ def test_bad_config_and_device_are_one_line_errors(tmp_path):
     code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "toomany"))
     assert code == 2 and "train_images = 60000; allowed: a whole number from 0 to 50,000" in err
     assert "Traceback" not in err and not (tmp_path / "toomany").exists()
+    bad.write_text("[model]\nfamily = 'cvae'\nconsistency_images = -1\n")
+    code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "negative"))
+    assert code == 2 and "consistency_images = -1; allowed: a whole number from 0" in err
+    assert "Traceback" not in err and not (tmp_path / "negative").exists()
     bad.write_text("[model]\nfamily = 'cvae'\naccept = 0.9\nconsistency = 0\n")  # no critic to ask
     code, _, err = ved_main("train", "--config", str(bad), "--out", str(tmp_path / "nocritic"))
     assert code == 2 and "accept = 0.9 needs the critic" in err and "Traceback" not in err
