@@ -152,6 +152,31 @@ def test_kill_then_resume_ends_with_the_same_weights(tiny_run, tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_resume_refuses_another_config_but_takes_new_sampling_settings(tiny_run, tmp_path):
+    """A finished run resumed with another learning rate is refused in one line and left alone
+    (`ved reproduce` resumes its runs: it must not report weights its config no longer makes); a
+    new [sample] table is how the model draws, not how it trains: taken, the weights kept as they are."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = (run / checkpoint.CONFIG).read_text()
+    other = tmp_path / "other.toml"
+    other.write_text(Path(TINY).read_text().replace("lr = 3e-3", "lr = 1e-3"))
+    code, _, err = ved_main("train", "--config", str(other), "--out", str(run), "--resume")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "[train] lr = 0.003" in err and "0.001" in err, err
+    assert (run / checkpoint.CONFIG).read_text() == before
+    colder = tmp_path / "colder.toml"
+    colder.write_text(Path(TINY).read_text() + "\n[sample]\ntemperature = 0.5\n")
+    code, _, err = run_ved("train", "--config", str(colder), "--out", str(run), "--resume", "--quiet")
+    assert code == 0, err
+    assert checkpoint.load_config(run)["sample"] == {"temperature": 0.5}
+    assert checkpoint.load_config(run)["train"] == json.loads(before)["train"]
+    a, b = (load_file(str(folder / checkpoint.WEIGHTS)) for folder in (tiny_run, run))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_bad_config_and_device_are_one_line_errors(tmp_path):
     code, _, err = ved_main("train", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and "not found" in err and "Traceback" not in err

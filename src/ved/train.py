@@ -118,6 +118,8 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
 
     model = configs.build(cfg).to(device)  # a config the model refuses fails before MNIST loads
     saved = _resumable(last, out, is_main, dist) if resume else None
+    if saved is not None:
+        _check_same_run(last, cfg)
     data = mnist.load(progress=progress and is_main, log=log)
     train_set = make_split(data, cfg["data"], "train", device)
     valid_set = make_split(data, cfg["data"], "valid", device)
@@ -230,6 +232,8 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
                 )
     if is_main and model.finishes and not state.get("finished"):
         _finish(model, out, last, cfg, train_set, state, device, log)
+    if is_main and saved is not None:
+        _adopt_sampling(model, out, cfg, device, log)
     if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
         dist.barrier()
     return {"state": state, "history": history}
@@ -251,6 +255,45 @@ def _finish(model, out: Path, last: Path, cfg: dict, train_set, state: dict, dev
         last, checkpoint.load_weights(last), cfg, {**checkpoint.load_train_state(last), "state": dict(state)}
     )
     log(f"finished on epoch {state['best_epoch']}'s weights ({state['seconds']:.1f}s in all)")
+
+
+# [train] settings a resumed run may change: they decide when training stops and what it logs,
+# not what a step does
+CHANGEABLE_ON_RESUME = ("max_epochs", "max_seconds", "patience", "min_epochs", "eval_images", "threads")
+
+
+def _check_same_run(last: Path, cfg: dict) -> None:
+    """A resumed run must go on as it began: another [model], [data] or training setting would mix two
+    runs in one set of weights (and `ved reproduce` would report a run its config no longer makes)."""
+    try:
+        trained = configs.of_folder(last)
+    except checkpoint.ModelError as e:
+        raise checkpoint.ModelError(f"{e}; delete {last.parent} to train this run afresh") from None
+    for table in ("model", "data", "train"):
+        for key in sorted(set(trained[table]) | set(cfg[table])):
+            was, now = trained[table].get(key), cfg[table].get(key)
+            if was != now and not (table == "train" and key in CHANGEABLE_ON_RESUME):
+                raise checkpoint.ModelError(
+                    f"{last.parent} was trained with [{table}] {key} = {was!r}, and this config has "
+                    f"{now!r}; resume with the config it was trained with, or delete the folder "
+                    "(or choose another) to train this config afresh"
+                )
+
+
+def _adopt_sampling(model, out: Path, cfg: dict, device, log) -> None:
+    """[sample] says how the model draws, not how it trains: a resumed run takes the config's, so that
+    editing it needs no retraining. The saved weights are written back unchanged beside it."""
+    if not (out / checkpoint.CONFIG).exists():  # no epoch finished yet: nothing to draw from
+        return
+    try:
+        saved = checkpoint.load_config(out)
+        if saved.get("sample") == cfg["sample"]:
+            return
+        model.load_state_dict(checkpoint.load_weights(out, device))
+    except checkpoint.ModelError as e:  # the checkpoint in last/ is whole: no epoch is lost
+        raise checkpoint.ModelError(f"{e}; delete {out} to train this run afresh") from None
+    checkpoint.save_model(out, model, {**saved, "sample": cfg["sample"]})
+    log(f"{out}: sampling settings now {cfg['sample']}")
 
 
 def _resumable(last: Path, out: Path, is_main: bool, dist) -> dict | None:
