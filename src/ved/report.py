@@ -113,6 +113,19 @@ def comparison_table(paper: dict, comparison: dict) -> str:
     return "\n".join(lines)
 
 
+def sampling_table(settings: dict[str, dict]) -> str:
+    """The conditional VAEs' sampling settings (run name -> its config's [sample] table), one row
+    per distinct setting with the runs that use it."""
+    groups: dict[tuple, list[str]] = {}
+    for name, sample in sorted(settings.items()):
+        key = tuple(sample.get(k, 0.0) for k in ("temperature", "sharpness", "accept"))
+        groups.setdefault(key, []).append(name)
+    lines = ["| temperature | sharpness | accept | runs |", "|---|---|---|---|"]
+    for (temperature, sharpness, accept), names in groups.items():
+        lines.append(f"| {temperature} | {sharpness} | {accept} | {', '.join(f'`{n}`' for n in names)} |")
+    return "\n".join(lines)
+
+
 def peers_table(peers: dict) -> str:
     """ved's model and its peers on every family and split of the data they shared (the default
     model's, then each systematic split's), then what each cost."""

@@ -514,6 +514,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         runs_line=runs_line,
         findings=report.findings(study.results, study.at_mean),
         beyond=beyond_table,
+        sampling=report.sampling_table(sampling_settings(study)),
         beyond_figures="\n".join(  # the kept rows' figures too, drawn by the invocation that made them
             f"![{n}](figures/samples_{n}.png)"
             for n in study.comparison
@@ -563,6 +564,17 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
             peers_table if not study.quick else None,
         )
     return study.out / "report.md"
+
+
+def sampling_settings(study: Study) -> dict[str, dict]:
+    """The [sample] table each conditional VAE of the study was scored with: its run's config, or
+    for a row kept from an earlier invocation whose run is gone, its shipped config."""
+    settings = {}
+    for name in (n for n in study.comparison if n.startswith("cvae-")):
+        run = study.out / "runs" / name
+        shipped = SECOND_CHOICES.get(name, (name,))[0]
+        settings[name] = (configs.of_folder(run) if run.is_dir() else configs.load(shipped))["sample"]
+    return settings
 
 
 def ship_run(study: Study, name: str) -> None:
