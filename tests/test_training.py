@@ -1,6 +1,7 @@
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,8 +157,6 @@ def test_resume_refuses_another_config_but_takes_new_sampling_settings(tiny_run,
     """A finished run resumed with another learning rate is refused in one line and left alone
     (`ved reproduce` resumes its runs: it must not report weights its config no longer makes); a
     new [sample] table is how the model draws, not how it trains: taken, the weights kept as they are."""
-    import shutil
-
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     before = (run / checkpoint.CONFIG).read_text()
