@@ -236,14 +236,18 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     refitted each epoch: a mixture here, each fit continuing the last; the weights' moving average)
     comes back the same on resume: 2 epochs + resume to 3 == 3 straight. So does the saved model,
     the moving average, whose mixture is fitted afresh after the last epoch (`final_fit_steps`),
-    after the second epoch too on the broken run."""
+    after the second epoch too on the broken run. The broken run resumes with another `accept`:
+    sampling settings change what the probes log, never the weights."""
     tiny = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(Path(tiny).read_text().replace("accept = 0.5", "accept = 0.95"))
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     code, _, err = run_ved("train", "--config", tiny, "--out", str(straight), "--quiet")
     assert code == 0, err
     assert run_ved("train", "--config", tiny, "--out", str(broken), "--epochs", "2", "--quiet")[0] == 0
-    code, out, err = run_ved("train", "--config", tiny, "--out", str(broken), "--resume", "--quiet")
+    code, out, err = run_ved("train", "--config", str(stricter), "--out", str(broken), "--resume", "--quiet")
     assert code == 0, err
+    assert checkpoint.load_config(broken)["sample"]["accept"] == 0.95
     a, b = weights(straight), weights(broken)
     assert a.keys() == b.keys() and "style_prior.scale" in a
     for k in a:
