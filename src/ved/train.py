@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -239,14 +240,21 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
     return {"state": state, "history": history}
 
 
+@contextmanager
+def _or_train_afresh(folder: Path):
+    """A run file that cannot be read: its one-line error says how to start over."""
+    try:
+        yield
+    except checkpoint.ModelError as e:
+        raise checkpoint.ModelError(f"{e}; delete {folder} to train this run afresh") from None
+
+
 def _finish(model, out: Path, last: Path, cfg: dict, train_set, state: dict, device, log) -> None:
     """The model's last step on the best weights (models/base.py `finish`). It ignores the last
     checkpoint's weights, so a run killed here does it again the same way on resume."""
     t0 = time.perf_counter()
-    try:
+    with _or_train_afresh(out):
         model.load_state_dict(checkpoint.load_weights(out, device))
-    except checkpoint.ModelError as e:
-        raise checkpoint.ModelError(f"{e}; delete {out} to train this run afresh") from None
     if not model.finish(train_set, torch.Generator().manual_seed(cfg["train"]["seed"])):
         return
     state.update(seconds=state["seconds"] + time.perf_counter() - t0, finished=True)
@@ -265,10 +273,8 @@ CHANGEABLE_ON_RESUME = ("max_epochs", "max_seconds", "patience", "min_epochs", "
 def _check_same_run(last: Path, cfg: dict) -> None:
     """A resumed run must go on as it began: another [model], [data] or training setting would mix two
     runs in one set of weights (and `ved reproduce` would report a run its config no longer makes)."""
-    try:
+    with _or_train_afresh(last.parent):
         trained = configs.of_folder(last)
-    except checkpoint.ModelError as e:
-        raise checkpoint.ModelError(f"{e}; delete {last.parent} to train this run afresh") from None
     for table in ("model", "data", "train"):
         for key in sorted(set(trained[table]) | set(cfg[table])):
             was, now = trained[table].get(key), cfg[table].get(key)
@@ -285,13 +291,11 @@ def _adopt_sampling(model, out: Path, cfg: dict, device, log) -> None:
     editing it needs no retraining. The saved weights are written back unchanged beside it."""
     if not (out / checkpoint.CONFIG).exists():  # no epoch finished yet: nothing to draw from
         return
-    try:
+    with _or_train_afresh(out):  # the checkpoint in last/ is whole: no epoch is lost
         saved = checkpoint.load_config(out)
         if saved.get("sample") == cfg["sample"]:
             return
         model.load_state_dict(checkpoint.load_weights(out, device))
-    except checkpoint.ModelError as e:  # the checkpoint in last/ is whole: no epoch is lost
-        raise checkpoint.ModelError(f"{e}; delete {out} to train this run afresh") from None
     checkpoint.save_model(out, model, {**saved, "sample": cfg["sample"]})
     log(f"{out}: sampling settings now {cfg['sample']}")
 
