@@ -57,9 +57,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(*args):
+def serving(*args, preexec_fn=None):
     """A real `ved serve ARGS` (uvicorn, 2 workers) on a free loopback port, its URL while it runs.
-    At the end its log must hold no traceback: no request made the server fail."""
+    At the end its log must hold no traceback: no request made the server fail. `preexec_fn` runs in
+    the server's process before it starts (e.g. to lower its open-file limit)."""
     port = free_port()
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(
@@ -67,6 +68,7 @@ def serving(*args):
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600  # a hang guard: a busy machine starts slowly

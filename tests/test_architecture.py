@@ -16,7 +16,7 @@ LAYERS = [
      "ved.models.textbook_cvae", "ved.models.flow"],
     ["ved.config"],
     ["ved.metrics", "ved.figures", "ved.report", "ved.train", "ved.train_judge", "ved.pipeline", "ved.bench"],
-    ["ved.reproduce", "ved.serve"],
+    ["ved.reproduce", "ved.serve", "ved.http_guard"],
     ["ved.cli", "ved.__main__", "ved"],
 ]  # fmt: skip
 LAYER = {module: i for i, names in enumerate(LAYERS) for module in names}

@@ -267,7 +267,7 @@ def broken_folders(root: Path) -> dict[str, tuple[Path, str]]:
 def test_broken_model_folders_are_one_line_errors_everywhere(tmp_path):
     cases = broken_folders(tmp_path)
     (cases["bad JSON"][0] / "config.json").write_text("{not json")
-    cases["bad JSON"] = (cases["bad JSON"][0], "config.json cannot be read as JSON")
+    cases["bad JSON"] = (cases["bad JSON"][0], "config.json is not valid JSON")
     for name, (folder, fragment) in cases.items():
         with pytest.raises(VedError, match=None) as e:
             ved.load(str(folder))

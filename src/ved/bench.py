@@ -14,12 +14,14 @@ the test split for itself (holdout.py); choose your settings with split="valid".
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
 
 from . import captions, holdout, metrics, mnist
 from .errors import VedError, shown
+from .images import MAX_IMAGES
 from .pipeline import load_judge
 
 
@@ -28,7 +30,8 @@ class BenchError(VedError):
 
 
 def check_images(images, count: int) -> torch.Tensor:
-    """uint8 (captions, n, 28, 28), one row per caption and n >= 2, as floats in [0, 1]."""
+    """uint8 (captions, n, 28, 28), one row per caption and n >= 2, as a uint8 tensor (scored a chunk
+    at a time: floats of every image at once would take four times the memory)."""
     array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.dtype != np.uint8:
         raise BenchError(f"images must be uint8 (0 = background, 255 = ink), got {array.dtype}")
@@ -38,7 +41,45 @@ def check_images(images, count: int) -> torch.Tensor:
         raise BenchError(f"images have {array.shape[0]} rows for {count} captions; give one row per caption")
     if array.shape[1] < 2:
         raise BenchError("give at least 2 images per caption: diversity compares a caption's images")
-    return torch.from_numpy(np.ascontiguousarray(array)).float().div(255)
+    if array.shape[0] * array.shape[1] > MAX_IMAGES:
+        raise BenchError(
+            f"{array.shape[0] * array.shape[1]:,} images; at most {MAX_IMAGES:,} are scored at once"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def read_samples(path) -> np.ndarray:
+    """A .npy file of uint8 images (captions, n, 28, 28), its header checked before anything is
+    allocated: the shape it claims must fit MAX_IMAGES and the bytes the file holds. Never unpickled."""
+    where = f"--samples '{shown(path, 200)}'"
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"npy format version {version}")
+            read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+            shape, fortran, dtype = read_header(f, max_header_size=10_000)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+            if dtype != np.uint8 or len(shape) != 4 or tuple(shape[2:]) != (28, 28) or fortran:
+                raise BenchError(
+                    f"{where} is not a .npy array of uint8 images (captions, n, 28, 28), 0 = background: "
+                    f"it holds {dtype} {tuple(shape)}"
+                )
+            count = int(np.prod(shape, dtype=np.int64)) // 784
+            if count > MAX_IMAGES:
+                raise BenchError(f"{where} holds {count:,} images; at most {MAX_IMAGES:,} are scored at once")
+            if size - offset != count * 784:
+                raise BenchError(f"{where} claims {count:,} images but holds {size - offset:,} bytes of them")
+            return np.fromfile(f, dtype=np.uint8, count=count * 784).reshape(shape)
+    except FileNotFoundError:
+        raise BenchError(f"{where} not found") from None
+    except IsADirectoryError:
+        raise BenchError(f"{where} is a folder; give a .npy file") from None
+    except (OSError, ValueError) as e:
+        if isinstance(e, BenchError):
+            raise
+        raise BenchError(f"{where} is not a .npy array of uint8 images ({shown(str(e), 80)})") from None
 
 
 def family_of(caption: str) -> str:
@@ -72,7 +113,7 @@ def score(images, caption_list, split: str = "test", judge=None, device="cpu", d
             )
             for family in dict.fromkeys(families)
         }
-    predicted = judge.predict(x.reshape(-1, 28, 28).to(device)).view(x.shape[:2]).cpu()
+    predicted = metrics.judge_images(judge, x.reshape(-1, 28, 28), device)[1].view(x.shape[:2])
     result["by_caption"] = [
         {"caption": c, "digit": d, "accuracy": (row == d).float().mean().item()}
         for c, d, row in zip(caption_list, digits, predicted)

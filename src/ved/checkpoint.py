@@ -19,12 +19,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
-from .errors import VedError, one_line
-from .files import UMASK, atomic_write_bytes, atomic_write_text  # noqa: F401 (checkpoint.atomic_write_* for callers)
+from .errors import VedError, is_whole, one_line, shown, shown_value
+from .files import UMASK, atomic_write_bytes, atomic_write_text, parse_json, read_bytes, read_text  # noqa: F401 (checkpoint.atomic_write_* for callers)
 
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.safetensors"
 PICKLED_TRAIN_STATE = "train_state.pt"  # older ved's; never opened
 MAX_CONFIG_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 256 << 20  # the largest shipped model is 9 MB; its training state about three times that
 
 
 class ModelError(VedError):
@@ -68,16 +69,23 @@ def save_checkpoint(folder: Path, model, config: dict, train_state: dict) -> Non
     recover(folder)
     new = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
     tensors, skeleton = _flatten(train_state)
-    for name, data in (
-        (WEIGHTS, _weights_bytes(model)),
-        (CONFIG, json.dumps(config, indent=2, sort_keys=True).encode()),
-        (TRAIN_STATE, save(tensors, {"state": json.dumps(skeleton)})),
-    ):
-        with open(new / name, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    os.chmod(new, 0o777 & ~UMASK)
+    try:
+        for name, data in (
+            (WEIGHTS, _weights_bytes(model)),
+            (CONFIG, json.dumps(config, indent=2, sort_keys=True).encode()),
+            (TRAIN_STATE, save(tensors, {"state": json.dumps(skeleton)})),
+        ):
+            with open(new / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(new, 0o777 & ~UMASK)
+    except OSError as e:  # a full disk: no partial folder stays, and the message names the checkpoint
+        shutil.rmtree(new, ignore_errors=True)
+        raise OSError(e.errno, e.strerror, str(folder)) from None
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     old = _old(folder)
     if folder.exists():
         os.replace(folder, old)
@@ -112,18 +120,121 @@ def load_train_state(folder: Path) -> dict | None:
                 f"opened (it could run code); delete {folder} to train this run afresh"
             )
         return None
+    raw = read_bytes(path, 3 * MAX_WEIGHTS_BYTES, str(path), ModelError)  # the weights and Adam's two moments
     try:
         with safe_open(str(path), "pt") as f:
-            skeleton = json.loads((f.metadata() or {})["state"])
-        tensors = load(path.read_bytes())
-        state = _unflatten(skeleton, tensors)
+            skeleton = parse_json((f.metadata() or {})["state"], "its state", ModelError)
+        state = _unflatten(skeleton, load(raw))
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
         raise ModelError(
             f"{path} is damaged ({one_line(e)}); delete {folder} to train this run afresh"
         ) from None
     if not isinstance(state, dict) or not {"optimizer", "rng", "state"} <= state.keys():
         raise ModelError(f"{path} is not a ved training state; delete {folder} to train this run afresh")
+    check_loop_state(state["state"], path)
     return state
+
+
+# What the loop keeps between epochs, by type: a resumed run reads these back from a file that may
+# have been damaged or edited, so each is checked before the loop trusts it.
+LOOP_STATE = {
+    "epoch": "count",
+    "best_epoch": "epoch or -1",
+    "bad_epochs": "count",
+    "best_valid": "loss",
+    "seconds": "seconds",
+    "stopped": "flag",
+    "finished": "flag",
+    "style_refitted": "flag",
+    "ema_steps": "count",
+}
+REQUIRED_LOOP_STATE = ("epoch", "best_epoch", "bad_epochs", "best_valid", "seconds")
+
+
+def check_optimizer_state(saved, optimizer: torch.optim.Optimizer) -> None:
+    """A saved optimiser state against the optimiser about to take it: the same groups with the same
+    settings, and per parameter only finite tensors, each moment shaped like its parameter; torch
+    checks none of this, and a None or a string there fails only at the next step. ValueError."""
+    fresh = optimizer.state_dict()
+    if not isinstance(saved, dict) or set(saved) != {"state", "param_groups"}:
+        raise ValueError("the optimiser's state is not a table of state and param_groups")
+    groups = saved["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise ValueError("the optimiser's parameter groups differ from this model's")
+    for group, want in zip(groups, fresh["param_groups"]):
+        same = isinstance(group, dict) and group.keys() == want.keys()
+        if not same or any(_plain(group[k]) != _plain(want[k]) for k in want):
+            raise ValueError("the optimiser's settings differ from this config's")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = saved["state"]
+    if not isinstance(state, dict) or not all(is_whole(k, 0, len(params) - 1) for k in state):
+        raise ValueError("the optimiser's state names parameters this model does not have")
+    for index, moments in state.items():
+        if not isinstance(moments, dict):
+            raise ValueError(f"the optimiser's state of parameter {index} is not a table")
+        for name, value in moments.items():
+            like = None if name == "step" else params[index]
+            shape, dtype = (like.shape, like.dtype) if like is not None else ((), torch.float32)
+            tensor = isinstance(value, torch.Tensor) and value.shape == shape and value.dtype == dtype
+            if not tensor or not torch.isfinite(value).all():
+                raise ValueError(f"the optimiser's '{shown(name, 20)}' of parameter {index} is damaged")
+
+
+def _plain(value):
+    # JSON keeps no tuples (Adam's betas come back a list), and a bool is an int to Python
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else (type(value), value)
+
+
+def check_loop_state(state, path: Path) -> dict:
+    """The loop's saved state, every field of its type and range; ModelError in one line otherwise."""
+
+    def ok(kind: str, value) -> bool:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "count":
+            return is_whole(value, 0, 10**9)
+        if kind == "epoch or -1":
+            return is_whole(value, -1, 10**9)
+        if kind == "loss":  # inf before the first validation
+            return number and not math.isnan(value) and value != -math.inf
+        if kind == "seconds":
+            return number and math.isfinite(value) and value >= 0
+        return isinstance(value, bool)
+
+    def damaged(why: str):
+        return ModelError(f"{path} is damaged ({why}); delete {path.parent.parent} to train afresh")
+
+    if not isinstance(state, dict):
+        raise damaged("its loop state is not a table")
+    for key in REQUIRED_LOOP_STATE:
+        if key not in state:
+            raise damaged(f"no '{key}'")
+    for key, value in state.items():
+        if key not in LOOP_STATE:
+            raise damaged(f"an unknown key '{shown(key, 40)}'")
+        if not ok(LOOP_STATE[key], value):
+            raise damaged(f"{key} = {shown_value(value)}; allowed: {LOOP_STATE[key]}")
+    if state["best_epoch"] > state["epoch"] or state["bad_epochs"] > state["epoch"]:
+        raise damaged(f"best_epoch and bad_epochs must not pass epoch {state['epoch']}")
+    return state
+
+
+MAX_METRICS_BYTES = 64 << 20  # a row an epoch, about 500 bytes each
+
+
+def read_metrics(path: Path, epochs: int) -> list[dict]:
+    """The first `epochs` rows of metrics.jsonl (it is written before the checkpoint, so it holds at
+    least as many); each a table whose `epoch` counts up from 1."""
+    if epochs == 0:
+        return []
+    where = f"{path} (delete {path.parent} to train this run afresh)"
+    text = read_text(path, MAX_METRICS_BYTES, where, ModelError)
+    rows = [parse_json(line, where, ModelError) for line in text.splitlines() if line.strip()]
+    for i, row in enumerate(rows[:epochs]):
+        if not isinstance(row, dict) or not is_whole(row.get("epoch"), i + 1, i + 1):
+            raise ModelError(f"{where}: row {i + 1} is not epoch {i + 1}'s table")
+    if len(rows) < epochs:
+        raise ModelError(f"{where}: {len(rows)} epochs logged, the checkpoint has {epochs}")
+    return rows[:epochs]
 
 
 # The training state is nested dicts and lists of numbers, strings and tensors (the optimiser's,
@@ -155,20 +266,25 @@ def _unflatten(node, tensors: dict):
         if len(node) != 1:
             raise ValueError("malformed training state")
         ((kind, body),) = node.items()
-        if kind == "tensor":
+        if kind == "tensor" and isinstance(body, str):
             return tensors[body]
-        if kind == "dict":
+        if kind == "dict" and isinstance(body, dict):
             return {k: _unflatten(v, tensors) for k, v in body.items()}
-        if kind == "items":
+        if kind == "items" and isinstance(body, list) and all(_is_pair(item) for item in body):
             return {k: _unflatten(v, tensors) for k, v in body}
-        if kind == "list":
+        if kind == "list" and isinstance(body, list):
             return [_unflatten(v, tensors) for v in body]
         if kind == "float" and body in ("inf", "-inf", "nan"):
             return float(body)
-        raise ValueError(f"malformed training state (a '{kind}' entry)")
+        raise ValueError(f"malformed training state (a '{shown(kind, 20)}' entry)")
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     raise ValueError("malformed training state")
+
+
+def _is_pair(item) -> bool:
+    # JSON has no tuples: an optimiser's integer keys come back from lists of two
+    return isinstance(item, list) and len(item) == 2 and isinstance(item[0], (int, str))
 
 
 # ---------------------------------------------------------------- reading model folders
@@ -177,14 +293,7 @@ def _unflatten(node, tensors: dict):
 def load_config(folder: Path) -> dict:
     """A model folder's config.json as a dict; ModelError in one line naming the file otherwise."""
     path = Path(folder) / CONFIG
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ModelError(f"{path} is {path.stat().st_size} bytes; a ved config.json is a few KB")
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ModelError:
-        raise
-    except (OSError, ValueError) as e:  # missing, unreadable, not UTF-8, not JSON
-        raise ModelError(f"{path} cannot be read as JSON: {one_line(e)}") from None
+    config = parse_json(read_text(path, MAX_CONFIG_BYTES, str(path), ModelError), str(path), ModelError)
     if not isinstance(config, dict):
         raise ModelError(f"{path} holds a JSON {type(config).__name__}; a ved config.json is an object")
     return config
@@ -192,8 +301,9 @@ def load_config(folder: Path) -> dict:
 
 def load_weights(folder: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     path = Path(folder) / WEIGHTS
+    raw = read_bytes(path, MAX_WEIGHTS_BYTES, str(path), ModelError)
     try:
-        tensors = load(path.read_bytes())
-    except (OSError, SafetensorError, ValueError) as e:  # missing, truncated, garbled, huge header
+        tensors = load(raw)
+    except (SafetensorError, ValueError) as e:  # missing, truncated, garbled, huge header
         raise ModelError(f"{path} is not a readable safetensors file: {one_line(e)}") from None
     return {k: v.to(device) for k, v in tensors.items()}

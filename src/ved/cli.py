@@ -19,7 +19,10 @@ import numpy as np
 
 from . import captions, holdout, mnist
 from .errors import VedError, one_line, shown
-from .images import DEFAULT_N
+from .files import read_text
+from .images import DEFAULT_N, MAX_IMAGES
+
+PNG_GRID = (500, 100)  # most captions and images a caption in a .png grid: matplotlib draws it whole
 
 
 class UsageError(VedError):
@@ -135,11 +138,15 @@ def cmd_train(args):
     from .pipeline import device_of, load_judge
     from .train import train
 
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite starts it afresh: give one")
     config = configs.load(args.config)
     if args.seed is not None:
         config["train"]["seed"] = args.seed
     if args.epochs is not None:
         config["train"]["max_epochs"] = args.epochs
+    if args.out is None:
+        configs.check_run_name(config["name"])  # it names the folder: a path would write elsewhere
     out = writable_folder(Path(args.out or Path("runs") / config["name"]), "--out")
     device = str(device_of(args.device))
     from . import distributed
@@ -155,6 +162,7 @@ def cmd_train(args):
             judge=load_judge(device=device),
             progress=not args.quiet,
             dist=dist,
+            overwrite=args.overwrite,
         )
     finally:
         distributed.teardown(dist)
@@ -172,24 +180,10 @@ MAX_CAPTIONS_FILE = 10 << 20
 def read_captions(args) -> list[str]:
     lines = list(args.caption)
     if args.captions_file:
-        path = Path(args.captions_file)
-        try:
-            if path.is_dir():
-                raise UsageError(
-                    f"--captions-file '{path}' is a folder; give a text file, one caption a line"
-                )
-            if path.stat().st_size > MAX_CAPTIONS_FILE:
-                raise UsageError(
-                    f"--captions-file '{path}' is over {MAX_CAPTIONS_FILE >> 20} MB; "
-                    "give a text file, one caption a line"
-                )
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UsageError(f"--captions-file '{path}' not found") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"--captions-file '{path}' is not UTF-8 text; give one caption a line") from None
-        except OSError as e:
-            raise UsageError(f"--captions-file '{path}' cannot be read ({e.strerror})") from None
+        where = f"--captions-file '{shown(args.captions_file, 200)}'"
+        if Path(args.captions_file).is_dir():
+            raise UsageError(f"{where} is a folder; give a text file, one caption a line")
+        text = read_text(args.captions_file, MAX_CAPTIONS_FILE, where, UsageError)  # pipes and devices too
         lines += [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise UsageError("no captions: give CAPTION arguments or --captions-file FILE")
@@ -205,6 +199,18 @@ def cmd_sample(args):
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UsageError(f"--out must end in .npy or .png, got '{shown(out.name, 60)}'")
+    rows = args.n if args.same_style else len(caption_list)
+    columns = 10 if args.same_style else args.n
+    if rows * columns > MAX_IMAGES:
+        raise UsageError(
+            f"{len(caption_list):,} captions x -n {args.n:,} is {rows * columns:,} images; at most "
+            f"{MAX_IMAGES:,} a call: split the captions file"
+        )
+    if out.suffix == ".png" and (rows > PNG_GRID[0] or columns > PNG_GRID[1]):
+        raise UsageError(
+            f"a .png grid holds at most {PNG_GRID[0]} rows of {PNG_GRID[1]} images, asked {rows} of "
+            f"{columns}; write a .npy array for more"
+        )
     writable_file(out, "--out")
     pipe = load(args.model, device=args.device, precision=args.precision)
     strict = not args.no_strict
@@ -260,6 +266,9 @@ def cmd_models(args):
             str(about.get("ved", "-")),
             str(about.get("trained", "-"))[:10],
         ))  # fmt: skip
+    rows = [
+        tuple(shown(cell, 80) for cell in row) for row in rows
+    ]  # a folder's text, escaped for the terminal
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -320,13 +329,7 @@ def evaluate_samples(args):
     splits = args.split or ["test"]
     if len(splits) > 1 or splits[0] == "train":
         raise UsageError("--samples is scored against one split's real digits: --split test or --split valid")
-    path = Path(args.samples)
-    try:
-        images = np.load(path, allow_pickle=False)  # never unpickle a file handed to us
-    except FileNotFoundError:
-        raise UsageError(f"--samples '{path}' not found") from None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"--samples '{path}' is not a .npy array of uint8 images ({one_line(e)})") from None
+    images = bench.read_samples(Path(args.samples))  # header checked first; never unpickled
     args.caption = []
     result = bench.score(images, read_captions(args), split=splits[0], device=args.device)
     write_json(args.json, result)
@@ -366,6 +369,8 @@ def cmd_serve(args):
         allowed_hosts=args.allow_host,
         queue=args.queue,
         precision=args.precision,
+        client_connections=args.client_connections,
+        request_seconds=args.request_seconds,
     )
 
 
@@ -457,6 +462,11 @@ def parser() -> argparse.ArgumentParser:
         "--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)"
     )
     s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train afresh in an --out that holds a run, removing its run files (default: off: refused)",
+    )
     add_quiet(s)
     s.set_defaults(run=cmd_train)
 
@@ -590,6 +600,19 @@ def parser() -> argparse.ArgumentParser:
         default=256,
         help="generate requests each worker holds while it draws; past them it answers 503 with "
         "Retry-After (default: 256)",
+    )
+    s.add_argument(
+        "--client-connections",
+        type=whole(0, 100_000),
+        default=64,
+        help="open connections one client address may hold; 0: no cap, for a reverse proxy in front, "
+        "which is then the one client (default: 64)",
+    )
+    s.add_argument(
+        "--request-seconds",
+        type=whole(1, 3600),
+        default=10,
+        help="time a client has to send a whole request; a slower one is answered 408 (default: 10)",
     )
     s.add_argument(
         "--allow-host",

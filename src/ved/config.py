@@ -20,18 +20,26 @@ import copy
 import dataclasses
 import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from . import captions, checkpoint, models
+from . import captions, checkpoint, files, models
 from .about import VERSION
-from .errors import is_whole, one_line, shown, shown_value
+from .errors import VedError, is_whole, one_line, shown, shown_value
 from .models import caption_encoders
 from .precision import CHOICES as PRECISIONS
 
 SHIPPED = Path(__file__).parent / "configs"
+MAX_CONFIG_BYTES = 1 << 20  # a ved config is a few KB
+
+
+class ConfigError(VedError):
+    """A config file or value ved refuses; the message is one line."""
+
+
 MAX_WHOLE = 100_000  # model widths and step counts: far above any sensible model, below a memory crash
 
 
@@ -118,8 +126,8 @@ def resolve(config: dict) -> dict:
         elif not isinstance(values, dict):
             raise ValueError(f"[{table}] must be a table of settings, got {shown_value(values)}")
     out = {"name": config["name"]} if "name" in config else {}
-    if "provenance" in config:  # written by training (about.py) and by `ved reproduce --ship`; kept as is
-        out["provenance"] = copy.deepcopy(config["provenance"])
+    if "provenance" in config:  # written by training (about.py) and by `ved reproduce --ship`
+        out["provenance"] = check_provenance(config["provenance"])
     model = dict(config.get("model", {}))
     sample = dict(config.get("sample", {}))
     cls = model_class(model)
@@ -133,6 +141,65 @@ def resolve(config: dict) -> dict:
     if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
         out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
     return out
+
+
+# [provenance], as about.provenance and `ved reproduce --ship` write it: every field that `ved models`
+# and the report read, by type, so that a folder from anywhere cannot feed them another
+PROVENANCE_TEXT = {"ved": 40, "commit": 64, "trained": 40, "mnist_sha256": 64}
+HEADLINE = {  # the shipped models' headline metrics (report.headline)
+    "test_accuracy": (0.0, 1.0),
+    "test_fjd": (0.0, 1e6),
+    "test_diversity": (0.0, 1e3),
+    "train_seconds": (0.0, 1e9),
+}
+
+
+def check_provenance(table) -> dict:
+    where = "[provenance]"
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table, got {shown_value(table)}")
+    out = {}
+    for key, value in table.items():
+        if key in PROVENANCE_TEXT:
+            if not (value is None or isinstance(value, str) and len(value) <= PROVENANCE_TEXT[key]):
+                raise ValueError(
+                    f"{where} {key} = {shown_value(value)}; allowed: text of at most "
+                    f"{PROVENANCE_TEXT[key]} characters"
+                )
+            out[key] = value
+        elif key == "metrics":
+            out[key] = _check_headline(value)
+        else:
+            raise ValueError(
+                f"unknown key '{shown(key, 40)}' in {where}; "
+                f"allowed: {', '.join([*PROVENANCE_TEXT, 'metrics'])}"
+            )
+    return out
+
+
+def _check_headline(metrics) -> dict:
+    where = "[provenance] metrics"
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{where} must be a table, got {shown_value(metrics)}")
+    for key, value in metrics.items():
+        if key == "families":
+            ok = isinstance(value, list) and 0 < len(value) <= len(captions.FAMILIES)
+            if not ok or not all(v in captions.FAMILIES for v in value):
+                raise ValueError(
+                    f"{where} families = {shown_value(value)}; allowed: a list of {captions.FAMILIES}"
+                )
+        elif key in HEADLINE:
+            low, high = HEADLINE[key]
+            real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not real or not low <= value <= high:
+                raise ValueError(
+                    f"{where} {key} = {shown_value(value)}; allowed: a number from {low:g} to {high:g}"
+                )
+        else:
+            raise ValueError(
+                f"unknown key '{shown(key, 40)}' in {where}; allowed: families, {', '.join(HEADLINE)}"
+            )
+    return dict(metrics)
 
 
 def check_table(table: str, schema, values: dict) -> dict:
@@ -209,7 +276,8 @@ def check_model(table: dict) -> dict:
 
 
 def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
-    """The model's sampling defaults overlaid with `settings`, each checked like its default."""
+    """The model's sampling defaults overlaid with `settings`, each of the default's type and within
+    the bounds the model class states (models/base.py `setting_bounds`)."""
     defaults = cls.sample_defaults()
     for key, value in settings.items():
         if key not in defaults:
@@ -217,8 +285,25 @@ def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
                 f"unknown sampling setting '{shown(key, 40)}' for {cls.__name__}; "
                 f"allowed: {', '.join(defaults)}"
             )
-        _check_like(f"{table}{key}", value, defaults[key], key)
+        check_setting(cls, key, value, f"{table}{key} = {shown_value(value)}")
     return {**defaults, **settings}
+
+
+def check_setting(cls: type, key: str, value, where: str) -> None:
+    """One sampling setting against its bounds: a whole number where the default is one."""
+    if key not in cls.setting_bounds:  # a model class that forgot to bound a setting refuses it
+        raise ValueError(f"{where}; {cls.__name__} states no bounds for '{key}'")
+    low, high = cls.setting_bounds[key]
+    if isinstance(cls.sample_defaults()[key], int):
+        if not is_whole(value, low, high):
+            raise ValueError(f"{where}; allowed: a whole number from {low} to {high}")
+    elif (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(f"{where}; allowed: a number from {low:g} to {high:g}")
 
 
 def _check_like(name: str, value, default, key: str) -> None:
@@ -259,10 +344,6 @@ def build(config: dict) -> models.Generator:
 def load(path_or_name) -> dict:
     """A TOML config file, or a shipped config by name (`cvae-arithmetic`), resolved and checked, its
     model built once to run the model's own checks; ValueError in one line naming the file otherwise."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
     path = Path(path_or_name)
     if not path.exists() and (SHIPPED / f"{path_or_name}.toml").is_file():
         path = SHIPPED / f"{path_or_name}.toml"
@@ -271,21 +352,16 @@ def load(path_or_name) -> dict:
             f"config '{path}' is a folder; give a TOML file or a shipped config's name "
             f"({', '.join(shipped())})"
         )
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(
-            f"config file '{path}' not found; give a TOML file or a shipped config's name "
+    if not path.exists():
+        raise ConfigError(
+            f"config file '{shown(path, 200)}' not found; give a TOML file or a shipped config's name "
             f"({', '.join(shipped())})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(
-            f"config '{path}' cannot be read: {e.strerror if isinstance(e, OSError) else e}"
-        ) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config '{path}' is not valid TOML: {str(e).splitlines()[0]}") from None
+        )
+    where = f"config '{shown(path, 200)}'"
+    raw = files.parse_toml(files.read_text(path, MAX_CONFIG_BYTES, where, ConfigError), where, ConfigError)
     try:
+        if "name" in raw:
+            check_run_name(raw["name"])
         config = resolve(raw)
         with torch.random.fork_rng(devices=[]):  # built once to run the model's own checks; no RNG consumed
             build(config)
@@ -293,6 +369,19 @@ def load(path_or_name) -> dict:
         raise ValueError(f"{path}: {e}") from None
     config.setdefault("name", path.stem)
     return config
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_run_name(name) -> str:
+    """A config's name as a run folder's name: a plain name, never a path."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise ValueError(
+            f"name = {shown_value(name)}; allowed: a plain name of letters, digits, '.', '_' and '-' "
+            "(at most 100, not starting with '.'), never a path"
+        )
+    return name
 
 
 def shipped() -> list[str]:

@@ -1,6 +1,8 @@
 """The errors ved raises for input it refuses. Each message is one line naming what was wrong and
 what is allowed; the CLI prints it as it is (exit 2), the server sends it with a 4xx."""
 
+import unicodedata
+
 
 class VedError(ValueError):
     """Input ved refuses: a caption, an argument, a model folder, a config, a run folder."""
@@ -14,9 +16,16 @@ def one_line(error: BaseException) -> str:
 
 def shown(text, limit: int = 100) -> str:
     """User input as an error message may repeat it: one line, at most `limit` characters, and
-    printable whatever it holds (a lone surrogate cannot be encoded, so it would break the message)."""
+    printable whatever it holds: a lone surrogate cannot be encoded, so it would break the message,
+    and a control or format character (ESC, BEL, a bidi override) would act on the terminal, so each
+    is shown escaped (`\\x1b`)."""
     text = " ".join(str(text)[: 4 * limit].split()).encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(_escaped(ch) if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _escaped(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
 
 
 def shown_value(value, limit: int = 60) -> str:

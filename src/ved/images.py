@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 DEFAULT_N = 8  # images per caption, everywhere: Python, the CLI and the HTTP API
+MAX_IMAGES = 1_000_000  # captions x n that one call draws or scores: 784 MB as uint8 (docs/robustness.md)
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:

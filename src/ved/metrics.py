@@ -17,6 +17,13 @@ from . import captions, mnist
 from .batches import CaptionedImages, CaptionPool
 
 SAMPLES_PER_SPLIT = 5000  # generated images per family and split (about 500 per digit)
+# Bounded work whatever a caller hands in: the pairwise measures grow with n squared (40,000 images
+# of one caption would need 12.8 GB for their distances), so each runs on at most this many images,
+# the first ones (draws are independent, so the first are as good a sample as any). Studies draw
+# far fewer, so their figures are the exact ones.
+DIVERSITY_IMAGES = 1000  # images per caption whose mean pairwise distance is measured
+PRECISION_RECALL_IMAGES = 2000  # generated images per digit for precision and recall
+SCORE_CHUNK = 4096  # images through the judge at once
 
 
 @torch.no_grad()
@@ -175,23 +182,44 @@ def score_pool(
     return score_images(torch.cat(images), caption_pool.captions, judge, reference)
 
 
+def as_floats(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0 = background) or floats in [0, 1], as floats in [0, 1]."""
+    return images.float().div(255) if images.dtype == torch.uint8 else images.float()
+
+
+@torch.no_grad()
+def judge_images(judge, images: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The judge's features and predicted digit of (N, 28, 28) images (uint8 or floats), SCORE_CHUNK
+    at a time, so that memory is the features' whatever N is."""
+    feats, predicted = [], []
+    for lo in range(0, len(images), SCORE_CHUNK):
+        f = judge.features(as_floats(images[lo : lo + SCORE_CHUNK]).to(device))
+        feats.append(f.cpu())
+        predicted.append(judge.head(f).argmax(1).cpu())
+    return torch.cat(feats), torch.cat(predicted)
+
+
+def at_most(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """`rows` as they are if there are at most `count`, else a seeded sample of `count` of them (from
+    every caption of a digit, not the first caption's alone)."""
+    if len(rows) <= count:
+        return rows
+    return rows[np.sort(np.random.default_rng(seed).permutation(len(rows))[:count])]
+
+
 @torch.no_grad()
 def score_images(images: torch.Tensor, caption_list: list[str], judge, reference: RealReference) -> dict:
-    """Score images of any generator, (captions, n, 28, 28) in [0, 1], row i drawn for caption i:
-    accuracy (overall, by operations, by digit), confusion matrix, FJD per digit against the
-    reference's digits (with the held-out-real bar beside it), precision and recall, diversity."""
+    """Score images of any generator, (captions, n, 28, 28) uint8 or in [0, 1], row i drawn for
+    caption i: accuracy (overall, by operations, by digit), confusion matrix, FJD per digit against
+    the reference's digits (with the held-out-real bar beside it), precision and recall, diversity.
+    Memory grows with the images' count only through their features (512 bytes each)."""
     device = reference.images.device
     digits = torch.tensor([captions.parse(c) for c in caption_list])
     per_caption = images.shape[1]
-    predicted, generated_features, spread = [], [], []
-    for lo in range(0, len(images), 256):
-        chunk = images[lo : lo + 256].to(device)
-        feats = features(judge, chunk.reshape(-1, 28, 28))
-        predicted.append(judge.head(feats).argmax(1).view(len(chunk), per_caption).cpu())
-        generated_features.append(feats.view(len(chunk), per_caption, -1).cpu())
-        spread += [mean_pairwise_distance(im) for im in chunk]
-    predicted = torch.cat(predicted)  # (captions, per_caption), row i belongs to caption i
-    generated_features = torch.cat(generated_features)
+    feats, predicted = judge_images(judge, images.reshape(-1, 28, 28), device)
+    predicted = predicted.view(len(images), per_caption)  # row i belongs to caption i
+    generated_features = feats.view(len(images), per_caption, -1)
+    spread = [mean_pairwise_distance(as_floats(row[:DIVERSITY_IMAGES])) for row in images]
     correct = (predicted == digits[:, None]).float()
     ops = torch.tensor([captions.operation_count(c) for c in caption_list])
     confusion = torch.zeros(10, 10, dtype=torch.long)
@@ -210,7 +238,10 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
     # as many real digits as generated ones, drawn once: the k-NN radii depend on a set's size
     pick = np.random.default_rng(reference.seed)
     prec_rec = [
-        precision_recall(pick.permutation(reference.digit_features(d))[: len(f)], f)
+        precision_recall(
+            pick.permutation(reference.digit_features(d))[: min(len(f), PRECISION_RECALL_IMAGES)],
+            at_most(f, PRECISION_RECALL_IMAGES, reference.seed),
+        )
         for d, f in enumerate(per_digit)
     ]
     diversity = [s / reference.spread[int(d)] for s, d in zip(spread, digits)]

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import holdout
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, read_bytes
 
 # sha256 over train images, train labels, test images, test labels (uint8, IDX order).
 CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
@@ -141,10 +142,16 @@ def fetch(data_dir=None, progress: bool = True, log=print) -> MNIST:
 # ---------------------------------------------------------------- IDX files
 
 
+MAX_IDX_BYTES = 64 << 20  # MNIST's largest IDX file, the training images, is 47 MB
+
+
 def read_idx(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
+    raw = read_bytes(path, MAX_IDX_BYTES, error=DataError)  # a device or a gzip bomb stops at the cap
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        unzip = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        raw = unzip.decompress(raw, MAX_IDX_BYTES + 1)
+        if len(raw) > MAX_IDX_BYTES:
+            raise DataError(f"{path} unpacks to over {MAX_IDX_BYTES >> 20} MB; MNIST's IDX files are smaller")
     if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes")
     ndim = raw[3]

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from . import captions, checkpoint, models, vocab
 from . import config as configs
 from .checkpoint import ModelError
-from .errors import VedError, is_whole, one_line, shown_value
-from .images import DEFAULT_N
+from .errors import VedError, is_whole, one_line, shown, shown_value
+from .images import DEFAULT_N, MAX_IMAGES
 from .precision import CHOICES as PRECISIONS
 from .precision import autocast_for
 from .precision import resolve as resolve_precision
@@ -72,13 +72,32 @@ def _is_model_folder(path: Path) -> bool:
         return False
 
 
-def device_of(name: str | None) -> torch.device:
-    name = name or "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"--device {name}: this torch build or machine has no CUDA device; use --device cpu")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ModelError(f"unknown device '{name}'; use cpu or cuda[:N]")
-    return torch.device(name)
+def device_of(name) -> torch.device:
+    """A device as torch names one: "cpu", "cuda", "cuda:N", a torch.device, or an int N (cuda:N, as
+    torch reads it); ModelError in one line for any other, or a CUDA device this machine lacks."""
+    if name is None:
+        return torch.device("cpu")
+    if isinstance(name, int) and not isinstance(name, bool) and name >= 0:
+        name = f"cuda:{name}"
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise ModelError(
+            f"device must be a name such as 'cpu' or 'cuda:0' or a torch.device, got {type(name).__name__}"
+        )
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or name.strip() != name:
+        raise ModelError(f"unknown device '{shown(name, 40)}'; use cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(
+            f"--device {shown(name, 40)}: this torch build or machine has no CUDA device; use --device cpu"
+        )
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ModelError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def load_generator(folder: Path, device="cpu", config: dict | None = None) -> torch.nn.Module:
@@ -90,23 +109,61 @@ def load_generator(folder: Path, device="cpu", config: dict | None = None) -> to
     except ValueError as e:
         raise ModelError(f"{Path(folder) / checkpoint.CONFIG}: {one_line(e)}") from None
     _load_weights(model, folder, device)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    canary_draw(model, config, folder)
+    return model
 
 
 def _load_weights(model: torch.nn.Module, folder: Path, device) -> None:
+    """The folder's tensors into `model`: each of the dtype and shape the architecture has (a
+    float64 tensor would be cast on the way in, and 1e300 becomes inf), then every weight and buffer
+    finite as the model holds it."""
+    path = Path(folder) / checkpoint.WEIGHTS
     weights = checkpoint.load_weights(folder, device)
+    expected = model.state_dict()
+    for name, tensor in weights.items():
+        if name in expected and tensor.dtype != expected[name].dtype:
+            raise ModelError(
+                f"{path}: '{shown(name, 60)}' is {str(tensor.dtype).removeprefix('torch.')}; "
+                f"this model holds it as {str(expected[name].dtype).removeprefix('torch.')}"
+            )
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:  # missing, unexpected or wrongly shaped tensors
-        raise ModelError(
-            f"{Path(folder) / checkpoint.WEIGHTS} does not fit its config.json: {_first_mismatch(str(e))}"
-        ) from None
-    for name, tensor in weights.items():
+        raise ModelError(f"{path} does not fit its config.json: {_first_mismatch(str(e))}") from None
+    for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ModelError(
-                f"{Path(folder) / checkpoint.WEIGHTS} holds non-finite values (NaN or inf) "
-                f"in '{name}'; a model with them draws nothing"
+                f"{path} holds non-finite values (NaN or inf) in '{shown(name, 60)}'; "
+                "a model with them draws nothing"
             )
+
+
+CANARY_SEED = 0
+
+
+@torch.no_grad()
+def canary_draw(model, config: dict, folder: Path) -> None:
+    """Two images of each digit, drawn at load with the folder's own sampling settings: a folder
+    whose weights are finite but still draw NaN, inf or blank images (weights that overflow once
+    multiplied, a decoder of zeros) is refused here, not found out by a user's empty grid."""
+    pool = captions.pool_for(config["data"], "train")
+    tokens, lengths = vocab.encode([pool[d][0] for d in range(10) if pool[d]])
+    device = next(model.parameters()).device
+    g = torch.Generator().manual_seed(CANARY_SEED)
+    images = model.generate(tokens.to(device), lengths.to(device), 2, g, **config["sample"]).float()
+    why = None
+    if not torch.isfinite(images).all():
+        why = "non-finite pixels (NaN or inf)"
+    elif images.shape[-2:] != (28, 28) or (images.amin() < 0) or (images.amax() > 1):
+        why = "images that are not 28x28 pixels in [0, 1]"
+    elif (images.amax((-2, -1)) - images.amin((-2, -1)) < 1 / 255).any():
+        why = "blank images (one shade of grey)"
+    if why:
+        raise ModelError(
+            f"{Path(folder) / checkpoint.WEIGHTS}: a test draw at load gave {why}; "
+            "this folder cannot draw digits"
+        )
 
 
 def _first_mismatch(message: str) -> str:
@@ -162,7 +219,7 @@ class Pipeline:
 
     def to(self, device) -> Pipeline:
         """The pipeline on another device (as torch's .to: moved in place, returned)."""
-        self.device = device_of(str(device))
+        self.device = device_of(device)
         self.model.to(self.device)
         return self
 
@@ -210,6 +267,7 @@ class Pipeline:
         caption, ArgumentError for any other bad argument."""
         caption_list, loose = self.check(caption_list, strict)
         n, output_type = check_n(n), check_output_type(output_type)
+        check_image_count(len(caption_list), n)
         if isinstance(generator, (list, tuple)):
             if len(generator) != len(caption_list):
                 raise ArgumentError(
@@ -232,16 +290,18 @@ class Pipeline:
             (len(caption_list), n, 28, 28), dtype=torch.float32 if output_type == "pt" else torch.uint8
         )
         step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
-        chunks = range(0, len(caption_list), step)
+        per_pass = min(n, CHUNK_IMAGES)  # n > CHUNK_IMAGES: a caption's images in several passes
+        chunks = [(lo, j) for lo in range(0, len(caption_list), step) for j in range(0, n, per_pass)]
         autocast = autocast_for(resolve_precision(check_precision(self.precision), self.device), self.device)
-        for lo in tqdm(chunks, desc="drawing", leave=False, disable=not progress or len(chunks) < 2):
+        for lo, j in tqdm(chunks, desc="drawing", leave=False, disable=not progress or len(chunks) < 2):
             tokens, lengths = vocab.encode(caption_list[lo : lo + step])
             chunk_g = g[lo : lo + step] if isinstance(g, list) else g
+            m = min(per_pass, n - j)
             with torch.autocast(**autocast):
                 drawn = self.model.generate(
-                    tokens.to(self.device), lengths.to(self.device), n, chunk_g, **settings
+                    tokens.to(self.device), lengths.to(self.device), m, chunk_g, **settings
                 ).float()
-            images[lo : lo + step] = drawn.cpu() if output_type == "pt" else as_uint8(drawn.cpu())
+            images[lo : lo + step, j : j + m] = drawn.cpu() if output_type == "pt" else as_uint8(drawn.cpu())
         return as_output(images, output_type)
 
     def generate(
@@ -328,6 +388,15 @@ def check_n(n) -> int:
         shown = repr(n) if isinstance(n, (int, float)) else type(n).__name__
         raise ArgumentError(f"n must be a whole number from 1 to {MAX_N}, got {shown}")
     return n
+
+
+def check_image_count(caption_count: int, n: int) -> None:
+    """At most MAX_IMAGES images a call: the output alone is 784 bytes an image (4 times that as floats)."""
+    if caption_count * n > MAX_IMAGES:
+        raise ArgumentError(
+            f"{caption_count:,} captions x n = {n:,} is {caption_count * n:,} images; at most "
+            f"{MAX_IMAGES:,} a call: draw them in several calls"
+        )
 
 
 def check_precision(setting) -> str:

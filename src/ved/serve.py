@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import ipaddress
 import json
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -29,10 +31,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import captions
+from . import captions, http_guard
 from . import config as configs
 from .captions import CaptionError
-from .errors import shown
+from .errors import VedError, shown
+from .files import parse_json
+from .http_guard import SECURITY_HEADERS
 from .images import png_bytes, wrapped_grid
 from .pipeline import (
     DEFAULT_MODEL,
@@ -50,17 +54,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_CAPTION_CHARS = 256
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+# a Host header: a name or an IPv4 address, or an IPv6 address in brackets; then an optional port
+HOST = re.compile(rb"(?:\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9.-]{1,253}))(?::[0-9]{1,5})?")
 
 
 BATCH_IMAGES = 1024  # images per forward pass, at most; a request's n images always go in one
@@ -81,11 +76,19 @@ class Batcher:
 
     def __init__(self, max_images=BATCH_IMAGES, window=BATCH_WINDOW_S, max_waiting=MAX_WAITING):
         self.max_images, self.window, self.max_waiting = max_images, window, max_waiting
-        self.waiting: list[tuple] = []  # (pipeline, caption, n, seed, future)
+        # (pipeline, caption, n, seed, future); caption None: a same-style request of n rows
+        self.waiting: list[tuple] = []
         self.task: asyncio.Task | None = None
 
     async def draw(self, pipe: Pipeline, caption: str, n: int, seed: int) -> tuple[np.ndarray, int]:
         """The request's (n, 28, 28) images, and how many requests shared their forward pass."""
+        return await self._queue(pipe, caption, n, seed)
+
+    async def same_style(self, pipe: Pipeline, n: int, seed: int) -> np.ndarray:
+        """(n, 10, 28, 28): a same-style request waits in the same queue, under the same limit."""
+        return (await self._queue(pipe, None, n, seed))[0]
+
+    async def _queue(self, pipe, caption, n, seed):
         if len(self.waiting) >= self.max_waiting:
             raise Busy
         future = asyncio.get_running_loop().create_future()
@@ -94,28 +97,40 @@ class Batcher:
             self.task = asyncio.create_task(self.run())
         return await future
 
+    @staticmethod
+    def images_of(job) -> int:
+        return job[2] * (10 if job[1] is None else 1)
+
     async def run(self) -> None:
         while self.waiting:
             await asyncio.sleep(self.window)  # requests that arrive together join this batch
             batch, images = [], 0
-            while self.waiting and (not batch or images + self.waiting[0][2] <= self.max_images):
+            while self.waiting and (not batch or images + self.images_of(self.waiting[0]) <= self.max_images):
                 batch.append(self.waiting.pop(0))
-                images += batch[-1][2]
+                images += self.images_of(batch[-1])
             groups: dict[tuple, list] = {}
-            for job in batch:
-                groups.setdefault((id(job[0]), job[2]), []).append(job)
+            for job in batch:  # same-style requests are drawn one by one: each is its own rows
+                key = (id(job[0]), job[2]) if job[1] is not None else (id(job), "style")
+                groups.setdefault(key, []).append(job)
             for jobs in groups.values():
-                pipe, n = jobs[0][0], jobs[0][2]
-                try:
-                    with warnings.catch_warnings():  # each request said its own warning already
-                        warnings.simplefilter("ignore")
-                        drawn = pipe([j[1] for j in jobs], n=n, generator=[j[3] for j in jobs], strict=False)
-                    results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
-                except Exception as e:  # the requests' own error handlers answer it
-                    results = [(j[4], None, e) for j in jobs]
-                for future, images, err in results:
-                    if not future.done():  # a client that hung up cancelled its future
-                        future.set_exception(err) if err else future.set_result(images)
+                self.answer(jobs)
+
+    @staticmethod
+    def answer(jobs: list[tuple]) -> None:
+        pipe, n = jobs[0][0], jobs[0][2]
+        try:
+            with warnings.catch_warnings():  # each request said its own warning already
+                warnings.simplefilter("ignore")
+                if jobs[0][1] is None:
+                    drawn = [pipe.same_style(n, generator=jobs[0][3])]
+                else:
+                    drawn = pipe([j[1] for j in jobs], n=n, generator=[j[3] for j in jobs], strict=False)
+            results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
+        except Exception as e:  # the requests' own error handlers answer it
+            results = [(j[4], None, e) for j in jobs]
+        for future, images, err in results:
+            if not future.done():  # a client that hung up cancelled its future
+                future.set_exception(err) if err else future.set_result(images)
 
 
 class GenerateRequest(BaseModel):
@@ -179,7 +194,7 @@ class Guard:
     """Pure ASGI, before anything else reads the request: Host check, body limit, security headers."""
 
     def __init__(self, app, allowed_hosts: list[str]):
-        self.app, self.allowed = app, {h.lower().strip("[]") for h in allowed_hosts}
+        self.app, self.allowed = app, {_host_key(h) for h in allowed_hosts}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -191,9 +206,7 @@ class Guard:
             await send(message)
 
         headers = dict(scope["headers"])
-        host = headers.get(b"host", b"").decode("latin-1")
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if name.lower().strip("[]") not in self.allowed:
+        if not self.host_allowed([value for name, value in scope["headers"] if name == b"host"]):
             return await error(
                 400,
                 "unexpected Host header; the server answers only the names it was started "
@@ -211,6 +224,11 @@ class Guard:
             more = message.get("more_body", False)
             if len(body) > MAX_BODY_BYTES:
                 return await too_large()(scope, receive, send_with_headers)
+        if scope["method"] == "POST" and body and b"json" in headers.get(b"content-type", b"json"):
+            try:  # what FastAPI would answer 400 to (deep nesting, a 5,000-digit integer, bad UTF-8)
+                parse_json(bytes(body), "body")
+            except VedError as e:
+                return await error(422, str(e))(scope, receive, send_with_headers)
         replayed = False
 
         async def replay():
@@ -221,6 +239,28 @@ class Guard:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.app(scope, replay, send_with_headers)
+
+    def host_allowed(self, hosts: list[bytes]) -> bool:
+        """Exactly one Host header, of a strict form (no user info, no brackets around a name), naming
+        an allowed host."""
+        match = HOST.fullmatch(hosts[0]) if len(hosts) == 1 else None
+        if match is None:
+            return False
+        if match["v6"] is not None:
+            try:
+                return str(ipaddress.IPv6Address(match["v6"].decode())) in self.allowed
+            except ValueError:
+                return False
+        return match["name"].decode().lower() in self.allowed
+
+
+def _host_key(name: str) -> str:
+    """A host name lower-cased, an IPv6 address in its one compressed spelling."""
+    name = name.strip("[]").lower()
+    try:
+        return str(ipaddress.IPv6Address(name))
+    except ValueError:
+        return name
 
 
 def create_app(
@@ -263,15 +303,15 @@ def create_app(
     async def invalid(request, exc):
         return error(422, validation_message(exc.errors()))
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/app.js", include_in_schema=False)
+    @app.api_route("/app.js", methods=["GET", "HEAD"], include_in_schema=False)
     def script():
         return FileResponse(STATIC / "app.js", media_type="text/javascript")
 
-    @app.get("/style.css", include_in_schema=False)
+    @app.api_route("/style.css", methods=["GET", "HEAD"], include_in_schema=False)
     def style():
         return FileResponse(STATIC / "style.css", media_type="text/css")
 
@@ -287,7 +327,10 @@ def create_app(
         """Same handwriting, every digit: `n` rows of the ten digits, each row one style."""
         pipe = pipeline(request.model)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
-        rows = pipe.same_style(request.n, generator=seed)
+        try:
+            rows = await batcher.same_style(pipe, request.n, seed)
+        except Busy:
+            return error(503, "the server is busy; retry in a moment", headers={"Retry-After": "1"})
         images = [[base64.b64encode(png_bytes(im)).decode() for im in row] for row in rows]
         return SafeJSON(
             {"n": request.n, "seed": seed, "model": request.model or default_name, "images": images}
@@ -358,6 +401,8 @@ def run(
     allowed_hosts: list[str] | None = None,
     queue: int = MAX_WAITING,
     precision: str = "auto",
+    client_connections: int = http_guard.CLIENT_CONNECTIONS,
+    request_seconds: int = http_guard.REQUEST_SECONDS,
 ) -> None:
     import uvicorn
 
@@ -375,10 +420,18 @@ def run(
     os.environ["VED_SERVE_HOSTS"] = ",".join(hosts)
     os.environ["VED_SERVE_QUEUE"] = str(queue)
     os.environ["VED_SERVE_PRECISION"] = precision
+    os.environ["VED_SERVE_CLIENT_CONNECTIONS"] = str(client_connections)
+    os.environ["VED_SERVE_REQUEST_SECONDS"] = str(request_seconds)
     print(
         f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))",
         flush=True,
     )
     uvicorn.run(
-        "ved.serve:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="warning"
+        "ved.serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        http=http_guard.GuardedHttpTools,  # a deadline for each request, a cap per client (http_guard.py)
     )

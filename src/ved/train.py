@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,16 +99,43 @@ def train(
     progress: bool = True,
     log=print,
     dist=None,
+    overwrite: bool = False,
 ) -> dict:
     """Train a generative model; returns the final train state summary. `dist`: see distributed.py.
-    Everything it chooses (early stopping, the kept weights) sees training and validation data only:
-    it runs sealed, so a read of the test split anywhere inside raises."""
+    A folder `out` that holds anything is refused unless `resume` (continue the run there) or
+    `overwrite` (remove its run files first). Everything it chooses (early stopping, the kept
+    weights) sees training and validation data only: it runs sealed, so a read of the test split
+    anywhere inside raises."""
     with holdout.sealed():
-        return _train(config, out, device, resume, judge, progress, log, dist)
+        return _train(config, out, device, resume, judge, progress, log, dist, overwrite)
 
 
-def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
+RUN_FILES = (checkpoint.WEIGHTS, checkpoint.CONFIG, "metrics.jsonl", "last", ".last.old")
+
+
+def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """A fresh run never writes over another: an existing folder that holds anything is refused
+    unless the caller resumes it or asks to overwrite it (then only ved's run files are removed)."""
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise checkpoint.ModelError(
+            f"{out} exists and is not empty; --resume continues the run in it, --overwrite trains "
+            "afresh over it, or choose another --out"
+        )
+    for name in RUN_FILES:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    for partial in out.glob(".last.new-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -> dict:
     out, last = Path(out), Path(out) / "last"
+    if dist is None or dist.rank == 0:
+        claim_run_folder(out, resume, overwrite)
+    if dist:
+        dist.barrier()
     cfg = {**configs.resolve(config), "provenance": about.provenance(mnist.CONTENT_SHA256)}
     tcfg = cfg["train"]
     rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
@@ -146,11 +174,16 @@ def _train(config, out, device, resume, judge, progress, log, dist) -> dict:
             log(f"{note} ({state['seconds']:.1f}s)")
     ema = EMA(model, tcfg["ema"], state.get("ema_steps", 0)) if tcfg["ema"] else None
     if ema is not None and saved is not None and "ema" in saved:  # else it starts from the resumed weights
-        ema.model.load_state_dict(saved["ema"])
+        try:
+            ema.model.load_state_dict(saved["ema"])
+        except (RuntimeError, TypeError, AttributeError, KeyError) as e:
+            raise checkpoint.ModelError(f"{last}: its moving average does not fit ({one_line(e)})") from None
     kept = ema.model if ema is not None else model
     net = dist.wrap(model) if dist else model
     metrics_path = out / "metrics.jsonl"
-    history = _read_metrics(metrics_path)[: state["epoch"]]  # drop epochs logged after the last checkpoint
+    history = checkpoint.read_metrics(
+        metrics_path, state["epoch"]
+    )  # drop epochs logged after the last checkpoint
     valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
@@ -313,24 +346,15 @@ def _resumable(last: Path, out: Path, is_main: bool, dist) -> dict | None:
 def _restore(saved: dict, last: Path, model, optimizer, generator, rank: int, state: dict, device) -> dict:
     try:
         model.load_state_dict(checkpoint.load_weights(last, device))
+        checkpoint.check_optimizer_state(saved["optimizer"], optimizer)
         optimizer.load_state_dict(saved["optimizer"])
         _set_rng_states(generator, saved["rng"], rank)
-        state = {**state, **saved["state"]}
-        int(state["epoch"])
-    except (RuntimeError, ValueError, KeyError, IndexError, TypeError) as e:
+    except (RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise checkpoint.ModelError(
             f"{last} does not fit this config ({one_line(e)}); resume with the config "
             "the run was trained with, or train afresh without --resume"
         ) from None
+    state = {**state, **saved["state"]}
     if state.pop("style_refitted", False):  # saved before `finish` had its name
         state["finished"] = True
     return state
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as e:
-        raise checkpoint.ModelError(f"{path} cannot be read ({one_line(e)}); train this run afresh") from None

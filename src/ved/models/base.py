@@ -32,6 +32,10 @@ class Generator(nn.Module):
     def after_epoch(self, train, generator: torch.Generator) -> None:
         """After each epoch's steps, on the weights that are validated and kept."""
 
+    # Every sampling setting's bounds, inclusive: what a [sample] table, a call, the CLI and the HTTP
+    # API accept. A setting without bounds is refused (config.check_sample), so none goes unchecked.
+    setting_bounds: dict[str, tuple[float, float]] = {}
+
     finishes = False  # True if `finish` has work to do: only then does the loop load the best weights
 
     def finish(self, train, generator: torch.Generator) -> bool:

@@ -164,6 +164,9 @@ class ConditionalVAE(Generator):
         self.fit_style_prior(train, generator, steps=self.final_fit_steps)
         return True
 
+    # sharpness 0 draws every pixel at 0.5: a blank image; accept 1 could never be met
+    setting_bounds = {"temperature": (0.0, 5.0), "sharpness": (0.1, 10.0), "accept": (0.0, 0.999)}
+
     def check_settings(self, temperature=1.0, sharpness=1.0, accept=0.0):
         if not 0 <= accept < 1:
             raise ValueError(f"accept = {accept!r}; allowed: a probability in [0, 1)")

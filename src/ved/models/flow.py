@@ -116,6 +116,8 @@ class CaptionFlow(CaptionConditioned):
 
     forward = loss
 
+    setting_bounds = {"steps": (1, 1000), "guidance": (0.0, 20.0)}
+
     def check_settings(self, steps=20, guidance=2.0):
         if steps < 1:
             raise ValueError(f"steps = {steps!r}; allowed: a whole number of Euler steps >= 1")

@@ -68,6 +68,8 @@ class PaperVED(Generator):
 
     forward = loss
 
+    setting_bounds = {"temperature": (0.0, 5.0)}
+
     @torch.no_grad()
     def generate(self, tokens, lengths, n: int, generator=None, *, temperature: float = 1.0) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: z drawn from the caption's Gaussian,

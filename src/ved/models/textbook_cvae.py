@@ -59,6 +59,8 @@ class TextbookCVAE(CaptionConditioned):
 
     forward = loss
 
+    setting_bounds = {"temperature": (0.0, 5.0), "sharpness": (0.1, 10.0)}
+
     @torch.no_grad()
     def generate(
         self, tokens, lengths, n: int, generator=None, *, temperature: float = 1.0, sharpness: float = 1.0
