@@ -278,7 +278,7 @@ class Pipeline:
             self.last_seed = None
         else:
             g = self._generator(generator)
-        settings = self._settings(settings)
+        settings = self.resolve_settings(settings)
         if loose:
             warnings.warn(
                 f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
@@ -318,7 +318,7 @@ class Pipeline:
         (n, 10, 28, 28) for "np". A model whose latent does not part style from content (the paper's)
         shows each digit's latent mean. The digits are named by one training caption each."""
         n, output_type = check_n(n), check_output_type(output_type)
-        g, settings = self._generator(generator), self._settings(settings)
+        g, settings = self._generator(generator), self.resolve_settings(settings)
         pool = captions.pool_for(self.config["data"], "train") if self.config else captions.label_pool()
         tokens, lengths = vocab.encode([pool[d][0] for d in range(10)])
         images = self.model.same_style(tokens.to(self.device), lengths.to(self.device), n, g, **settings)
@@ -332,7 +332,9 @@ class Pipeline:
         self.last_seed = secrets.randbits(63) if seed is None else seed
         return torch.Generator().manual_seed(self.last_seed)
 
-    def _settings(self, overrides: dict) -> dict:
+    def resolve_settings(self, overrides: dict) -> dict:
+        """The pipeline's sampling settings with `overrides`, each checked against the model's bounds;
+        ArgumentError in one line naming the setting and what is allowed otherwise."""
         try:
             settings = configs.check_sample(type(self.model), {**self.settings, **overrides}, table="")
             self.model.check_settings(**settings)
