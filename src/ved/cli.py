@@ -213,9 +213,10 @@ def cmd_sample(args):
         )
     writable_file(out, "--out")
     pipe = load(args.model, device=args.device, precision=args.precision)
+    settings = pipe.resolve_settings(args.settings)  # every one checked before any work
     strict = not args.no_strict
     if args.same_style:
-        images = pipe.same_style(args.n, generator=args.seed)
+        images = pipe.same_style(args.n, generator=args.seed, **settings)
         labels = [f"style {i + 1}" for i in range(args.n)]
     else:
         try:  # every caption, before any work: the first refused one stops it all
@@ -230,7 +231,9 @@ def cmd_sample(args):
             )
         with warnings.catch_warnings():  # said above, in the CLI's own words
             warnings.simplefilter("ignore")
-            images = pipe(caption_list, args.n, generator=args.seed, strict=strict, progress=not args.quiet)
+            images = pipe(
+                caption_list, args.n, generator=args.seed, strict=strict, progress=not args.quiet, **settings
+            )
         labels = [shown(c, 60) for c in caption_list]
     from .checkpoint import atomic_write_bytes
 
@@ -247,9 +250,12 @@ def cmd_sample(args):
 
 def cmd_models(args):
     from . import config as configs
-    from .pipeline import WEIGHTS_DIR, resolve_model, shipped_models
+    from .pipeline import WEIGHTS_DIR, load, resolve_model, shipped_models
 
-    folders = [WEIGHTS_DIR / name for name in shipped_models()] + [resolve_model(m) for m in args.model or []]
+    given = [resolve_model(m) for m in args.model or []]
+    for folder in given:  # listed only if it loads and draws: a folder from anywhere is checked whole
+        load(folder)
+    folders = [WEIGHTS_DIR / name for name in shipped_models()] + given
     rows = [("model", "families", "test accuracy", "FJD", "diversity", "train s", "ved", "trained")]
     for folder in folders:
         config = configs.of_folder(folder)
@@ -470,7 +476,13 @@ def parser() -> argparse.ArgumentParser:
     add_quiet(s)
     s.set_defaults(run=cmd_train)
 
-    s = sub.add_parser("sample", help="draw digits for captions into a .npy array or a .png grid")
+    s = sub.add_parser(
+        "sample",
+        help="draw digits for captions into a .npy array or a .png grid",
+        epilog="Any sampling setting of the model is an option too, e.g. --temperature 0.8 --accept 0.95 "
+        "for the default model (its [sample] table); each is checked against the model's bounds "
+        "(docs/robustness.md).",
+    )
     s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
     add_model(s)
     s.add_argument(
@@ -503,6 +515,7 @@ def parser() -> argparse.ArgumentParser:
     add_device(s)
     add_precision(s, "fp32", "fp32 draws what ved.load() draws in Python")
     s.set_defaults(run=cmd_sample)
+    p.sample_parser = s  # its options, told apart from the model's sampling settings (split_settings)
 
     s = sub.add_parser("models", help="list the shipped models (and --model folders) with their metrics")
     s.add_argument(
@@ -628,9 +641,51 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_settings(argv: list[str], p: argparse.ArgumentParser) -> tuple[list[str], list[tuple[str, str]]]:
+    """`ved sample`'s `--NAME VALUE` (or `--NAME=VALUE`) pairs that are none of its own options: the
+    model's sampling settings, checked against it once it is loaded (so that a model's new setting
+    needs no new flag here). Taken out before argparse, which would read VALUE as a caption."""
+    commands = [i for i, token in enumerate(argv) if not token.startswith("-")]
+    if not commands or argv[commands[0]] != "sample":
+        return argv, []
+    known = {option for action in p.sample_parser._actions for option in action.option_strings}
+    kept, pairs, i = argv[: commands[0] + 1], [], commands[0] + 1
+    while i < len(argv):
+        token = argv[i]
+        name = token.split("=", 1)[0]
+        if token.startswith("--") and len(name) > 2 and name not in known:
+            if "=" in token:
+                pairs.append((name, token.split("=", 1)[1]))
+            elif i + 1 < len(argv):
+                pairs.append((name, argv[i + 1]))
+                i += 1
+            else:
+                pairs.append((name, ""))
+        else:
+            kept.append(token)
+        i += 1
+    return kept, pairs
+
+
+def sampling_settings(pairs: list[tuple[str, str]]) -> dict:
+    settings = {}
+    for name, text in pairs:
+        try:
+            settings[name[2:].replace("-", "_")] = int(text) if text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            raise UsageError(
+                f"{shown(name, 40)} '{shown(text, 40)}' is not a number; a sampling setting is "
+                "--NAME VALUE, e.g. --temperature 0.8"
+            ) from None
+    return settings
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    argv, pairs = split_settings(list(sys.argv[1:] if argv is None else argv), p)
+    args = p.parse_args(argv)
     try:
+        args.settings = sampling_settings(pairs)
         args.run(args)
     except ValueError as e:  # VedError and the config checks: input the user can fix
         print(f"ved: error: {shown(one_line(e), 500)}", file=sys.stderr)

@@ -42,6 +42,7 @@ from .pipeline import (
     DEFAULT_MODEL,
     DEFAULT_N,
     WEIGHTS_DIR,
+    ArgumentError,
     ModelError,
     Pipeline,
     StrictRefusal,
@@ -76,23 +77,25 @@ class Batcher:
 
     def __init__(self, max_images=BATCH_IMAGES, window=BATCH_WINDOW_S, max_waiting=MAX_WAITING):
         self.max_images, self.window, self.max_waiting = max_images, window, max_waiting
-        # (pipeline, caption, n, seed, future); caption None: a same-style request of n rows
+        # (pipeline, caption, n, seed, future, settings); caption None: a same-style request of n rows
         self.waiting: list[tuple] = []
         self.task: asyncio.Task | None = None
 
-    async def draw(self, pipe: Pipeline, caption: str, n: int, seed: int) -> tuple[np.ndarray, int]:
+    async def draw(
+        self, pipe: Pipeline, caption: str, n: int, seed: int, settings: dict
+    ) -> tuple[np.ndarray, int]:
         """The request's (n, 28, 28) images, and how many requests shared their forward pass."""
-        return await self._queue(pipe, caption, n, seed)
+        return await self._queue(pipe, caption, n, seed, settings)
 
-    async def same_style(self, pipe: Pipeline, n: int, seed: int) -> np.ndarray:
+    async def same_style(self, pipe: Pipeline, n: int, seed: int, settings: dict) -> np.ndarray:
         """(n, 10, 28, 28): a same-style request waits in the same queue, under the same limit."""
-        return (await self._queue(pipe, None, n, seed))[0]
+        return (await self._queue(pipe, None, n, seed, settings))[0]
 
-    async def _queue(self, pipe, caption, n, seed):
+    async def _queue(self, pipe, caption, n, seed, settings):
         if len(self.waiting) >= self.max_waiting:
             raise Busy
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append((pipe, caption, n, seed, future))
+        self.waiting.append((pipe, caption, n, seed, future, settings))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self.run())
         return await future
@@ -110,21 +113,23 @@ class Batcher:
                 images += self.images_of(batch[-1])
             groups: dict[tuple, list] = {}
             for job in batch:  # same-style requests are drawn one by one: each is its own rows
-                key = (id(job[0]), job[2]) if job[1] is not None else (id(job), "style")
+                settings = tuple(sorted(job[5].items()))  # one pass draws with one set of settings
+                key = (id(job[0]), job[2], settings) if job[1] is not None else (id(job), "style")
                 groups.setdefault(key, []).append(job)
             for jobs in groups.values():
                 self.answer(jobs)
 
     @staticmethod
     def answer(jobs: list[tuple]) -> None:
-        pipe, n = jobs[0][0], jobs[0][2]
+        pipe, n, settings = jobs[0][0], jobs[0][2], jobs[0][5]
         try:
             with warnings.catch_warnings():  # each request said its own warning already
                 warnings.simplefilter("ignore")
                 if jobs[0][1] is None:
-                    drawn = [pipe.same_style(n, generator=jobs[0][3])]
+                    drawn = [pipe.same_style(n, generator=jobs[0][3], **settings)]
                 else:
-                    drawn = pipe([j[1] for j in jobs], n=n, generator=[j[3] for j in jobs], strict=False)
+                    generators = [j[3] for j in jobs]
+                    drawn = pipe([j[1] for j in jobs], n=n, generator=generators, strict=False, **settings)
             results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
         except Exception as e:  # the requests' own error handlers answer it
             results = [(j[4], None, e) for j in jobs]
@@ -141,6 +146,9 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
     strict: bool = Field(True, description="false: also draw captions outside the model's grammar")
+    settings: dict[str, int | float] | None = Field(
+        None, max_length=8, description='the model\'s sampling settings, e.g. {"temperature": 0.8}'
+    )
 
     @field_validator("caption", "model")
     @classmethod
@@ -158,6 +166,7 @@ class SameStyleRequest(BaseModel):
     n: int = Field(1, ge=1, le=8)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
+    settings: dict[str, int | float] | None = Field(None, max_length=8, description="as in /api/generate")
 
     @field_validator("model")
     @classmethod
@@ -299,6 +308,10 @@ def create_app(
     async def bad_input(request, exc):
         return error(400, str(exc))
 
+    @app.exception_handler(ArgumentError)
+    async def out_of_bounds(request, exc):
+        return error(422, f"settings: {exc}")
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
         return error(422, validation_message(exc.errors()))
@@ -327,8 +340,9 @@ def create_app(
         """Same handwriting, every digit: `n` rows of the ten digits, each row one style."""
         pipe = pipeline(request.model)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
+        settings = pipe.resolve_settings(request.settings or {})  # 422 before it queues
         try:
-            rows = await batcher.same_style(pipe, request.n, seed)
+            rows = await batcher.same_style(pipe, request.n, seed, settings)
         except Busy:
             return error(503, "the server is busy; retry in a moment", headers={"Retry-After": "1"})
         images = [[base64.b64encode(png_bytes(im)).decode() for im in row] for row in rows]
@@ -351,8 +365,9 @@ def create_app(
         warning = f"drawn outside the model's grammar (strict: false): {loose[0][1]}" if loose else None
         digit = None if loose else captions.parse(request.caption)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
+        settings = pipe.resolve_settings(request.settings or {})  # 422 before it queues
         try:
-            images, together = await batcher.draw(pipe, request.caption, request.n, seed)
+            images, together = await batcher.draw(pipe, request.caption, request.n, seed, settings)
         except Busy:
             return error(503, "the server is busy; retry in a moment", headers={"Retry-After": "1"})
         headers = {"X-Ved-Batched": str(together)}  # requests drawn in the same forward pass
