@@ -4,7 +4,7 @@
     python benchmarks/memory.py --against a841e7e    # that revision too, side by side
 
 Each measurement runs in its own process and reads its peak resident memory (ru_maxrss).
-Drawing: `pipe(captions, n=1000)` of the default model in fp32, as a uint8 array; the array itself
+Drawing: `pipe.generate(captions, n=1000)` of the default model in fp32, as a uint8 array; the array itself
 is 784 bytes an image, so the figure that must stay flat as the job grows is the peak less the
 memory after loading less the array (`working_mb`). Scoring: `ved evaluate --samples` of uint8
 (1, 40000, 28, 28) real validation digits for `five`, against the validation split; its whole peak
@@ -28,9 +28,9 @@ import json, resource, sys, torch, ved
 images = int(sys.argv[1])
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 pipe = ved.load()
-pipe(["five"], n=8, generator=1)  # warm-up
+pipe.generate(["five"], n=8, seed=1)  # warm-up
 loaded = rss()
-out = pipe(["three plus two"] * (images // 1000), n=1000, generator=0)
+out = pipe.generate(["three plus two"] * (images // 1000), n=1000, seed=0)
 peak = rss()
 print(json.dumps({"images": int(out.shape[0] * out.shape[1]), "loaded_mb": loaded, "peak_mb": peak,
                   "output_mb": out.nbytes / 2**20, "working_mb": peak - loaded - out.nbytes / 2**20}))

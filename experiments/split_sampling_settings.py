@@ -48,7 +48,9 @@ def main():
     for values in itertools.product(*GRID.values()):
         settings = dict(zip(GRID, values))
         drawn = [
-            pipe(WORDS, 1000, generator=seed, output_type="pt", **settings)
+            pipe(WORDS, 1000, generator=seed, output_type="pt", **settings).images.view(
+                len(WORDS), 1000, 28, 28
+            )
             for pipe in pipes.values()
             for seed in (1, 2)
         ]

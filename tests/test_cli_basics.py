@@ -64,3 +64,39 @@ def test_same_style_refuses_captions_in_one_line(tmp_path):
     code, _, err = run_ved("sample", "--same-style", "five", "--out", str(out))
     assert code == 2 and err.count("\n") == 1 and "--same-style" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_commands_that_draw_nothing_start_without_torch():
+    """`ved --help`, `--version` and `captions` import no torch (it takes seconds to load), as the
+    server's no-matplotlib test checks its own imports."""
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["--version"], ["captions", "parse", "five"], ["captions", "list", "-n", "1"]):
+        code = (
+            f"import sys; from ved import cli\ntry: cli.main({args!r})\nexcept SystemExit: pass\n"
+            "print('torch' in sys.modules)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert done.stdout.strip().splitlines()[-1] == "False", (args, done.stdout)
+
+
+def test_serve_on_a_busy_port_is_one_line_before_anything_claims_the_page_is_up():
+    import socket
+
+    from conftest import run_ved
+
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, out, err = run_ved("serve", "--port", str(busy.getsockname()[1]), timeout=300)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "cannot listen there" in err, (out, err)
+
+
+def test_models_marks_the_default():
+    from conftest import ved_main
+
+    code, out, _ = ved_main("models")
+    assert code == 0 and "cvae-mixed (default)" in out
+    assert "default: cvae-mixed" in ved_main("sample", "--help")[1]

@@ -112,7 +112,7 @@ def loads_and_draws_or_refuses(folder: Path) -> None:
         message = str(e)
         assert "\n" not in message and "\x1b" not in message and len(message) < 1000, message
         return
-    images = pipe(["five", "nine"], n=2, generator=0, output_type="pt", strict=False)
+    images = pipe(["five", "nine"], n=2, generator=0, output_type="pt", strict=False).images
     assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
     assert (images.amax((-2, -1)) - images.amin((-2, -1)) > 0).all()  # no blank image
 

@@ -30,14 +30,14 @@ def small(name: str) -> dict:
 
 
 def draws_to_the_contract(pipe) -> None:
-    images = pipe(CAPTIONS, n=3, generator=0)
+    images = pipe.generate(CAPTIONS, n=3, seed=0)
     assert images.shape == (3, 3, 28, 28) and images.dtype == np.uint8
     assert images.max() > 128 and images.min() < 64  # ink on a background, not a flat grey
     # each caption draws from its own generator: what it gets does not depend on the others, up to
     # float rounding (docs/http-api.md): a batch of another size may take kernels that round the last
     # bit differently, and the flow's 20 guided steps can carry that to one grey level on 2 threads
-    alone = pipe(CAPTIONS[1:2], n=3, generator=[7])[0].astype(int)
-    together = pipe(CAPTIONS[:2], n=3, generator=[5, 7])[1].astype(int)
+    alone = pipe(CAPTIONS[1:2], n=3, generator=[7], output_type="mnist").images[0].astype(int)
+    together = pipe(CAPTIONS[:2], n=3, generator=[5, 7], output_type="mnist").images[1].astype(int)
     assert np.abs(together - alone).max() <= 1 and (together != alone).mean() < 0.01
     assert pipe.same_style(n=2, generator=0).shape == (2, 10, 28, 28)
     # the router learnt the families from the words alone, before the first image

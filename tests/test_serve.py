@@ -368,3 +368,28 @@ def test_same_style_api_draws_rows_and_refuses_bad_input(server):
     for body in ({"n": 9}, {"n": "2"}, {"extra": 1}, {"model": "../x"}):
         bad = httpx.post(server + "/api/same-style", json=body)
         assert 400 <= bad.status_code < 500 and "\n" not in bad.json()["detail"], body
+
+
+def test_one_seed_draws_the_same_pixels_from_the_cli_python_and_http(server, tmp_path):
+    """One default everywhere (a fresh seed, told back) and one precision (fp32): a seed taken from
+    any entry point draws the same picture in every other."""
+    import ved
+
+    r = httpx.post(server + "/api/generate", json={"caption": "three plus two", "n": 4})
+    seed = r.json()["seed"]
+    over_http = np.stack([decode(im) for im in r.json()["images"]])
+    in_python = ved.load()(
+        prompt="three plus two", num_images_per_prompt=4, generator=seed, output_type="mnist"
+    )
+    code, out, err = run_ved(
+        "sample", "three plus two", "-n", "4", "--seed", str(seed), "--out", str(tmp_path / "x.npy")
+    )
+    assert code == 0 and f"(seed {seed})" in out, err
+    assert np.array_equal(over_http, in_python.images[0]) and np.array_equal(
+        np.load(tmp_path / "x.npy")[0], over_http
+    )
+    code, out, _ = run_ved(
+        "sample", "five", "-n", "1", "--out", str(tmp_path / "y.npy")
+    )  # no seed: a fresh one
+    fresh = int(out.rsplit("(seed ", 1)[1].rstrip(")\n"))
+    assert np.array_equal(np.load(tmp_path / "y.npy"), ved.load().generate(["five"], 1, seed=fresh))

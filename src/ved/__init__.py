@@ -11,11 +11,12 @@ __all__ = [
     "ModelError",
     "Pipeline",
     "VedError",
+    "VedPipelineOutput",
     "load",
     "parse",
     "shipped_models",
 ]
-_FROM_PIPELINE = {"ArgumentError", "ModelError", "Pipeline", "load", "shipped_models"}
+_FROM_PIPELINE = {"ArgumentError", "ModelError", "Pipeline", "VedPipelineOutput", "load", "shipped_models"}
 
 
 def __getattr__(name: str):

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 VERSION = "0.1.0"  # as pyproject.toml's; a test keeps the two equal
+DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
 
 
 def commit() -> str | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import captions, holdout, mnist
+from .about import DEFAULT_MODEL
 from .errors import VedError, one_line, shown
 from .files import read_text
 from .images import DEFAULT_N, MAX_IMAGES
@@ -232,8 +233,15 @@ def cmd_sample(args):
         with warnings.catch_warnings():  # said above, in the CLI's own words
             warnings.simplefilter("ignore")
             images = pipe(
-                caption_list, args.n, generator=args.seed, strict=strict, progress=not args.quiet, **settings
-            )
+                caption_list,
+                args.n,
+                generator=args.seed,
+                output_type="mnist",
+                return_dict=False,
+                strict=strict,
+                progress=not args.quiet,
+                **settings,
+            )[0]
         labels = [shown(c, 60) for c in caption_list]
     from .checkpoint import atomic_write_bytes
 
@@ -262,6 +270,7 @@ def cmd_models(args):
         about = config.get("provenance", {})
         m = about.get("metrics", {})
         name = folder.name if folder.parent == WEIGHTS_DIR else str(folder)
+        name += " (default)" if folder == WEIGHTS_DIR / DEFAULT_MODEL else ""
         rows.append((
             name,
             ",".join(m.get("families", [config["data"]["family"]])),
@@ -401,7 +410,9 @@ def add_quiet(p):
 
 
 def add_model(p):
-    p.add_argument("--model", help="shipped model name or run folder (default: the best shipped model)")
+    p.add_argument(
+        "--model", help=f"shipped model name or run folder (default: {DEFAULT_MODEL}, the best shipped model)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -491,8 +502,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--seed",
         type=SEED,
-        default=0,
-        help="seed of the random draws; the same seed draws the same images (default: 0)",
+        default=None,
+        help="seed of the random draws; the same seed draws the same images here, in Python and over "
+        "HTTP (default: a fresh seed, printed)",
     )
     s.add_argument("--captions-file", help="a UTF-8 text file with one caption per line")
     s.add_argument(
@@ -636,7 +648,7 @@ def parser() -> argparse.ArgumentParser:
         "loopback names and --host)",
     )
     add_model(s)
-    add_precision(s, "auto", "a seed draws the same images on the same machine")
+    add_precision(s, "fp32", "fp32 draws for a seed the pixels ved.load() and ved sample draw")
     s.set_defaults(run=cmd_serve)
     return p
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ import torch
 from tqdm import tqdm
 
 from . import captions, checkpoint, models, vocab
+from . import captions as captions_module  # `captions` is also a call's argument
 from . import config as configs
+from .about import DEFAULT_MODEL
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line, shown, shown_value
 from .images import DEFAULT_N, MAX_IMAGES
@@ -28,7 +31,6 @@ from .precision import autocast_for
 from .precision import resolve as resolve_precision
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
 
 
 class ArgumentError(VedError):
@@ -42,7 +44,7 @@ class StrictRefusal(captions.CaptionError):
 
 MAX_N = 10_000
 CHUNK_IMAGES = 4096  # images drawn per forward pass: memory stays bounded however large the request
-OUTPUT_TYPES = ("np", "pil", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "mnist")
 MAX_SEED = 2**63 - 1
 
 
@@ -89,15 +91,26 @@ def device_of(name) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         device = None
-    if device is None or device.type not in ("cpu", "cuda") or name.strip() != name:
-        raise ModelError(f"unknown device '{shown(name, 40)}'; use cpu or cuda[:N]")
+    if device is None or device.type not in ("cpu", "cuda", "mps") or name.strip() != name:
+        raise ModelError(
+            f"unknown device '{shown(name, 40)}'; use cpu, cuda[:N] or mps ({machine_devices()})"
+        )
+    if device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ModelError(f"--device mps: this machine has no Apple GPU; it has {machine_devices()}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(
-            f"--device {shown(name, 40)}: this torch build or machine has no CUDA device; use --device cpu"
+            f"--device {shown(name, 40)}: this torch build or machine has no CUDA device; "
+            f"it has {machine_devices()}"
         )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ModelError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def machine_devices() -> str:
+    """The devices this machine and torch build offer, as --device names them."""
+    found = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    return ", ".join(found + (["mps"] if torch.backends.mps.is_available() else []))
 
 
 def load_generator(folder: Path, device="cpu", config: dict | None = None) -> torch.nn.Module:
@@ -217,11 +230,22 @@ class Pipeline:
             f"device='{self.device}', precision={self.precision!r}, {settings})"
         )
 
-    def to(self, device) -> Pipeline:
-        """The pipeline on another device (as torch's .to: moved in place, returned)."""
-        self.device = device_of(device)
-        self.model.to(self.device)
+    def to(self, *targets) -> Pipeline:
+        """The pipeline on another device and/or in another dtype, as diffusers' and torch's .to:
+        `pipe.to("cuda")`, `pipe.to(torch.bfloat16)`, `pipe.to("cuda", torch.float32)`; moved in
+        place and returned. A dtype sets what the images are drawn in (`precision`)."""
+        for target in targets:
+            if isinstance(target, torch.dtype):
+                self.precision = precision_of(target)
+            else:
+                self.device = device_of(target)
+                self.model.to(self.device)
         return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """What the images are drawn in: torch.bfloat16 (under autocast) or torch.float32."""
+        return DTYPES[resolve_precision(self.precision, self.device)]
 
     def check(self, caption_list, strict: bool = True) -> tuple[list[str], list[tuple[str, str]]]:
         """The captions as a list (read once), every one checked before any work, and (caption, why)
@@ -244,29 +268,43 @@ class Pipeline:
     @torch.no_grad()
     def __call__(
         self,
-        caption_list,
-        n: int = DEFAULT_N,
-        generator: int | torch.Generator | None = None,
-        output_type: str = "np",
+        prompt=None,
+        num_images_per_prompt: int | None = None,
+        generator: int | torch.Generator | list | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
         strict: bool = True,
         progress: bool = False,
+        captions=None,
+        n: int | None = None,
         **settings,
     ):
-        """`n` images for each caption (a str or any iterable of str).
+        """`num_images_per_prompt` images (default 8) for each caption of `prompt` (a str or any
+        iterable of str), as a diffusers pipeline is called.
 
         generator: a seed, a torch.Generator, or None for a fresh seed; the seed is kept in
-        `last_seed` (None for a Generator). Or, as in diffusers, a list of seeds or Generators, one per
-        caption: each caption then draws from its own, and gets what a call for it alone would (up to
-        float rounding: a batch's kernels may round the last bit differently).
-        output_type: "np" (captions, n, 28, 28) uint8 in MNIST convention, "pt" the same as float32
-        in [0, 1], "pil" a list per caption of PIL images.
+        `last_seed` and in the output (None for a Generator). Or, as in diffusers, a list of seeds or
+        Generators, one per caption: each caption then draws from its own, and gets what a call for it
+        alone would (up to float rounding: a batch's kernels may round the last bit differently).
+        output_type: as diffusers has them, a caption's images one after another: "pil" a flat list of
+        PIL images, "np" float32 (images, 28, 28, 1) in [0, 1], "pt" float32 (images, 1, 28, 28) in
+        [0, 1]; and ved's own "mnist": uint8 (captions, n, 28, 28), 0 = background.
+        return_dict: True gives a VedPipelineOutput (`.images`, `.digits`, `.seed`), False the tuple
+        (images, digits). `captions` and `n` are the older names of `prompt` and
+        `num_images_per_prompt`, kept for one release.
         settings: the model's sampling settings (e.g. temperature; see `settings`) for this call.
         The images are drawn in `precision` ("fp32", "bf16" under torch.autocast, or "auto": bf16
-        on a CPU that computes it fast), the caption's class always in fp32. Large requests are
-        drawn in chunks of at most CHUNK_IMAGES images. CaptionError (a VedError) for a refused
+        on a CPU that computes it fast), the caption's class always in fp32. At most MAX_IMAGES
+        images a call, drawn CHUNK_IMAGES at a time. CaptionError (a VedError) for a refused
         caption, ArgumentError for any other bad argument."""
-        caption_list, loose = self.check(caption_list, strict)
-        n, output_type = check_n(n), check_output_type(output_type)
+        prompt = _one_of("prompt", prompt, "captions", captions)
+        if prompt is None:
+            raise ArgumentError("prompt: give a caption or a list of captions")
+        count = _one_of("num_images_per_prompt", num_images_per_prompt, "n", n)
+        caption_list, loose = self.check(prompt, strict)
+        n, output_type = check_n(DEFAULT_N if count is None else count), check_output_type(output_type)
+        if not isinstance(return_dict, bool):
+            raise ArgumentError(f"return_dict must be True or False, got {type(return_dict).__name__}")
         check_image_count(len(caption_list), n)
         if isinstance(generator, (list, tuple)):
             if len(generator) != len(caption_list):
@@ -282,13 +320,21 @@ class Pipeline:
         if loose:
             warnings.warn(
                 f"drawing {len(loose)} caption(s) outside the model's grammar (strict=False), "
-                f"e.g. '{captions.shown(loose[0][0], 60)}'; their digits mean nothing",
+                f"e.g. '{captions_module.shown(loose[0][0], 60)}'; their digits mean nothing",
                 stacklevel=3,
             )
-        # uint8 as each chunk comes, unless floats are asked for: a large job holds a quarter as much
-        images = torch.zeros(
-            (len(caption_list), n, 28, 28), dtype=torch.float32 if output_type == "pt" else torch.uint8
+        images = self._draw(
+            caption_list, n, g, settings, floats=output_type in ("np", "pt"), progress=progress
         )
+        refused = {c for c, _ in loose}
+        digits = [None if c in refused else captions_module.parse(c) for c in caption_list]
+        images = as_output(images, output_type)
+        return VedPipelineOutput(images, digits, self.last_seed) if return_dict else (images, digits)
+
+    def _draw(self, caption_list: list[str], n: int, g, settings: dict, floats: bool, progress: bool):
+        """(captions, n, 28, 28): uint8 as each chunk comes (a large job holds a quarter as much),
+        or float32 in [0, 1] when floats are asked for."""
+        images = torch.zeros((len(caption_list), n, 28, 28), dtype=torch.float32 if floats else torch.uint8)
         step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
         per_pass = min(n, CHUNK_IMAGES)  # n > CHUNK_IMAGES: a caption's images in several passes
         chunks = [(lo, j) for lo in range(0, len(caption_list), step) for j in range(0, n, per_pass)]
@@ -298,31 +344,60 @@ class Pipeline:
             chunk_g = g[lo : lo + step] if isinstance(g, list) else g
             m = min(per_pass, n - j)
             with torch.autocast(**autocast):
-                drawn = self.model.generate(
+                drawn = self._generate(
                     tokens.to(self.device), lengths.to(self.device), m, chunk_g, **settings
-                ).float()
-            images[lo : lo + step, j : j + m] = drawn.cpu() if output_type == "pt" else as_uint8(drawn.cpu())
-        return as_output(images, output_type)
+                )
+            drawn = drawn.float().cpu()
+            images[lo : lo + step, j : j + m] = drawn if floats else as_uint8(drawn)
+        return images
 
     def generate(
-        self, caption_list, n: int = DEFAULT_N, seed: int | None = 0, strict: bool = True
+        self, caption_list, n: int = DEFAULT_N, seed: int | None = None, strict: bool = True
     ) -> np.ndarray:
-        """The call above as a uint8 array, seeded (0 by default): the older spelling, kept."""
-        return self(caption_list, n=n, generator=check_seed(seed), strict=strict)
+        """The call above as ved's uint8 array (captions, n, 28, 28): the older spelling, kept."""
+        return self(
+            caption_list, n, generator=check_seed(seed), output_type="mnist", return_dict=False, strict=strict
+        )[0]
 
     @torch.no_grad()
     def same_style(
-        self, n: int = 1, generator: int | torch.Generator | None = None, output_type: str = "np", **settings
+        self,
+        n: int = 1,
+        generator: int | torch.Generator | None = None,
+        output_type: str = "mnist",
+        **settings,
     ):
-        """Same handwriting, every digit: `n` rows, each one style drawn as each of the ten digits,
-        (n, 10, 28, 28) for "np". A model whose latent does not part style from content (the paper's)
-        shows each digit's latent mean. The digits are named by one training caption each."""
+        """Same handwriting, every digit: `n` rows, each one style drawn as each of the ten digits:
+        (n, 10, 28, 28) uint8 for "mnist", a row's ten images one after another for the other output
+        types. A model whose latent does not part style from content (the paper's) shows each digit's
+        latent mean. The digits are named by one training caption each."""
         n, output_type = check_n(n), check_output_type(output_type)
         g, settings = self._generator(generator), self.resolve_settings(settings)
-        pool = captions.pool_for(self.config["data"], "train") if self.config else captions.label_pool()
+        pool = (
+            captions_module.pool_for(self.config["data"], "train")
+            if self.config
+            else captions_module.label_pool()
+        )
         tokens, lengths = vocab.encode([pool[d][0] for d in range(10)])
-        images = self.model.same_style(tokens.to(self.device), lengths.to(self.device), n, g, **settings)
-        return as_output(images.cpu(), output_type)
+        images = self.generator_module.same_style(
+            tokens.to(self.device), lengths.to(self.device), n, g, **settings
+        )
+        return as_output(images.float().cpu(), output_type)
+
+    def compile(self, **options) -> Pipeline:
+        """Compile the model's drawing with torch.compile (its options, e.g. mode="reduce-overhead");
+        the first call after it is slow while it compiles. Returned, as torch's .compile is."""
+        self._compiled = torch.compile(self.generator_module.generate, **options)
+        return self
+
+    def _generate(self, *args, **settings):
+        compiled = getattr(self, "_compiled", None)
+        return (compiled or self.generator_module.generate)(*args, **settings)
+
+    @property
+    def generator_module(self) -> torch.nn.Module:
+        """The model itself, also where `pipe.model` was replaced by torch.compile(pipe.model)."""
+        return getattr(self.model, "_orig_mod", self.model)
 
     def _generator(self, generator) -> torch.Generator:
         if isinstance(generator, torch.Generator):
@@ -336,8 +411,10 @@ class Pipeline:
         """The pipeline's sampling settings with `overrides`, each checked against the model's bounds;
         ArgumentError in one line naming the setting and what is allowed otherwise."""
         try:
-            settings = configs.check_sample(type(self.model), {**self.settings, **overrides}, table="")
-            self.model.check_settings(**settings)
+            settings = configs.check_sample(
+                type(self.generator_module), {**self.settings, **overrides}, table=""
+            )
+            self.generator_module.check_settings(**settings)
         except ValueError as e:
             raise ArgumentError(one_line(e)) from None
         return settings
@@ -349,16 +426,43 @@ def as_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def as_output(images: torch.Tensor, output_type: str):
-    """Images (floats in [0, 1], or uint8 already) as the output type asks: "np" uint8, "pt"
-    float32, "pil" PIL images."""
-    if output_type == "pt":
-        return images
+    """(rows, n, 28, 28) images, floats in [0, 1] or uint8 already, as the output type asks:
+    "mnist" uint8 (rows, n, 28, 28); as diffusers has them, a row's images one after another,
+    "np" float32 (images, 28, 28, 1), "pt" float32 (images, 1, 28, 28), "pil" PIL images."""
+    if output_type in ("np", "pt"):
+        floats = images.float() / 255 if images.dtype == torch.uint8 else images
+        flat = floats.reshape(-1, 1, 28, 28)
+        return flat if output_type == "pt" else flat.permute(0, 2, 3, 1).numpy()
     array = (images if images.dtype == torch.uint8 else as_uint8(images)).numpy()
-    if output_type == "np":
+    if output_type == "mnist":
         return array
     from PIL import Image  # matplotlib's dependency; only this output needs it
 
-    return [[Image.fromarray(im) for im in row] for row in array]  # uint8, 2-D: mode "L"
+    return [Image.fromarray(im) for im in array.reshape(-1, 28, 28)]  # uint8, 2-D: mode "L"
+
+
+@dataclass
+class VedPipelineOutput:
+    """What a call returns, as diffusers' pipeline outputs: `images` in the output type asked for,
+    `digits` each caption's digit under the grammar (None for one drawn with strict=False outside
+    it), `seed` the call's seed (None where Generators were given). `out[0]` is `out.images`."""
+
+    images: list | np.ndarray | torch.Tensor
+    digits: list[int | None]
+    seed: int | None
+
+    def __getitem__(self, index):
+        return self.to_tuple()[index]
+
+    def to_tuple(self) -> tuple:
+        return self.images, self.digits
+
+
+def _one_of(name: str, value, old_name: str, old_value):
+    """A setting given by its name or by its older name, kept for one release; not both."""
+    if old_value is not None and value is not None:
+        raise ArgumentError(f"give {name} or {old_name} (its older name), not both")
+    return value if value is not None else old_value
 
 
 def check_output_type(output_type) -> str:
@@ -390,6 +494,19 @@ def check_n(n) -> int:
         shown = repr(n) if isinstance(n, (int, float)) else type(n).__name__
         raise ArgumentError(f"n must be a whole number from 1 to {MAX_N}, got {shown}")
     return n
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def precision_of(dtype) -> str:
+    """A torch dtype as ved's precision; ArgumentError for one ved does not draw in."""
+    for name, known in DTYPES.items():
+        if dtype == known:
+            return name
+    raise ArgumentError(
+        f"torch_dtype {shown_value(dtype)}: ved draws in torch.float32 or torch.bfloat16 (under autocast)"
+    )
 
 
 def check_image_count(caption_count: int, n: int) -> None:
@@ -425,11 +542,17 @@ def load(
     name_or_dir: str | Path | None = None,
     device: str = "cpu",
     allow_paths: bool = True,
-    precision: str = "fp32",
+    precision: str | None = None,
+    torch_dtype: torch.dtype | None = None,
 ) -> Pipeline:
     """The pipeline for a shipped model's name or a run folder; ModelError in one line if it cannot be.
-    `precision`: what images are drawn in ("fp32", "bf16" or "auto"; see Pipeline.__call__)."""
-    check_precision(precision)
+    `precision` ("fp32", "bf16" or "auto"; see Pipeline.__call__) or, as diffusers names it,
+    `torch_dtype` (torch.float32 or torch.bfloat16): what images are drawn in; fp32 by default."""
+    if torch_dtype is not None:
+        if precision is not None and precision != precision_of(torch_dtype):
+            raise ArgumentError(f"precision={precision!r} and torch_dtype={torch_dtype} disagree; give one")
+        precision = precision_of(torch_dtype)
+    precision = check_precision(precision or "fp32")
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
     config = configs.of_folder(folder)

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import torch
-
 CHOICES = ("fp32", "bf16", "auto")
 
 
@@ -15,6 +13,8 @@ def resolve(setting: str, device) -> str:
         raise ValueError(f"precision must be one of {', '.join(CHOICES)}, got {setting!r}")
     if setting != "auto":
         return setting
+    import torch  # here, not at the top: the CLI's parser reads CHOICES and must start without torch
+
     # On a GPU these small convnets wait on kernel launches, not arithmetic, and autocast's casts
     # add launches: an H200 took 20.8 ms a step of 128 in bf16 against 17.8 in fp32 (docs/speed.md)
     if torch.device(device).type == "cuda":
@@ -28,4 +28,6 @@ def resolve(setting: str, device) -> str:
 
 def autocast_for(precision: str, device) -> dict:
     """torch.autocast's arguments for work in this precision ("fp32": off)."""
+    import torch
+
     return dict(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, figures, holdout, metrics, mnist, report, vocab
+from . import captions, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .errors import VedError, shown
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
@@ -225,12 +225,15 @@ def named_runs(names: list[str], earlier: dict, out: Path) -> tuple[list[str], l
     return paper, beyond, peers
 
 
+MAX_RESULTS_BYTES = 64 << 20  # results.json of the whole study is under 1 MB
+
+
 def earlier_study(out: Path, quick: bool) -> dict:
     """OUT/results.json of an earlier invocation, if it was a study of the same kind (both --quick
     or neither); otherwise nothing is kept from it. Its judge is checked once the judge is found."""
     try:
-        earlier = json.loads((out / "results.json").read_text())
-    except (OSError, ValueError):
+        earlier = files.parse_json(files.read_text(out / "results.json", MAX_RESULTS_BYTES), "results.json")
+    except VedError:  # missing, too large, nested too deep, not JSON: this invocation's replaces it
         return {}
     tables = ("results", "published_code_replay", "latent_mean_accuracy", "beyond_the_paper", "peers")
     if not isinstance(earlier, dict) or not all(isinstance(earlier.get(k, {}), dict) for k in tables):
@@ -326,11 +329,11 @@ def kept_scores(study: Study, name: str, count: int, score) -> dict:
     kept = study.runs[name] / f"scores-{count}.json"
     if kept.exists():
         try:
-            saved = json.loads(kept.read_text())
+            saved = files.parse_json(files.read_text(kept, MAX_RESULTS_BYTES), str(kept))
             if saved.get("key") == digest.hexdigest():
                 tqdm.write(f"{name}: scores on {count} images per split kept from an earlier invocation")
                 return saved["results"]
-        except (OSError, ValueError, AttributeError):
+        except (VedError, AttributeError, KeyError):
             pass  # unreadable: score again and replace it
     results = json.loads(json.dumps(score()))  # the same types whether kept or fresh (int keys: str)
     checkpoint.atomic_write_text(kept, json.dumps({"key": digest.hexdigest(), "results": results}))

@@ -129,7 +129,15 @@ class Batcher:
                     drawn = [pipe.same_style(n, generator=jobs[0][3], **settings)]
                 else:
                     generators = [j[3] for j in jobs]
-                    drawn = pipe([j[1] for j in jobs], n=n, generator=generators, strict=False, **settings)
+                    drawn = pipe(
+                        [j[1] for j in jobs],
+                        n,
+                        generator=generators,
+                        output_type="mnist",
+                        return_dict=False,
+                        strict=False,
+                        **settings,
+                    )[0]
             results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
         except Exception as e:  # the requests' own error handlers answer it
             results = [(j[4], None, e) for j in jobs]
@@ -408,6 +416,26 @@ def app_from_env():
     return app
 
 
+class ServeError(VedError):
+    """`ved serve` cannot start as asked; one line."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A busy port is one line before anything says the demo is up (uvicorn would say it after)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as e:
+        raise ServeError(
+            f"--host {shown(host, 60)} --port {port}: cannot listen there ({e.strerror or e}); "
+            "choose another --port"
+        ) from None
+
+
 def run(
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -415,13 +443,14 @@ def run(
     workers: int = 1,
     allowed_hosts: list[str] | None = None,
     queue: int = MAX_WAITING,
-    precision: str = "auto",
+    precision: str = "fp32",
     client_connections: int = http_guard.CLIENT_CONNECTIONS,
     request_seconds: int = http_guard.REQUEST_SECONDS,
 ) -> None:
     import uvicorn
 
     load(model)  # a bad name or a broken folder fails here, in one line, before any worker starts
+    check_port_free(host, port)
     hosts = list(allowed_hosts or [])
     if host not in ("0.0.0.0", "::", ""):
         hosts.append(host)
