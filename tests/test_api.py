@@ -200,3 +200,45 @@ def test_a_folder_from_another_version_says_so(tmp_path):
         ved.ModelError, match=r"unknown key 'attention_heads'.*saved by ved 9\.0\.0; this is ved 0\.1\.0"
     ):
         ved.load(folder)
+
+
+def test_the_diffusers_call_output_types_dtype_and_devices():
+    """The script a diffusers user writes first, and the conventions around it."""
+    pipe = ved.load("cvae-mixed", torch_dtype=torch.float32)
+    out = pipe(prompt=["three plus two"], num_images_per_prompt=4, generator=torch.Generator().manual_seed(0))
+    assert isinstance(out, ved.VedPipelineOutput) and len(out.images) == 4 and out.digits == [5]
+    assert out[0] is out.images and out.images[0].mode == "L"
+    images, digits = pipe("seven", 2, generator=3, output_type="np", return_dict=False)
+    assert (
+        images.shape == (2, 28, 28, 1)
+        and images.dtype == np.float32
+        and 0 <= images.min() <= images.max() <= 1
+    )
+    assert digits == [7]
+    uint8 = pipe("seven", 2, generator=3, output_type="mnist").images
+    assert uint8.shape == (1, 2, 28, 28) and np.array_equal(uint8[0], np.round(images[..., 0] * 255))
+    assert pipe(captions=["seven"], n=2, generator=3, output_type="mnist").images.tobytes() == uint8.tobytes()
+    with pytest.raises(ved.ArgumentError, match="give num_images_per_prompt or n"):
+        pipe("seven", num_images_per_prompt=2, n=2)
+    assert pipe.dtype == torch.float32 and pipe.device == torch.device("cpu")
+    assert pipe.to(torch.bfloat16).dtype == torch.bfloat16 and pipe.precision == "bf16"
+    with pytest.raises(ved.ArgumentError, match="ved draws in torch.float32 or torch.bfloat16"):
+        pipe.to(torch.float16)
+    with pytest.raises(ved.ArgumentError, match="disagree"):
+        ved.load("paper-label", precision="bf16", torch_dtype=torch.float32)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ved.ModelError, match="no Apple GPU; it has cpu"):
+            ved.load("paper-label", device="mps")
+
+
+def test_a_compiled_model_draws_what_the_model_draws():
+    """`pipe.model = torch.compile(pipe.model)` keeps the pipeline working, and `pipe.compile()`
+    compiles the drawing itself (the eager backend here: the default one needs minutes of a C
+    compiler on 2 cores, the same code path otherwise)."""
+    pipe = ved.load("paper-label")
+    plain = pipe.generate(["nine"], 3, seed=1)
+    pipe.model = torch.compile(pipe.model, backend="eager")
+    assert np.array_equal(pipe.generate(["nine"], 3, seed=1), plain)
+    assert np.array_equal(
+        ved.load("paper-label").compile(backend="eager").generate(["nine"], 3, seed=1), plain
+    )

@@ -72,7 +72,14 @@ def test_commands_that_draw_nothing_start_without_torch():
     import subprocess
     import sys
 
-    for args in (["--help"], ["--version"], ["captions", "parse", "five"], ["captions", "list", "-n", "1"]):
+    for args in (
+        ["--help"],
+        ["--version"],
+        ["captions", "parse", "five"],
+        ["captions", "list", "-n", "1"],
+        ["models"],
+        ["data", "--quiet"],
+    ):
         code = (
             f"import sys; from ved import cli\ntry: cli.main({args!r})\nexcept SystemExit: pass\n"
             "print('torch' in sys.modules)"
@@ -100,3 +107,27 @@ def test_models_marks_the_default():
     code, out, _ = ved_main("models")
     assert code == 0 and "cvae-mixed (default)" in out
     assert "default: cvae-mixed" in ved_main("sample", "--help")[1]
+
+
+def test_a_bug_in_ved_is_a_traceback_and_a_request_to_report_it_not_bad_input():
+    """Only ved's own errors (VedError) are one line; anything else is a bug: its traceback, a line
+    asking for a report, exit 1. VED_DEBUG=1 shows a refusal's traceback too. (The bug is planted:
+    an internal function made to fail as a bug would.)"""
+    import os
+    import subprocess
+    import sys
+
+    planted = (
+        "import sys; from ved import captions, cli\n"
+        "def broken(*a, **k): raise TypeError('a bug')\n"
+        "captions.check_caption = broken\n"
+        "sys.exit(cli.main(['captions', 'parse', 'five']))"
+    )
+    done = subprocess.run([sys.executable, "-c", planted], capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "TypeError: a bug" in done.stderr
+    assert "this is a bug in ved" in done.stderr.splitlines()[-1]
+    refusal = [sys.executable, "-m", "ved", "captions", "parse", "thre"]
+    quiet = subprocess.run(refusal, capture_output=True, text=True)
+    assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1
+    loud = subprocess.run(refusal, capture_output=True, text=True, env={**os.environ, "VED_DEBUG": "1"})
+    assert loud.returncode == 2 and "Traceback" in loud.stderr and "did you mean 'three'" in loud.stderr

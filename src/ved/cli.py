@@ -1,8 +1,9 @@
 """`ved ...` subcommands. Thin: parse arguments, call the modules, turn known errors into one line.
 
-Exit status: 0 done; 2 input ved refuses (a caption, an option, a config, a model or run folder),
-with nothing written; 1 the system failed us (a file that cannot be written, MNIST out of reach);
-130 interrupted.
+Exit status: 0 done; 2 input ved refuses (a caption, an option, a config, a model or run folder:
+a VedError), with nothing written; 1 the system failed us (a file that cannot be written, MNIST out
+of reach), or a bug in ved (any other error: its traceback and a request to report it); 130
+interrupted. VED_DEBUG=1 shows the traceback of a refusal too.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tempfile
+import traceback
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import captions, holdout, mnist
-from .about import DEFAULT_MODEL
+from .about import DEFAULT_MODEL, VERSION, check_provenance
 from .errors import VedError, one_line, shown
-from .files import read_text
+from .files import parse_json, read_text
 from .images import DEFAULT_N, MAX_IMAGES
 
 PNG_GRID = (500, 100)  # most captions and images a caption in a .png grid: matplotlib draws it whole
@@ -256,24 +259,29 @@ def cmd_sample(args):
     print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out} (seed {pipe.last_seed})")
 
 
-def cmd_models(args):
-    from . import config as configs
-    from .pipeline import WEIGHTS_DIR, load, resolve_model, shipped_models
+WEIGHTS = Path(__file__).parent / "weights"  # the shipped models (pipeline.WEIGHTS_DIR, without torch)
 
-    given = [resolve_model(m) for m in args.model or []]
-    for folder in given:  # listed only if it loads and draws: a folder from anywhere is checked whole
-        load(folder)
-    folders = [WEIGHTS_DIR / name for name in shipped_models()] + given
+
+def cmd_models(args):
+    given = []
+    if args.model:  # listed only if it loads and draws: a folder from anywhere is checked whole
+        from .pipeline import load, resolve_model
+
+        given = [resolve_model(m) for m in args.model]
+        for folder in given:
+            load(folder)
+    shipped = sorted(p for p in WEIGHTS.iterdir() if (p / "config.json").is_file() and p.name != "judge")
     rows = [("model", "families", "test accuracy", "FJD", "diversity", "train s", "ved", "trained")]
-    for folder in folders:
-        config = configs.of_folder(folder)
-        about = config.get("provenance", {})
+    for folder in shipped + given:  # read as JSON, without torch: listing draws nothing
+        path = folder / "config.json"
+        config = parse_json(read_text(path, 1 << 20, str(path), UsageError), str(path), UsageError)
+        about = check_provenance(config.get("provenance", {}), captions.FAMILIES, UsageError)
         m = about.get("metrics", {})
-        name = folder.name if folder.parent == WEIGHTS_DIR else str(folder)
-        name += " (default)" if folder == WEIGHTS_DIR / DEFAULT_MODEL else ""
+        name = folder.name if folder.parent == WEIGHTS else str(folder)
+        name += " (default)" if folder == WEIGHTS / DEFAULT_MODEL else ""
         rows.append((
             name,
-            ",".join(m.get("families", [config["data"]["family"]])),
+            ",".join(m.get("families", [str(config.get("data", {}).get("family", "-"))])),
             f"{m['test_accuracy']:.1%}" if "test_accuracy" in m else "-",
             f"{m['test_fjd']:.1f}" if "test_fjd" in m else "-",
             f"{m['test_diversity']:.2f}" if "test_diversity" in m else "-",
@@ -696,18 +704,31 @@ def main(argv=None) -> int:
     p = parser()
     argv, pairs = split_settings(list(sys.argv[1:] if argv is None else argv), p)
     args = p.parse_args(argv)
+    debug = os.environ.get("VED_DEBUG", "") not in ("", "0")
     try:
         args.settings = sampling_settings(pairs)
         args.run(args)
-    except ValueError as e:  # VedError and the config checks: input the user can fix
+    except VedError as e:  # input the user can fix; anything else is ved's own bug
+        if debug:
+            traceback.print_exc()
         print(f"ved: error: {shown(one_line(e), 500)}", file=sys.stderr)
         return 2
     except (OSError, mnist.DataError) as e:
+        if debug:
+            traceback.print_exc()
         print(f"ved: error: {shown(_os_message(e), 500)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ved: interrupted; `ved train ... --resume` continues a training run", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"ved: this is a bug in ved {VERSION}, not in what you gave it; please report it with the "
+            "command and the traceback above",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import captions, checkpoint, files, models
+from . import about, captions, checkpoint, files, models
 from .about import VERSION
 from .errors import VedError, is_whole, one_line, shown, shown_value
 from .models import caption_encoders
@@ -115,19 +115,19 @@ LEGACY_SAMPLE_KEYS = ("temperature", "sharpness", "accept")  # in [model] before
 def resolve(config: dict) -> dict:
     """Defaults overlaid with a config's tables, every value checked; ValueError in one line otherwise."""
     if not isinstance(config, dict):
-        raise ValueError(f"a config is a table of tables, got {type(config).__name__}")
+        raise ConfigError(f"a config is a table of tables, got {type(config).__name__}")
     allowed = ["model", *TABLES, "sample", "provenance"]
     for table, values in config.items():
         if table == "name":  # the run's name (the config file's stem), kept with the weights
             if not isinstance(values, str):
-                raise ValueError(f"name = {shown_value(values)}; allowed: text")
+                raise ConfigError(f"name = {shown_value(values)}; allowed: text")
         elif table not in allowed:
-            raise ValueError(f"unknown config table [{shown(table, 40)}]; allowed: {', '.join(allowed)}")
+            raise ConfigError(f"unknown config table [{shown(table, 40)}]; allowed: {', '.join(allowed)}")
         elif not isinstance(values, dict):
-            raise ValueError(f"[{table}] must be a table of settings, got {shown_value(values)}")
+            raise ConfigError(f"[{table}] must be a table of settings, got {shown_value(values)}")
     out = {"name": config["name"]} if "name" in config else {}
     if "provenance" in config:  # written by training (about.py) and by `ved reproduce --ship`
-        out["provenance"] = check_provenance(config["provenance"])
+        out["provenance"] = about.check_provenance(config["provenance"], captions.FAMILIES, ConfigError)
     model = dict(config.get("model", {}))
     sample = dict(config.get("sample", {}))
     cls = model_class(model)
@@ -143,70 +143,11 @@ def resolve(config: dict) -> dict:
     return out
 
 
-# [provenance], as about.provenance and `ved reproduce --ship` write it: every field that `ved models`
-# and the report read, by type, so that a folder from anywhere cannot feed them another
-PROVENANCE_TEXT = {"ved": 40, "commit": 64, "trained": 40, "mnist_sha256": 64}
-HEADLINE = {  # the shipped models' headline metrics (report.headline)
-    "test_accuracy": (0.0, 1.0),
-    "test_fjd": (0.0, 1e6),
-    "test_diversity": (0.0, 1e3),
-    "train_seconds": (0.0, 1e9),
-}
-
-
-def check_provenance(table) -> dict:
-    where = "[provenance]"
-    if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table, got {shown_value(table)}")
-    out = {}
-    for key, value in table.items():
-        if key in PROVENANCE_TEXT:
-            if not (value is None or isinstance(value, str) and len(value) <= PROVENANCE_TEXT[key]):
-                raise ValueError(
-                    f"{where} {key} = {shown_value(value)}; allowed: text of at most "
-                    f"{PROVENANCE_TEXT[key]} characters"
-                )
-            out[key] = value
-        elif key == "metrics":
-            out[key] = _check_headline(value)
-        else:
-            raise ValueError(
-                f"unknown key '{shown(key, 40)}' in {where}; "
-                f"allowed: {', '.join([*PROVENANCE_TEXT, 'metrics'])}"
-            )
-    return out
-
-
-def _check_headline(metrics) -> dict:
-    where = "[provenance] metrics"
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{where} must be a table, got {shown_value(metrics)}")
-    for key, value in metrics.items():
-        if key == "families":
-            ok = isinstance(value, list) and 0 < len(value) <= len(captions.FAMILIES)
-            if not ok or not all(v in captions.FAMILIES for v in value):
-                raise ValueError(
-                    f"{where} families = {shown_value(value)}; allowed: a list of {captions.FAMILIES}"
-                )
-        elif key in HEADLINE:
-            low, high = HEADLINE[key]
-            real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not real or not low <= value <= high:
-                raise ValueError(
-                    f"{where} {key} = {shown_value(value)}; allowed: a number from {low:g} to {high:g}"
-                )
-        else:
-            raise ValueError(
-                f"unknown key '{shown(key, 40)}' in {where}; allowed: families, {', '.join(HEADLINE)}"
-            )
-    return dict(metrics)
-
-
 def check_table(table: str, schema, values: dict) -> dict:
     fields = {f.name: f for f in dataclasses.fields(schema)}
     for key in values:
         if key not in fields:
-            raise ValueError(f"unknown key '{shown(key, 40)}' in [{table}]; allowed: {', '.join(fields)}")
+            raise ConfigError(f"unknown key '{shown(key, 40)}' in [{table}]; allowed: {', '.join(fields)}")
     out = {name: copy.deepcopy(values.get(name, f.default)) for name, f in fields.items()}
     for name, f in fields.items():
         _check_rule(f"[{table}] {name} = {shown_value(out[name])}", out[name], f.metadata)
@@ -219,20 +160,20 @@ def _check_rule(where: str, value, rule: dict) -> None:
         return
     if "texts" in rule:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{where}; allowed: a list of captions")
+            raise ConfigError(f"{where}; allowed: a list of captions")
     elif "options" in rule:
         if not isinstance(value, str) or value not in rule["options"]:
-            raise ValueError(f"{where}; allowed: {', '.join(rule['options'])}")
+            raise ConfigError(f"{where}; allowed: {', '.join(rule['options'])}")
     elif "whole" in rule:
         low, high = rule["whole"]
         if not is_whole(value, low, high):
-            raise ValueError(f"{where}; allowed: a whole number from {low:,} to {high:,}")
+            raise ConfigError(f"{where}; allowed: a whole number from {low:,} to {high:,}")
     elif "number" in rule:
         low, high, below_high = rule["number"]
         real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not real or not low <= value <= high or (below_high and value == high):
             span = f"in [{low:g}, {high:g})" if below_high else f"from {low:g} to {high:g}"
-            raise ValueError(f"{where}; allowed: {rule['what']} {span}")
+            raise ConfigError(f"{where}; allowed: {rule['what']} {span}")
     elif "range" in rule:
         low, high = rule["range"]
         if value is None:
@@ -243,16 +184,16 @@ def _check_rule(where: str, value, rule: dict) -> None:
             and all(is_whole(v, low, high) for v in value)
         )
         if not ok or value[0] > value[1]:
-            raise ValueError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
+            raise ConfigError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
 
 
 def model_class(table) -> type:
     """The model class a [model] table names."""
     if not isinstance(table, dict):
-        raise ValueError(f"[model] must be a table of settings, got {type(table).__name__}")
+        raise ConfigError(f"[model] must be a table of settings, got {type(table).__name__}")
     kind = table.get("family", "paper_ved")
     if not isinstance(kind, str) or kind not in models.GENERATORS:
-        raise ValueError(
+        raise ConfigError(
             f"[model] family = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}"
         )
     return models.GENERATORS[kind]
@@ -267,7 +208,7 @@ def check_model(table: dict) -> dict:
         if key == "family":
             continue
         if key not in params:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown key '{shown(key, 40)}' in [model] for family '{table.get('family')}'; "
                 f"allowed: {', '.join(params)}"
             )
@@ -281,7 +222,7 @@ def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
     defaults = cls.sample_defaults()
     for key, value in settings.items():
         if key not in defaults:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown sampling setting '{shown(key, 40)}' for {cls.__name__}; "
                 f"allowed: {', '.join(defaults)}"
             )
@@ -292,31 +233,31 @@ def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
 def check_setting(cls: type, key: str, value, where: str) -> None:
     """One sampling setting against its bounds: a whole number where the default is one."""
     if key not in cls.setting_bounds:  # a model class that forgot to bound a setting refuses it
-        raise ValueError(f"{where}; {cls.__name__} states no bounds for '{key}'")
+        raise ConfigError(f"{where}; {cls.__name__} states no bounds for '{key}'")
     low, high = cls.setting_bounds[key]
     if isinstance(cls.sample_defaults()[key], int):
         if not is_whole(value, low, high):
-            raise ValueError(f"{where}; allowed: a whole number from {low} to {high}")
+            raise ConfigError(f"{where}; allowed: a whole number from {low} to {high}")
     elif (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or not low <= value <= high
     ):
-        raise ValueError(f"{where}; allowed: a number from {low:g} to {high:g}")
+        raise ConfigError(f"{where}; allowed: a number from {low:g} to {high:g}")
 
 
 def _check_like(name: str, value, default, key: str) -> None:
     where = f"{name} = {shown_value(value)}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{where}; allowed: true or false")
+            raise ConfigError(f"{where}; allowed: true or false")
     elif isinstance(default, int):
         low = (
             0 if default == 0 or key.endswith("_steps") else 1
         )  # step counts and settings off at 0; sizes >= 1
         if not is_whole(value, low, MAX_WHOLE):
-            raise ValueError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
+            raise ConfigError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
     elif isinstance(default, float):
         if (
             isinstance(value, bool)
@@ -324,14 +265,14 @@ def _check_like(name: str, value, default, key: str) -> None:
             or not math.isfinite(value)
             or value < 0
         ):
-            raise ValueError(f"{where}; allowed: a number >= 0")
+            raise ConfigError(f"{where}; allowed: a number >= 0")
     elif isinstance(default, str):
         if not isinstance(value, str):
-            raise ValueError(f"{where}; allowed: a name in quotes")
+            raise ConfigError(f"{where}; allowed: a name in quotes")
     elif value is not None and not (
         isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
-        raise ValueError(f"{where}; allowed: a table of names")
+        raise ConfigError(f"{where}; allowed: a table of names")
 
 
 def build(config: dict) -> models.Generator:
@@ -348,7 +289,7 @@ def load(path_or_name) -> dict:
     if not path.exists() and (SHIPPED / f"{path_or_name}.toml").is_file():
         path = SHIPPED / f"{path_or_name}.toml"
     if path.is_dir():
-        raise ValueError(
+        raise ConfigError(
             f"config '{path}' is a folder; give a TOML file or a shipped config's name "
             f"({', '.join(shipped())})"
         )
@@ -366,7 +307,7 @@ def load(path_or_name) -> dict:
         with torch.random.fork_rng(devices=[]):  # built once to run the model's own checks; no RNG consumed
             build(config)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise ConfigError(f"{path}: {e}") from None
     config.setdefault("name", path.stem)
     return config
 
@@ -377,7 +318,7 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 def check_run_name(name) -> str:
     """A config's name as a run folder's name: a plain name, never a path."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
-        raise ValueError(
+        raise ConfigError(
             f"name = {shown_value(name)}; allowed: a plain name of letters, digits, '.', '_' and '-' "
             "(at most 100, not starting with '.'), never a path"
         )

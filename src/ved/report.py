@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
+from .errors import VedError
 
 # What the paper's code logged for generated images: 0.13-0.15 in its arithmetic runs
 # (models/indep/VED_mnist-op_*_out.txt), on the captions it trained and validated on. It logged no
@@ -206,7 +207,7 @@ def update_readme(
         pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
         found = [page for page, text in texts.items() if pattern.search(text)]
         if len(found) != 1 or len(pattern.findall(texts[found[0]])) != 1:
-            raise ValueError(
+            raise VedError(
                 f"{readme} and docs/*.md beside it need one '<!-- {name}:start -->...<!-- {name}:end -->' "
                 f"block; found {sum(len(pattern.findall(t)) for t in texts.values())}"
             )
