@@ -312,16 +312,16 @@ class ConditionalVAE(Generator):
 
         def draw(k, rows):
             styles = self.style_prior.draw(k, temperature, generator, rows)
-            return torch.sigmoid(sharpness * self.decode(styles, k))
+            return torch.sigmoid(sharpness * in_buckets(self.decode, styles, k))
 
         images = draw(k, rows)
         if accept:
-            doubted = torch.nonzero(self.critic_belief(images, k) < accept)[:, 0]
+            doubted = torch.nonzero(in_buckets(self.critic_belief, images, k) < accept)[:, 0]
             for _ in range(self.REDRAWS):  # only the redrawn images need the critic again
                 if not len(doubted):
                     break
                 images[doubted] = draw(k[doubted], rows[doubted.cpu()])
-                doubted = doubted[self.critic_belief(images[doubted], k[doubted]) < accept]
+                doubted = doubted[in_buckets(self.critic_belief, images[doubted], k[doubted]) < accept]
         return images.view(len(tokens), n, 28, 28)
 
     @torch.no_grad()
@@ -343,6 +343,20 @@ class ConditionalVAE(Generator):
     def critic_belief(self, images, k):
         """q(k | x) of the model's own critic for each image's class."""
         return self.critic(self.image_encoder(images)).softmax(1).gather(1, k[:, None])[:, 0]
+
+
+def in_buckets(fn, *batch: torch.Tensor) -> torch.Tensor:
+    """fn(*batch), run on the batch padded to a bucket's rows (a power of two up to 256, then a
+    multiple of 256) and cut back. oneDNN keeps a compiled kernel, and its memory, for every batch
+    shape it meets; the redraws' sizes differ every time, so a long job's memory grew without end
+    (1.2 GB more over a million images; benchmarks/memory.py). In buckets it meets a few dozen
+    shapes, at most 256 rows or twice a tiny batch's work more. Each row's result is its own."""
+    rows = len(batch[0])
+    size = 1 << max(0, (rows - 1).bit_length()) if rows <= 256 else -(-rows // 256) * 256
+    if size == rows:
+        return fn(*batch)
+    padded = [torch.cat([t, t[:1].expand(size - rows, *t.shape[1:])]) for t in batch]
+    return fn(*padded)[:rows]
 
 
 def _under(params: dict, prefix: str) -> dict:
