@@ -242,3 +242,57 @@ def test_a_compiled_model_draws_what_the_model_draws():
     assert np.array_equal(
         ved.load("paper-label").compile(backend="eager").generate(["nine"], 3, seed=1), plain
     )
+
+
+def test_save_pretrained_writes_a_folder_with_a_model_card_that_loads_to_the_same_pixels(tmp_path):
+    pipe = ved.load("cvae-mixed", torch_dtype=torch.float32)
+    before = pipe(
+        prompt=["three plus two"], num_images_per_prompt=4, generator=torch.Generator().manual_seed(0)
+    )
+    pipe.save_pretrained(tmp_path / "saved")
+    again = ved.Pipeline.from_pretrained(tmp_path / "saved")
+    after = again(
+        prompt=["three plus two"], num_images_per_prompt=4, generator=torch.Generator().manual_seed(0)
+    )
+    assert [np.asarray(im).tobytes() for im in after.images] == [
+        np.asarray(im).tobytes() for im in before.images
+    ]
+    card = (tmp_path / "saved" / "README.md").read_text()
+    front = card.split("---\n")[1]
+    assert card.startswith("---\n") and "library_name: ved" in front and "license: mit" in front
+    assert "model-index:" in front and "value: 0.9958" in front  # the shipped model's test accuracy
+    assert ved.load(str(tmp_path / "saved")).settings == pipe.settings
+    for name in ved.shipped_models():  # every shipped model has its card, as reproduce --ship writes it
+        assert (WEIGHTS_DIR / name / "README.md").read_text().startswith("---\nlibrary_name: ved\n")
+
+
+def test_a_hub_repository_loads_from_huggingface_hubs_own_cache_offline(tmp_path):
+    """No machine here reaches the Hub: the repository lies in huggingface_hub's own cache layout and
+    the library runs in its offline mode; ved's code runs unchanged. Only config, weights and card
+    are read; a Python file in the repository is never fetched nor run."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--digits"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    ved.load("paper-label").save_pretrained(snapshot)
+    (snapshot / "pipeline.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w')")
+    code = (
+        "import ved, numpy as np\n"
+        "pipe = ved.load('someone/digits')\n"
+        "same = ved.load('paper-label').generate(['five'], 3, seed=1)\n"
+        "assert np.array_equal(pipe.generate(['five'], 3, seed=1), same)\n"
+        "try:\n    ved.load('someone/missing')\nexcept ved.ModelError as e:\n    print(e)\n"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Hub repository 'someone/missing' cannot be had" in done.stdout and "\n" == done.stdout[-1]
+    assert not (tmp_path / "ran").exists()
+    shutil.rmtree(tmp_path / "hub")

@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ved"
 
 # Low to high; a module may import from its own layer or a lower one, never a higher one.
 LAYERS = [
-    ["ved.errors", "ved.files", "ved.images", "ved.distributed", "ved.about", "ved.holdout", "ved.precision"],
+    ["ved.errors", "ved.files", "ved.images", "ved.distributed", "ved.about", "ved.holdout", "ved.precision",
+     "ved.card"],
     ["ved.captions", "ved.vocab", "ved.checkpoint", "ved.mnist", "ved.batches", "ved.content", "ved.data"],
     ["ved.models", "ved.models.base", "ved.models.caption_encoders", "ved.models.caption_prior",
      "ved.models.style_prior", "ved.models.cvae", "ved.models.paper_ved", "ved.models.judge",

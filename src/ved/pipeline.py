@@ -10,6 +10,7 @@ pipe.same_style(n=2)                               # (2, 10, 28, 28): one handwr
 
 from __future__ import annotations
 
+import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, models, vocab
+from . import captions, card, checkpoint, models, vocab
 from . import captions as captions_module  # `captions` is also a call's argument
 from . import config as configs
 from .about import DEFAULT_MODEL
@@ -55,16 +56,45 @@ def shipped_models() -> list[str]:
     )
 
 
+HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+HUB_FILES = [checkpoint.CONFIG, checkpoint.WEIGHTS, card.CARD]  # never code: a repo's .py stays unread
+
+
 def resolve_model(name_or_dir: str | Path | None, allow_paths: bool = True) -> Path:
+    """A shipped model's folder, a model folder, or (with paths allowed) a Hugging Face Hub
+    repository `owner/name` fetched through huggingface_hub, its config, weights and card only."""
     name = str(name_or_dir or DEFAULT_MODEL)
     if name in shipped_models():
         return WEIGHTS_DIR / name
     if allow_paths and _is_model_folder(Path(name)):
         return Path(name)
+    if allow_paths and HUB_REPO.fullmatch(name) and not Path(name).exists():
+        return hub_folder(name)
     where = " or a run folder holding config.json and model.safetensors" if allow_paths else ""
     raise ModelError(
         f"unknown model '{captions.shown(name, 60)}'; choose one of: {', '.join(shipped_models())}{where}"
     )
+
+
+def hub_folder(repo: str) -> Path:
+    """The local folder of a Hub repository's config, weights and card (downloaded, or from the
+    cache; HF_HUB_OFFLINE=1 reads the cache only); ModelError in one line if there is none."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ModelError(
+            f"'{repo}' is no shipped model or folder; to load it from the Hugging Face Hub, "
+            "pip install huggingface_hub (or ved[hub])"
+        ) from None
+    try:
+        folder = Path(snapshot_download(repo, allow_patterns=HUB_FILES, library_name="ved"))
+    except Exception as e:  # the library's own kinds: not found, offline, no access, network
+        raise ModelError(
+            f"Hub repository '{repo}' cannot be had: {type(e).__name__}: {one_line(e)}"
+        ) from None
+    if not _is_model_folder(folder):
+        raise ModelError(f"Hub repository '{repo}' holds no ved model (config.json and model.safetensors)")
+    return folder
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -241,6 +271,24 @@ class Pipeline:
                 self.device = device_of(target)
                 self.model.to(self.device)
         return self
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir, **options) -> Pipeline:
+        """As diffusers names it: `ved.load` (a shipped name, a folder, or a Hub repository)."""
+        return load(name_or_dir, **options)
+
+    def save_pretrained(self, folder) -> None:
+        """Write this model as a folder that `ved.load(folder)` and `from_pretrained` read: its
+        weights (safetensors), config.json (with the sampling settings this pipeline uses) and a
+        model card (README.md with the Hub's metadata), ready to upload to the Hub as it is."""
+        if self.config is None:
+            raise ArgumentError("save_pretrained needs the model's config: load the pipeline with ved.load")
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ArgumentError(f"save_pretrained: '{shown(folder, 100)}' is a file; give a folder")
+        config = {**self.config, "sample": dict(self.settings)}
+        checkpoint.save_model(folder, self.generator_module, config)
+        checkpoint.atomic_write_text(folder / card.CARD, card.model_card(config, self.name or folder.name))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
+from . import captions, card, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .errors import VedError, shown
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
@@ -591,6 +591,7 @@ def ship_run(study: Study, name: str) -> None:
     config.setdefault("provenance", {})["metrics"] = report.headline(results, history[-1]["seconds"])
     checkpoint.save_model(target, checkpoint.load_weights(run), config)
     checkpoint.atomic_write_bytes(target / "metrics.jsonl", (run / "metrics.jsonl").read_bytes())
+    checkpoint.atomic_write_text(target / card.CARD, card.model_card(config, name))
 
 
 def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) -> list[str]:
