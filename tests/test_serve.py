@@ -393,3 +393,120 @@ def test_one_seed_draws_the_same_pixels_from_the_cli_python_and_http(server, tmp
     )  # no seed: a fresh one
     fresh = int(out.rsplit("(seed ", 1)[1].rstrip(")\n"))
     assert np.array_equal(np.load(tmp_path / "y.npy"), ved.load().generate(["five"], 1, seed=fresh))
+
+
+def launch_chromium(sync_api, p):
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Debian's chromium could not be installed with apt-get on this machine")
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+    return p.chromium.launch(executable_path=executable, args=args)
+
+
+def test_the_page_is_a_demo_worth_sharing(server):
+    """The page as a good Space demo is, in Chromium at 1440 and 360 px: a first grid on load, digits
+    large enough to read, a seed box with random, sliders at the model's defaults, a download, a
+    copied link and a share link that keeps every choice (strict and settings too), an unknown model
+    named and replaced by the default, alt texts that say what each image is, the model card and the
+    paper's citation. Screenshots go to test-artifacts/."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = launch_chromium(sync_api, p)
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+        page = context.new_page()
+        console = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(server + "/")
+        page.wait_for_selector("#grid img", timeout=WAIT_MS)  # a first grid, with no click
+        assert page.text_content("#status") == '"three plus two" means 5'
+        widths = page.eval_on_selector_all(
+            "#grid img", "imgs => imgs.map(i => i.getBoundingClientRect().width)"
+        )
+        assert len(widths) == 8 and min(widths) >= 84, widths
+        alts = page.eval_on_selector_all("#grid img", "imgs => imgs.map(i => i.alt)")
+        assert alts[2] == '"three plus two" (5), sample 3 of 8'
+        assert "primary" in page.get_attribute("#generate", "class")
+        assert page.get_attribute("#seed", "placeholder") == "random" and page.input_value("#seed") == ""
+        # sliders: the model's settings at their defaults
+        assert (
+            page.input_value("#setting-temperature") == "1" and page.input_value("#setting-accept") == "0.9"
+        )
+        assert "temperature (default 1)" in page.text_content("#sliders")
+        page.screenshot(path=str(ARTIFACTS / "demo-1440px.png"), full_page=True)
+        # a seed, a setting and a refused caption drawn anyway: the share link keeps all of it
+        page.fill("#seed", "1234")
+        page.eval_on_selector(
+            "#setting-temperature", "e => { e.value = '0.5'; e.dispatchEvent(new Event('input')); }"
+        )
+        page.fill("#caption", "three plus")
+        page.click("#generate")
+        page.wait_for_selector("#status.error #anyway", timeout=WAIT_MS)
+        page.click("#anyway")
+        page.wait_for_selector("#status.warning", timeout=WAIT_MS)
+        link = page.get_attribute("#permalink", "href")
+        for part in ("seed=1234", "temperature=0.5", "strict=0", "model=cvae-mixed", "precision=fp32"):
+            assert part in link, link
+        assert "drawn outside the grammar" in page.get_attribute("#grid img", "alt")
+        drawn = page.eval_on_selector_all("#grid img", "imgs => imgs.map(i => i.src)")
+        page.click("#copy")
+        page.locator("#copy", has_text="Copied").wait_for(timeout=WAIT_MS)
+        assert page.evaluate("navigator.clipboard.readText()") == server + link
+        with page.expect_download() as download:
+            page.click("#download")
+        png = Path(download.value.path()).read_bytes()
+        assert (
+            png[:8] == b"\x89PNG\r\n\x1a\n" and np.array(Image.open(io.BytesIO(png))).shape[1] == 8 * 30 + 2
+        )
+        shared = context.new_page()
+        shared.goto(server + link)
+        shared.wait_for_selector("#status.warning", timeout=WAIT_MS)  # drawn anyway again, no refusal
+        assert shared.eval_on_selector_all("#grid img", "imgs => imgs.map(i => i.src)") == drawn
+        assert shared.input_value("#setting-temperature") == "0.5" and shared.input_value("#seed") == "1234"
+        shared.close()
+        # random: the seed box emptied, a fresh seed each draw
+        page.click("#random")
+        assert page.input_value("#seed") == ""
+        # an unknown model in a link: said so, and the default draws
+        page.goto(server + "/?caption=five&model=nope")
+        page.wait_for_selector("#grid img", timeout=WAIT_MS)
+        assert 'No model "nope" here; drawing with cvae-mixed, the default.' in page.text_content("#notice")
+        assert page.input_value("#model") == "cvae-mixed" and page.is_visible("#notice")
+        # the model card and the paper's citation
+        assert page.get_attribute("#card", "href") == "/models/cvae-mixed/card"
+        card = httpx.get(server + "/models/cvae-mixed/card")
+        assert card.status_code == 200 and card.text.startswith("---\nlibrary_name: ved")
+        assert "Angelard-Gontier" in page.text_content("footer")
+        # no CSP violation and no missing file (the refused caption's 400 is the page's own doing)
+        assert not [m for m in console if "Content Security Policy" in m or "404" in m], console
+        narrow = browser.new_page(viewport={"width": 360, "height": 740})
+        narrow.goto(server + "/")
+        narrow.wait_for_selector("#grid img", timeout=WAIT_MS)
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 360
+        widths = narrow.eval_on_selector_all(
+            "#grid img", "imgs => imgs.map(i => i.getBoundingClientRect().width)"
+        )
+        assert (
+            min(widths) >= 64
+            and max(
+                narrow.eval_on_selector_all(
+                    "#grid img", "imgs => imgs.map(i => i.getBoundingClientRect().right)"
+                )
+            )
+            <= 360
+        )
+        narrow.screenshot(path=str(ARTIFACTS / "demo-360px-first-grid.png"), full_page=True)
+        browser.close()
+
+
+def test_the_page_may_be_framed_only_where_asked():
+    """Off by default (frame-ancestors 'none' and X-Frame-Options DENY); `--frame-ancestors` lets a
+    Hugging Face Space show it, and a malformed origin is one line."""
+    with serving("--workers", "1", "--frame-ancestors", "https://huggingface.co",
+                 "--frame-ancestors", "https://*.hf.space") as url:  # fmt: skip
+        headers = httpx.get(url + "/").headers
+    assert "frame-ancestors https://huggingface.co https://*.hf.space" in headers["content-security-policy"]
+    assert "x-frame-options" not in headers
+    code, _, err = run_ved("serve", "--frame-ancestors", "https://x.org; script-src *")
+    assert code == 2 and "is not an origin" in err

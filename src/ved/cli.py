@@ -71,6 +71,18 @@ def host_name(text: str) -> str:
     return name
 
 
+def frame_origin(text: str) -> str:
+    """An argparse type: an origin as CSP's frame-ancestors takes it, scheme://host[:port], the
+    host's first label may be *."""
+    import re
+
+    if not re.fullmatch(r"https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?", text):
+        raise argparse.ArgumentTypeError(
+            f"'{shown(text, 60)}' is not an origin; allowed: https://host or https://*.host, with a port"
+        )
+    return text
+
+
 def writable_file(path: Path, option: str) -> Path:
     """Check, before any work, that `path` can be written as a file: not a folder, no file where a
     folder must be, and a folder that takes new files. Nothing is created."""
@@ -394,6 +406,7 @@ def cmd_serve(args):
         precision=args.precision,
         client_connections=args.client_connections,
         request_seconds=args.request_seconds,
+        frame_ancestors=args.frame_ancestors,
     )
 
 
@@ -646,6 +659,14 @@ def parser() -> argparse.ArgumentParser:
         type=whole(1, 3600),
         default=10,
         help="time a client has to send a whole request; a slower one is answered 408 (default: 10)",
+    )
+    s.add_argument(
+        "--frame-ancestors",
+        action="append",
+        metavar="ORIGIN",
+        type=frame_origin,
+        help="an origin that may show the page in a frame, repeatable, e.g. https://huggingface.co "
+        "https://*.hf.space for a Hugging Face Space (default: none; the page refuses every frame)",
     )
     s.add_argument(
         "--allow-host",

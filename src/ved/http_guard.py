@@ -26,17 +26,28 @@ REQUEST_SECONDS = 10  # a whole request (headers, then a body of at most 64 KiB)
 CLIENT_CONNECTIONS = 64  # open connections per client address
 SPARE_FILES = 64  # files a worker keeps free of connections: its model, logs, the event loop
 
-SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-]
+
+def security_headers(frame_ancestors: str = "") -> list[tuple[bytes, bytes]]:
+    """The headers of every answer. The page may be framed only by `frame_ancestors` (origins
+    separated by spaces, e.g. a Hugging Face Space's; `ved serve --frame-ancestors`), by none by
+    default. Opener isolation would break a framed page, so it goes with framing."""
+    framed = bool(frame_ancestors.strip())
+    policy = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; "
+        f"frame-ancestors {frame_ancestors.strip() if framed else chr(39) + 'none' + chr(39)}"
+    )
+    headers = [
+        (b"content-security-policy", policy.encode("ascii")),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    if not framed:
+        headers += [(b"x-frame-options", b"DENY"), (b"cross-origin-opener-policy", b"same-origin")]
+    return headers
+
+
+SECURITY_HEADERS = security_headers()
 
 # this worker's connections: per client address, every one counted, and those not being answered
 # (oldest first: a dict keeps insertion order)
@@ -134,7 +145,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         body = message.encode("ascii", "replace")
         headers = [
             *self.server_state.default_headers,
-            *SECURITY_HEADERS,
+            *security_headers(os.environ.get("VED_SERVE_FRAME_ANCESTORS", "")),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),

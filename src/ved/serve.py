@@ -31,12 +31,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import captions, http_guard
+from . import captions, card, http_guard
 from . import config as configs
 from .captions import CaptionError
 from .errors import VedError, shown
 from .files import parse_json
-from .http_guard import SECURITY_HEADERS
+from .http_guard import security_headers
 from .images import png_bytes, wrapped_grid
 from .pipeline import (
     DEFAULT_MODEL,
@@ -210,8 +210,9 @@ def validation_message(errors) -> str:
 class Guard:
     """Pure ASGI, before anything else reads the request: Host check, body limit, security headers."""
 
-    def __init__(self, app, allowed_hosts: list[str]):
+    def __init__(self, app, allowed_hosts: list[str], frame_ancestors: str = ""):
         self.app, self.allowed = app, {_host_key(h) for h in allowed_hosts}
+        self.headers = security_headers(frame_ancestors)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -219,7 +220,7 @@ class Guard:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
             await send(message)
 
         headers = dict(scope["headers"])
@@ -271,6 +272,21 @@ class Guard:
         return match["name"].decode().lower() in self.allowed
 
 
+def settings_of(config: dict) -> dict:
+    """A model's sampling settings for the page's sliders: default, bounds, and whole or not."""
+    cls = configs.model_class(config["model"])
+    kinds = cls.sample_defaults()
+    return {
+        key: {
+            "default": value,
+            "low": cls.setting_bounds[key][0],
+            "high": cls.setting_bounds[key][1],
+            "whole": isinstance(kinds[key], int),
+        }
+        for key, value in config["sample"].items()
+    }
+
+
 def _host_key(name: str) -> str:
     """A host name lower-cased, an IPv6 address in its one compressed spelling."""
     name = name.strip("[]").lower()
@@ -286,6 +302,7 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     max_waiting: int = MAX_WAITING,
     precision: str = "fp32",
+    frame_ancestors: str = "",
 ):
     """The FastAPI app behind its Guard (an ASGI app too)."""
     app = FastAPI(
@@ -332,16 +349,37 @@ def create_app(
     def script():
         return FileResponse(STATIC / "app.js", media_type="text/javascript")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)  # no icon: a browser's request for one is not an error
+
     @app.api_route("/style.css", methods=["GET", "HEAD"], include_in_schema=False)
     def style():
         return FileResponse(STATIC / "style.css", media_type="text/css")
 
     # read once: the shipped models do not change while the server runs
-    families = {name: trained_family(configs.of_folder(WEIGHTS_DIR / name)) for name in shipped_models()}
+    served = {name: configs.of_folder(WEIGHTS_DIR / name) for name in shipped_models()}
+    served.setdefault(default_name, pipelines[default_name].config)
+    families = {name: trained_family(config) for name, config in served.items()}
+    settings = {name: settings_of(config) for name, config in served.items()}
+    cards = {name: card.model_card(config, name) for name, config in served.items()}
 
     @app.get("/api/models")
     def list_models():
-        return {"models": list(families), "default": default_name, "families": families}
+        return {
+            "models": list(families),
+            "default": default_name,
+            "families": families,
+            "settings": settings,
+            "precision": pipelines[default_name].precision,
+        }
+
+    @app.api_route("/models/{name}/card", methods=["GET", "HEAD"], include_in_schema=False)
+    def model_card(name: str):
+        """The model's card (README.md of its folder, with the Hub's metadata) as plain text."""
+        if name not in cards:
+            return error(404, f"no model '{shown(name, 60)}' here; see /api/models")
+        return Response(cards[name], media_type="text/plain; charset=utf-8")
 
     @app.post("/api/same-style")
     async def same_style(request: SameStyleRequest):
@@ -396,7 +434,7 @@ def create_app(
             body["warning"] = warning
         return SafeJSON(body, headers=headers)
 
-    return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])])
+    return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])], frame_ancestors)
 
 
 def app_from_env():
@@ -411,6 +449,7 @@ def app_from_env():
         allowed_hosts=hosts,
         max_waiting=queue,
         precision=os.environ.get("VED_SERVE_PRECISION") or "fp32",
+        frame_ancestors=os.environ.get("VED_SERVE_FRAME_ANCESTORS", ""),
     )
     gc.freeze()  # the loaded model and app stay; collections need not scan them under load
     return app
@@ -446,6 +485,7 @@ def run(
     precision: str = "fp32",
     client_connections: int = http_guard.CLIENT_CONNECTIONS,
     request_seconds: int = http_guard.REQUEST_SECONDS,
+    frame_ancestors: list[str] | None = None,
 ) -> None:
     import uvicorn
 
@@ -466,6 +506,7 @@ def run(
     os.environ["VED_SERVE_PRECISION"] = precision
     os.environ["VED_SERVE_CLIENT_CONNECTIONS"] = str(client_connections)
     os.environ["VED_SERVE_REQUEST_SECONDS"] = str(request_seconds)
+    os.environ["VED_SERVE_FRAME_ANCESTORS"] = " ".join(frame_ancestors or [])
     print(
         f"ved demo on http://{host}:{port}/  (model {model or DEFAULT_MODEL}, {workers} worker(s))",
         flush=True,
