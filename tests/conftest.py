@@ -97,6 +97,19 @@ def server():
         yield url
 
 
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory):
+    """One epoch of the fastest real training run (tests/configs/tiny-fast.toml), for tests that
+    tamper with or damage a copy of a run folder; never changed itself."""
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("run") / "run"
+    fast = Path(__file__).parent / "configs" / "tiny-fast.toml"
+    code, _, err = ved_main("train", "--config", str(fast), "--out", str(out), "--epochs", "1", "--quiet")
+    assert code == 0, err
+    return out
+
+
 @pytest.fixture
 def test_split():
     """Opens the test split for a test that checks it, or scores a finished model on it: a test

@@ -150,26 +150,10 @@ def test_damaged_weights_load_and_draw_or_are_refused(name, kind, factor, index)
 # ---------------------------------------------------------------- training states
 
 
-def _trained_run() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="ved-damage-"))
-    code, _, err = ved_main("train", "--config", FAST, "--out", str(root / "run"), "--epochs", "1", "--quiet")
-    assert code == 0, err
-    return root / "run"
-
-
-RUN: list[Path] = []
-
-
-def trained_run() -> Path:
-    if not RUN:
-        RUN.append(_trained_run())
-    return RUN[0]
-
-
 @settings(max_examples=15, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_a_damaged_training_state_resumes_or_is_refused(data):
-    run = trained_run()
+def test_a_damaged_training_state_resumes_or_is_refused(one_epoch_run, data):
+    run = one_epoch_run
     with safe_open(str(run / "last" / checkpoint.TRAIN_STATE), "pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     skeleton = json.loads(meta["state"])

@@ -355,21 +355,13 @@ def pickle_payload(marker: Path) -> bytes:
     return pickle.dumps(namespace["Payload"]())
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    code, _, err = ved_main("train", "--config", FAST, "--out", str(out), "--epochs", "1", "--quiet")
-    assert code == 0, err
-    return out
-
-
-def test_a_planted_pickle_in_any_file_of_a_run_runs_nothing(tmp_path, trained_run):
+def test_a_planted_pickle_in_any_file_of_a_run_runs_nothing(tmp_path, one_epoch_run):
     """Each file of a run folder in turn holds a pickle whose loading would run a command; resuming
     must run none. Files that resume reads are refused in one line; the rest are never opened.
     (In this process: had anything unpickled the payload, the marker file would be there.)"""
     marker = tmp_path / "code-ran"
     payload = pickle_payload(marker)
-    files = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(one_epoch_run) for p in one_epoch_run.rglob("*") if p.is_file())
     assert {"last/train_state.safetensors", "last/model.safetensors", "metrics.jsonl"} <= {
         str(f) for f in files
     }
@@ -377,7 +369,7 @@ def test_a_planted_pickle_in_any_file_of_a_run_runs_nothing(tmp_path, trained_ru
     for name in [*files, Path("last/train_state.pt")]:
         run = tmp_path / "tampered"
         shutil.rmtree(run, ignore_errors=True)
-        shutil.copytree(trained_run, run)
+        shutil.copytree(one_epoch_run, run)
         if name.name == "train_state.pt":  # an older ved's pickled state, on its own
             (run / "last" / checkpoint.TRAIN_STATE).unlink()
         (run / name).write_bytes(payload)

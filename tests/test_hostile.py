@@ -198,14 +198,6 @@ def test_devices_and_pipes_are_read_only_up_to_the_cap(tmp_path):
 # ---------------------------------------------------------------- damaged training state on resume
 
 
-@pytest.fixture(scope="module")
-def one_epoch_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    code, _, err = ved_main("train", "--config", FAST, "--out", str(out), "--epochs", "1", "--quiet")
-    assert code == 0, err
-    return out
-
-
 def damaged_state(run: Path, change) -> None:
     """The JSON inside last/train_state.safetensors, changed; its tensors kept."""
     path = run / "last" / checkpoint.TRAIN_STATE
