@@ -72,7 +72,7 @@ def test_scoring_images_is_scoring_what_a_model_drew(mnist_data):
     from ved.pipeline import load_judge
 
     texts = ["three plus two", "min nine five seven", "seven", "nine minus one plus zero"]
-    images = ved.load()(texts, n=40, generator=0)
+    images = ved.load()(texts, n=40, generator=0, output_type="mnist").images
     result = bench.score(images, texts, split="valid", data=mnist_data)
     judge = load_judge()
     same = metrics.score_images(

@@ -321,10 +321,10 @@ def kept_scores(study: Study, name: str, count: int, score) -> dict:
     """A run's scores on `count` images per split, kept in its folder and reused while the weights,
     config, judge and scoring code are the bytes they were: the peers' diffusion models take ~25
     minutes each to score on 2 cores, and an interrupted study should not score them again."""
-    files = [study.runs[name] / checkpoint.WEIGHTS, study.runs[name] / checkpoint.CONFIG, *SCORER_SOURCES]
-    files.append(study.judge_dir / checkpoint.WEIGHTS)
+    sources = [study.runs[name] / checkpoint.WEIGHTS, study.runs[name] / checkpoint.CONFIG, *SCORER_SOURCES]
+    sources.append(study.judge_dir / checkpoint.WEIGHTS)
     digest = hashlib.sha256(str(count).encode())
-    for path in files:
+    for path in sources:
         digest.update(path.read_bytes())
     kept = study.runs[name] / f"scores-{count}.json"
     if kept.exists():
