@@ -110,7 +110,9 @@ def measure(args, env: dict) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "ved", "serve", "--port", str(port)], stdout=subprocess.DEVNULL, env=env
+        [sys.executable, "-m", "ved", "serve", "--port", str(port), *args.serve_options],
+        stdout=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -149,8 +151,14 @@ def main():
         default=0.0,
         help="share of requests that are a client's mistakes (default: 0)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        help="ved serve --precision for every server (default: each code's own default)",
+    )
     revisions.add_options(p, "load a server")
     args = p.parse_args()
+    args.serve_options = ["--precision", args.precision] if args.precision else []
     result = {
         "requests": args.requests,
         "concurrency": args.concurrency,
