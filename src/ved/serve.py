@@ -23,6 +23,7 @@ import os
 import re
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,29 @@ class Busy(Exception):
     """The batcher's queue is full."""
 
 
+@dataclass
+class Job:
+    """A request waiting in the queue; `caption` None: a same-style request of `n` rows."""
+
+    pipe: Pipeline
+    caption: str | None
+    n: int
+    seed: int
+    settings: dict
+    future: asyncio.Future
+
+    @property
+    def images(self) -> int:
+        return self.n * (10 if self.caption is None else 1)
+
+    @property
+    def group(self) -> tuple:
+        """Jobs of one group are drawn in one pass: same model, n and settings; same-style ones alone."""
+        if self.caption is None:
+            return (id(self),)
+        return (id(self.pipe), self.n, tuple(sorted(self.settings.items())))
+
+
 class Batcher:
     """Dynamic batching on the event loop: requests queue, and one task draws each group of
     requests for the same model and n in one pipeline call with one seed per caption (a list of
@@ -77,8 +101,7 @@ class Batcher:
 
     def __init__(self, max_images=BATCH_IMAGES, window=BATCH_WINDOW_S, max_waiting=MAX_WAITING):
         self.max_images, self.window, self.max_waiting = max_images, window, max_waiting
-        # (pipeline, caption, n, seed, future, settings); caption None: a same-style request of n rows
-        self.waiting: list[tuple] = []
+        self.waiting: list[Job] = []
         self.task: asyncio.Task | None = None
 
     async def draw(
@@ -95,52 +118,45 @@ class Batcher:
         if len(self.waiting) >= self.max_waiting:
             raise Busy
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append((pipe, caption, n, seed, future, settings))
+        self.waiting.append(Job(pipe, caption, n, seed, settings, future))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self.run())
         return await future
-
-    @staticmethod
-    def images_of(job) -> int:
-        return job[2] * (10 if job[1] is None else 1)
 
     async def run(self) -> None:
         while self.waiting:
             await asyncio.sleep(self.window)  # requests that arrive together join this batch
             batch, images = [], 0
-            while self.waiting and (not batch or images + self.images_of(self.waiting[0]) <= self.max_images):
+            while self.waiting and (not batch or images + self.waiting[0].images <= self.max_images):
                 batch.append(self.waiting.pop(0))
-                images += self.images_of(batch[-1])
-            groups: dict[tuple, list] = {}
-            for job in batch:  # same-style requests are drawn one by one: each is its own rows
-                settings = tuple(sorted(job[5].items()))  # one pass draws with one set of settings
-                key = (id(job[0]), job[2], settings) if job[1] is not None else (id(job), "style")
-                groups.setdefault(key, []).append(job)
+                images += batch[-1].images
+            groups: dict[tuple, list[Job]] = {}
+            for job in batch:
+                groups.setdefault(job.group, []).append(job)
             for jobs in groups.values():
                 self.answer(jobs)
 
     @staticmethod
-    def answer(jobs: list[tuple]) -> None:
-        pipe, n, settings = jobs[0][0], jobs[0][2], jobs[0][5]
+    def answer(jobs: list[Job]) -> None:
+        first = jobs[0]
         try:
             with warnings.catch_warnings():  # each request said its own warning already
                 warnings.simplefilter("ignore")
-                if jobs[0][1] is None:
-                    drawn = [pipe.same_style(n, generator=jobs[0][3], **settings)]
+                if first.caption is None:
+                    drawn = [first.pipe.same_style(first.n, generator=first.seed, **first.settings)]
                 else:
-                    generators = [j[3] for j in jobs]
-                    drawn = pipe(
-                        [j[1] for j in jobs],
-                        n,
-                        generator=generators,
+                    drawn = first.pipe(
+                        [j.caption for j in jobs],
+                        first.n,
+                        generator=[j.seed for j in jobs],
                         output_type="mnist",
                         return_dict=False,
                         strict=False,
-                        **settings,
+                        **first.settings,
                     )[0]
-            results = [(j[4], (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
+            results = [(j.future, (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
         except Exception as e:  # the requests' own error handlers answer it
-            results = [(j[4], None, e) for j in jobs]
+            results = [(j.future, None, e) for j in jobs]
         for future, images, err in results:
             if not future.done():  # a client that hung up cancelled its future
                 future.set_exception(err) if err else future.set_result(images)
