@@ -1,11 +1,14 @@
-"""Loading trained models and sampling digits from captions: the stable user contract.
+"""Loading trained models and sampling digits from captions: the stable user contract, as a
+diffusers pipeline is used.
 
 import ved
-pipe = ved.load()                                  # the default model, on the CPU
-images = pipe(["three plus two"], n=8, generator=0)
-images.shape, images.dtype                         # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
-pipe(["nine"], output_type="pil", temperature=0.8) # lists of PIL images; a sampling setting overridden
+pipe = ved.load()                                  # the default model, on the CPU, drawing in fp32
+out = pipe(prompt=["three plus two"], num_images_per_prompt=8, generator=0)
+out.images, out.digits, out.seed                   # eight PIL images, [5], 0
+pipe("nine", output_type="mnist").images           # (1, 8, 28, 28) uint8, 0 = background, 255 = ink
+pipe("nine", temperature=0.8)                      # a sampling setting overridden for one call
 pipe.same_style(n=2)                               # (2, 10, 28, 28): one handwriting, every digit
+pipe.save_pretrained("folder")                     # weights, config.json and a model card
 """
 
 from __future__ import annotations
