@@ -261,3 +261,18 @@ def test_named_held_out_captions_are_the_test_split_and_nothing_else(test_split)
 def test_bad_systematic_split_options_are_clear_errors(options, fragment):
     with pytest.raises(CaptionError, match=fragment):
         captions.caption_pool("arithmetic", "train", **options)
+
+
+@pytest.mark.parametrize(
+    "caption,value",
+    [("nine plus zero", 9), ("five plus four", 9), ("one minus one", 0), ("nine minus nine", 0),
+     ("nine plus one", None), ("five plus five", None), ("zero minus one", None),
+     ("nine plus one minus one", 9), ("zero minus one plus one", 0)],
+)  # fmt: skip
+def test_the_result_must_be_a_digit_at_both_edges(caption, value):
+    """9 and 0 are digits, 10 and -1 are not; a value outside may pass on the way (left to right)."""
+    if value is None:
+        with pytest.raises(captions.CaptionError, match="the result must be a digit 0..9"):
+            captions.parse(caption)
+    else:
+        assert captions.parse(caption) == value

@@ -303,3 +303,40 @@ def test_figure_rows_fill_ten_rows_from_a_split_of_one_result():
         assert {captions.operation_count(c) for c in rows} == {1, 2, 3, 4, 5}
         rows = figure_rows(configs.load("cvae-arithmetic"))
         assert [captions.parse(c) for c in rows] == list(range(10))
+
+
+def test_diversity_is_each_digit_against_its_own_real_spread(mnist_data, judge):
+    """Real validation digits of one class, scored under that digit's word, are as varied as real
+    digits of that class: within 5% for every digit. A spread of another class (digit 1's strokes
+    vary far less than 0's) would be off by up to twice."""
+    reference = metrics.RealReference(judge, mnist_data, split="valid")
+    images, labels = mnist_data.split("valid")
+    words = captions.DIGIT_WORDS
+    for digit in range(10):
+        rows = torch.as_tensor(images[labels == digit][:200]).float().div(255)[None]
+        r = metrics.score_images(rows, [words[digit]], judge, reference)
+        assert 0.95 <= r["diversity"] <= 1.05, (digit, r["diversity"])
+
+
+def test_the_replayed_collate_bug_sorts_by_length_descending(mnist_data, judge):
+    """The published figure, replayed exactly: each batch's captions sorted longest first (stable),
+    the labels left in drawing order. With a perfect generator the replay's score is then the share
+    of positions whose label equals the label of the caption sorted there, which this test computes
+    on its own; any other order (ascending, say) scores differently."""
+    images, labels = mnist_data.split("valid")
+    dataset = CaptionedImages(images, labels, CaptionPool(captions.caption_pool("arithmetic", "valid")))
+    oracle = RealImageOracle(mnist_data)
+    replayed = metrics.published_code_accuracy(oracle, judge, dataset, batches=3, seed=0)
+    aligned = metrics.published_code_accuracy(oracle, judge, dataset, batches=3, seed=0, aligned=True)
+    g = torch.Generator().manual_seed(0)
+    same, total = 0, 0
+    for i, batch in enumerate(dataset.batches(128, g)):
+        if i == 3:
+            break
+        lengths = batch.lengths[batch.caption_of]
+        order = sorted(range(len(lengths)), key=lambda j: -int(lengths[j]))  # stable, longest first
+        same += sum(int(batch.digits[order[j]] == batch.digits[j]) for j in range(len(order)))
+        total += len(order)
+        oracle.generate(batch.tokens[batch.caption_of][order], lengths[order], 1, g)  # the draws it makes
+    assert aligned >= 0.97
+    assert abs(replayed - same / total) <= 1 - aligned + 0.01, (replayed, same / total)
