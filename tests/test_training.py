@@ -80,16 +80,18 @@ def test_models_run_with_the_parser_disabled(mnist_data, monkeypatch):
     for name in ("parse", "check_caption", "families_of", "operation_count", "_value", "_evaluate_chain",
                  "caption_pool", "pool_for", "pool_families"):  # fmt: skip
         monkeypatch.setattr(captions, name, refuse)
-    for config in (
-        {"family": "cvae", "caption_encoder": "routed", "caption_steps": 5, "channels": 4, "hidden": 16,
-         "style": 2, "style_components": 2, "final_fit_steps": 2},
-        {"family": "paper_ved", "gru_hidden": 8, "latent": 4, "decoder_hidden": 16},
-        {"family": "textbook_cvae", "caption_hidden": 8, "caption_width": 8, "condition": 4, "latent": 2,
-         "channels": 4, "hidden": 16, "router_steps": 5},
-        {"family": "flow", "caption_hidden": 8, "caption_width": 8, "channels": 8, "router_steps": 5},
-    ):  # fmt: skip
+    tiny = {
+        "cvae": {"caption_encoder": "routed", "caption_steps": 5, "channels": 4, "hidden": 16,
+                 "style": 2, "style_components": 2, "final_fit_steps": 2},
+        "paper_ved": {"gru_hidden": 8, "latent": 4, "decoder_hidden": 16},
+        "textbook_cvae": {"caption_hidden": 8, "caption_width": 8, "condition": 4, "latent": 2,
+                          "channels": 4, "hidden": 16, "router_steps": 5},
+        "flow": {"caption_hidden": 8, "caption_width": 8, "channels": 8, "router_steps": 5},
+    }  # fmt: skip
+    assert set(tiny) == set(models.GENERATORS), "every model family needs a tiny config here"
+    for family, config in tiny.items():
         torch.manual_seed(0)
-        model = models.build(config)
+        model = models.build({"family": family, **config})
         model.prepare(train, seed=0, fresh=True, families=families)
         g = torch.Generator().manual_seed(0)
         batch = next(train.batches(256, g))
@@ -98,6 +100,16 @@ def test_models_run_with_the_parser_disabled(mnist_data, monkeypatch):
         model.finish(train, g)
         assert model.generate(tokens, lengths, 2, g).shape == (3, 2, 28, 28)
         assert model.same_style(tokens, lengths, 2, g).shape == (2, 3, 28, 28)
+
+
+def test_every_model_family_bounds_every_sampling_setting():
+    """A setting without bounds would be refused everywhere (config.check_setting): each family
+    states bounds for exactly the settings its generate takes, each around its default."""
+    for family, cls in models.GENERATORS.items():
+        defaults = cls.sample_defaults()
+        assert set(cls.setting_bounds) == set(defaults), family
+        for key, (low, high) in cls.setting_bounds.items():
+            assert low <= defaults[key] <= high, (family, key)
 
 
 def weights(folder):
