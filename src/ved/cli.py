@@ -112,11 +112,85 @@ def _writable_folder(folder: Path, option: str, path: Path) -> None:
         raise UsageError(f"{option} '{path}': cannot write in '{existing}' ({e.strerror})") from None
 
 
+def add_precision(p, default: str, why: str):
+    from .precision import CHOICES
+
+    p.add_argument(
+        "--precision",
+        choices=CHOICES,
+        default=default,
+        help=f"what the images are drawn in; auto: bf16 on a CPU that computes it fast (about twice "
+        f"the images a second), fp32 elsewhere; {why} (default: {default})",
+    )
+
+
+def add_device(p):
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
+def add_quiet(p):
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
+
+
+def add_model(p):
+    p.add_argument(
+        "--model", help=f"shipped model name or run folder (default: {DEFAULT_MODEL}, the best shipped model)"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """`ved`'s parser: each command's options are registered beside its handler (`options_NAME`),
+    as diffusers-cli's commands do."""
+    p = Parser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
+    p.add_argument("--version", action="version", version=f"ved {VERSION}", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    registers = (options_data, options_captions, options_judge, options_train, options_sample,
+                 options_models, options_evaluate, options_reproduce, options_serve)  # fmt: skip
+    parsers = {register: register(sub) for register in registers}
+    p.sample_parser = parsers[options_sample]  # its options, told apart from a model's settings
+    return p
+
+
+def options_data(sub) -> argparse.ArgumentParser:
+    """`ved data`: its options, beside its handler."""
+    s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")
+    s.add_argument("--data-dir", help="folder of MNIST IDX files to use first (default: $VED_DATA_DIR)")
+    add_quiet(s)
+    s.set_defaults(run=cmd_data)
+    return s
+
+
 def cmd_data(args):
     data = mnist.load(args.data_dir, progress=not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(f"MNIST verified (sha256 {data.content_hash()[:16]}...) at {mnist.cache_path()}")
     for split in captions.SPLITS:
         print(f"  {split}: {data.count(split)} images")
+
+
+def options_captions(sub) -> argparse.ArgumentParser:
+    """`ved captions list|parse`: its options, beside its handler."""
+    s = sub.add_parser("captions", help="list a family's captions or parse captions")
+    csub = s.add_subparsers(dest="captions_command", required=True, metavar="ACTION")
+    c = csub.add_parser("list", help="print caption<TAB>digit for a family and split")
+    c.add_argument(
+        "--family",
+        choices=captions.FAMILIES,
+        default="arithmetic",
+        help="caption family to list (default: arithmetic)",
+    )
+    c.add_argument(
+        "--split", choices=captions.SPLITS, default="train", help="which split's captions (default: train)"
+    )
+    c.add_argument("-n", type=whole(0, 10**9), default=None, help="at most N lines (default: all)")
+    c.add_argument("--seed", type=whole(0, 2**31 - 1), default=0, help="caption seed (default: 0)")
+    c.add_argument(
+        "--out", help="write the captions here, one a line, in the same stable order (default: print them)"
+    )
+    c.set_defaults(run=cmd_captions_list)
+    c = csub.add_parser("parse", help="print the digit each caption means")
+    c.add_argument("caption", nargs="+", help="one caption per argument (quote it)")
+    c.set_defaults(run=cmd_captions_parse)
+    return s
 
 
 def cmd_captions_list(args):
@@ -138,6 +212,25 @@ def cmd_captions_parse(args):
     print("\n".join(map(str, digits)))
 
 
+def options_judge(sub) -> argparse.ArgumentParser:
+    """`ved judge train`: its options, beside its handler."""
+    s = sub.add_parser("judge", help="the evaluator CNN")
+    jsub = s.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
+    j = jsub.add_parser("train", help="train the judge on the 50k training split")
+    j.add_argument("--out", default="runs/judge", help="folder for the judge's weights (default: runs/judge)")
+    j.add_argument(
+        "--epochs",
+        type=whole(1, 1000),
+        default=12,
+        help="training epochs; the best on validation is kept (default: 12)",
+    )
+    j.add_argument("--seed", type=SEED, default=0, help="seed of initialisation and shuffling (default: 0)")
+    add_device(j)
+    add_quiet(j)
+    j.set_defaults(run=cmd_judge_train)
+    return s
+
+
 def cmd_judge_train(args):
     from .pipeline import device_of
     from .train_judge import train_judge
@@ -147,6 +240,31 @@ def cmd_judge_train(args):
         args.out, str(device_of(args.device)), epochs=args.epochs, seed=args.seed, progress=not args.quiet
     )
     print(f"judge: test accuracy {result['test_accuracy']:.4f} -> {args.out}")
+
+
+def options_train(sub) -> argparse.ArgumentParser:
+    """`ved train`: its options, beside its handler."""
+    s = sub.add_parser("train", help="train a generator from a config file")
+    s.add_argument(
+        "--config",
+        required=True,
+        help="a TOML file, or the name of a shipped config such as cvae-arithmetic (see src/ved/configs/)",
+    )
+    s.add_argument("--out", help="run folder (default: runs/<config name>)")
+    add_device(s)
+    s.add_argument("--seed", type=SEED, help="override [train] seed (default: the config's)")
+    s.add_argument(
+        "--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)"
+    )
+    s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
+    s.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train afresh in an --out that holds a run, removing its run files (default: off: refused)",
+    )
+    add_quiet(s)
+    s.set_defaults(run=cmd_train)
+    return s
 
 
 def cmd_train(args):
@@ -191,6 +309,51 @@ def cmd_train(args):
 
 
 MAX_CAPTIONS_FILE = 10 << 20
+
+
+def options_sample(sub) -> argparse.ArgumentParser:
+    """`ved sample`: its options, beside its handler."""
+    s = sub.add_parser(
+        "sample",
+        help="draw digits for captions into a .npy array or a .png grid",
+        epilog="Any sampling setting of the model is an option too, e.g. --temperature 0.8 --accept 0.95 "
+        "for the default model (its [sample] table); each is checked against the model's bounds "
+        "(docs/robustness.md).",
+    )
+    s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
+    add_model(s)
+    s.add_argument(
+        "-n", type=whole(1, 10_000), default=DEFAULT_N, help=f"samples per caption (default: {DEFAULT_N})"
+    )
+    s.add_argument(
+        "--seed",
+        type=SEED,
+        default=None,
+        help="seed of the random draws; the same seed draws the same images here, in Python and over "
+        "HTTP (default: a fresh seed, printed)",
+    )
+    s.add_argument("--captions-file", help="a UTF-8 text file with one caption per line")
+    s.add_argument(
+        "--same-style",
+        action="store_true",
+        help="instead of captions: N rows, each one handwriting drawn as each of the ten digits",
+    )
+    add_quiet(s)
+    s.add_argument(
+        "--no-strict",
+        action="store_true",
+        help="also draw captions of known words that the grammar gives no value, or of a family the "
+        "model was not trained on; a warning says so (default: off, they are refused)",
+    )
+    s.add_argument(
+        "--out",
+        default="samples.png",
+        help=".npy (uint8, captions x n x 28 x 28) or .png grid (default: samples.png)",
+    )
+    add_device(s)
+    add_precision(s, "fp32", "fp32 draws what ved.load() draws in Python")
+    s.set_defaults(run=cmd_sample)
+    return s
 
 
 def read_captions(args) -> list[str]:
@@ -271,6 +434,18 @@ def cmd_sample(args):
     print(f"wrote {images.shape[0]}x{images.shape[1]} samples to {out} (seed {pipe.last_seed})")
 
 
+def options_models(sub) -> argparse.ArgumentParser:
+    """`ved models`: its options, beside its handler."""
+    s = sub.add_parser("models", help="list the shipped models (and --model folders) with their metrics")
+    s.add_argument(
+        "--model",
+        action="append",
+        help="also a run folder or another model, repeatable (default: shipped only)",
+    )
+    s.set_defaults(run=cmd_models)
+    return s
+
+
 WEIGHTS = Path(__file__).parent / "weights"  # the shipped models (pipeline.WEIGHTS_DIR, without torch)
 
 
@@ -307,6 +482,36 @@ def cmd_models(args):
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def options_evaluate(sub) -> argparse.ArgumentParser:
+    """`ved evaluate`: its options, beside its handler."""
+    s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
+    add_model(s)
+    s.add_argument(
+        "--family",
+        action="append",
+        choices=captions.FAMILIES,
+        help="repeatable (default: the model's training family)",
+    )
+    s.add_argument(
+        "--split",
+        action="append",
+        choices=captions.SPLITS,
+        help="repeatable (default: valid, test; with --samples one of test, valid: default test)",
+    )
+    s.add_argument(
+        "--samples",
+        metavar="X.npy",
+        help="score these images of any generator instead of a model: uint8 (captions, n, 28, 28), "
+        "0 = background, row i drawn for line i of --captions-file",
+    )
+    s.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
+    s.add_argument("--json", help="also write the full results here")
+    add_device(s)
+    add_quiet(s)
+    s.set_defaults(run=cmd_evaluate)
+    return s
 
 
 def cmd_evaluate(args):
@@ -374,216 +579,8 @@ def evaluate_samples(args):
     print(summary_table({"results": table}))
 
 
-def cmd_reproduce(args):
-    from .reproduce import reproduce
-
-    if args.runs and (args.all or args.peers):
-        raise UsageError("--runs names the runs to train; it does not combine with --all or --peers")
-    path = reproduce(
-        Path(args.out),
-        quick=args.quick,
-        device=args.device,
-        retrain_judge=args.train_judge,
-        readme=args.readme,
-        ship=args.ship,
-        every=args.all,
-        peers=args.peers,
-        only=args.runs,
-    )
-    print(f"report: {path}")
-
-
-def cmd_serve(args):
-    from .serve import run
-
-    run(
-        args.host,
-        args.port,
-        args.model,
-        args.workers,
-        allowed_hosts=args.allow_host,
-        queue=args.queue,
-        precision=args.precision,
-        client_connections=args.client_connections,
-        request_seconds=args.request_seconds,
-        frame_ancestors=args.frame_ancestors,
-    )
-
-
-def add_precision(p, default: str, why: str):
-    from .precision import CHOICES
-
-    p.add_argument(
-        "--precision",
-        choices=CHOICES,
-        default=default,
-        help=f"what the images are drawn in; auto: bf16 on a CPU that computes it fast (about twice "
-        f"the images a second), fp32 elsewhere; {why} (default: {default})",
-    )
-
-
-def add_device(p):
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-
-
-def add_quiet(p):
-    p.add_argument("--quiet", action="store_true", help="no progress bars (default: off)")
-
-
-def add_model(p):
-    p.add_argument(
-        "--model", help=f"shipped model name or run folder (default: {DEFAULT_MODEL}, the best shipped model)"
-    )
-
-
-def parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    p = Parser(prog="ved", description="Captions to MNIST digits with variational encoder-decoders.")
-    p.add_argument(
-        "--version", action="version", version=f"ved {__version__}", help="print the version and exit"
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    s = sub.add_parser("data", help="get, verify and cache MNIST; print where it is")
-    s.add_argument("--data-dir", help="folder of MNIST IDX files to use first (default: $VED_DATA_DIR)")
-    add_quiet(s)
-    s.set_defaults(run=cmd_data)
-
-    s = sub.add_parser("captions", help="list a family's captions or parse captions")
-    csub = s.add_subparsers(dest="captions_command", required=True, metavar="ACTION")
-    c = csub.add_parser("list", help="print caption<TAB>digit for a family and split")
-    c.add_argument(
-        "--family",
-        choices=captions.FAMILIES,
-        default="arithmetic",
-        help="caption family to list (default: arithmetic)",
-    )
-    c.add_argument(
-        "--split", choices=captions.SPLITS, default="train", help="which split's captions (default: train)"
-    )
-    c.add_argument("-n", type=whole(0, 10**9), default=None, help="at most N lines (default: all)")
-    c.add_argument("--seed", type=whole(0, 2**31 - 1), default=0, help="caption seed (default: 0)")
-    c.add_argument(
-        "--out", help="write the captions here, one a line, in the same stable order (default: print them)"
-    )
-    c.set_defaults(run=cmd_captions_list)
-    c = csub.add_parser("parse", help="print the digit each caption means")
-    c.add_argument("caption", nargs="+", help="one caption per argument (quote it)")
-    c.set_defaults(run=cmd_captions_parse)
-
-    s = sub.add_parser("judge", help="the evaluator CNN")
-    jsub = s.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
-    j = jsub.add_parser("train", help="train the judge on the 50k training split")
-    j.add_argument("--out", default="runs/judge", help="folder for the judge's weights (default: runs/judge)")
-    j.add_argument(
-        "--epochs",
-        type=whole(1, 1000),
-        default=12,
-        help="training epochs; the best on validation is kept (default: 12)",
-    )
-    j.add_argument("--seed", type=SEED, default=0, help="seed of initialisation and shuffling (default: 0)")
-    add_device(j)
-    add_quiet(j)
-    j.set_defaults(run=cmd_judge_train)
-
-    s = sub.add_parser("train", help="train a generator from a config file")
-    s.add_argument(
-        "--config",
-        required=True,
-        help="a TOML file, or the name of a shipped config such as cvae-arithmetic (see src/ved/configs/)",
-    )
-    s.add_argument("--out", help="run folder (default: runs/<config name>)")
-    add_device(s)
-    s.add_argument("--seed", type=SEED, help="override [train] seed (default: the config's)")
-    s.add_argument(
-        "--epochs", type=whole(1, 100_000), help="override [train] max_epochs (default: the config's)"
-    )
-    s.add_argument("--resume", action="store_true", help="continue the run in --out (default: off)")
-    s.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="train afresh in an --out that holds a run, removing its run files (default: off: refused)",
-    )
-    add_quiet(s)
-    s.set_defaults(run=cmd_train)
-
-    s = sub.add_parser(
-        "sample",
-        help="draw digits for captions into a .npy array or a .png grid",
-        epilog="Any sampling setting of the model is an option too, e.g. --temperature 0.8 --accept 0.95 "
-        "for the default model (its [sample] table); each is checked against the model's bounds "
-        "(docs/robustness.md).",
-    )
-    s.add_argument("caption", nargs="*", help="captions, one per argument (quote each)")
-    add_model(s)
-    s.add_argument(
-        "-n", type=whole(1, 10_000), default=DEFAULT_N, help=f"samples per caption (default: {DEFAULT_N})"
-    )
-    s.add_argument(
-        "--seed",
-        type=SEED,
-        default=None,
-        help="seed of the random draws; the same seed draws the same images here, in Python and over "
-        "HTTP (default: a fresh seed, printed)",
-    )
-    s.add_argument("--captions-file", help="a UTF-8 text file with one caption per line")
-    s.add_argument(
-        "--same-style",
-        action="store_true",
-        help="instead of captions: N rows, each one handwriting drawn as each of the ten digits",
-    )
-    add_quiet(s)
-    s.add_argument(
-        "--no-strict",
-        action="store_true",
-        help="also draw captions of known words that the grammar gives no value, or of a family the "
-        "model was not trained on; a warning says so (default: off, they are refused)",
-    )
-    s.add_argument(
-        "--out",
-        default="samples.png",
-        help=".npy (uint8, captions x n x 28 x 28) or .png grid (default: samples.png)",
-    )
-    add_device(s)
-    add_precision(s, "fp32", "fp32 draws what ved.load() draws in Python")
-    s.set_defaults(run=cmd_sample)
-    p.sample_parser = s  # its options, told apart from the model's sampling settings (split_settings)
-
-    s = sub.add_parser("models", help="list the shipped models (and --model folders) with their metrics")
-    s.add_argument(
-        "--model",
-        action="append",
-        help="also a run folder or another model, repeatable (default: shipped only)",
-    )
-    s.set_defaults(run=cmd_models)
-
-    s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
-    add_model(s)
-    s.add_argument(
-        "--family",
-        action="append",
-        choices=captions.FAMILIES,
-        help="repeatable (default: the model's training family)",
-    )
-    s.add_argument(
-        "--split",
-        action="append",
-        choices=captions.SPLITS,
-        help="repeatable (default: valid, test; with --samples one of test, valid: default test)",
-    )
-    s.add_argument(
-        "--samples",
-        metavar="X.npy",
-        help="score these images of any generator instead of a model: uint8 (captions, n, 28, 28), "
-        "0 = background, row i drawn for line i of --captions-file",
-    )
-    s.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
-    s.add_argument("--json", help="also write the full results here")
-    add_device(s)
-    add_quiet(s)
-    s.set_defaults(run=cmd_evaluate)
-
+def options_reproduce(sub) -> argparse.ArgumentParser:
+    """`ved reproduce`: its options, beside its handler."""
     s = sub.add_parser("reproduce", help="the whole study in one command: models, metrics, figures, report")
     s.add_argument(
         "--out",
@@ -626,7 +623,30 @@ def parser() -> argparse.ArgumentParser:
     )
     add_device(s)
     s.set_defaults(run=cmd_reproduce)
+    return s
 
+
+def cmd_reproduce(args):
+    from .reproduce import reproduce
+
+    if args.runs and (args.all or args.peers):
+        raise UsageError("--runs names the runs to train; it does not combine with --all or --peers")
+    path = reproduce(
+        Path(args.out),
+        quick=args.quick,
+        device=args.device,
+        retrain_judge=args.train_judge,
+        readme=args.readme,
+        ship=args.ship,
+        every=args.all,
+        peers=args.peers,
+        only=args.runs,
+    )
+    print(f"report: {path}")
+
+
+def options_serve(sub) -> argparse.ArgumentParser:
+    """`ved serve`: its options, beside its handler."""
     s = sub.add_parser("serve", help="the web demo and HTTP API")
     s.add_argument(
         "--host",
@@ -679,7 +699,24 @@ def parser() -> argparse.ArgumentParser:
     add_model(s)
     add_precision(s, "fp32", "fp32 draws for a seed the pixels ved.load() and ved sample draw")
     s.set_defaults(run=cmd_serve)
-    return p
+    return s
+
+
+def cmd_serve(args):
+    from .serve import run
+
+    run(
+        args.host,
+        args.port,
+        args.model,
+        args.workers,
+        allowed_hosts=args.allow_host,
+        queue=args.queue,
+        precision=args.precision,
+        client_connections=args.client_connections,
+        request_seconds=args.request_seconds,
+        frame_ancestors=args.frame_ancestors,
+    )
 
 
 def split_settings(argv: list[str], p: argparse.ArgumentParser) -> tuple[list[str], list[tuple[str, str]]]:
