@@ -331,7 +331,6 @@ def create_app(
     default_name = str(model or DEFAULT_MODEL)
     pipelines: dict[str, Pipeline] = {default_name: load(model, device=device, precision=precision)}
     lock = threading.Lock()
-    batcher = app.state.batcher = Batcher(max_waiting=max_waiting)
 
     def pipeline(name: str | None) -> Pipeline:
         name = name or default_name
@@ -339,6 +338,16 @@ def create_app(
             if name not in pipelines:
                 pipelines[name] = load(name, device=device, allow_paths=False, precision=precision)
             return pipelines[name]
+
+    add_error_handlers(app)
+    add_page_routes(app)
+    add_model_routes(app, pipelines[default_name], default_name)
+    add_drawing_routes(app, pipeline, Batcher(max_waiting=max_waiting), default_name)
+    return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])], frame_ancestors)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """A client's mistake as a 4xx with one short line."""
 
     @app.exception_handler(StrictRefusal)
     async def refused(request, exc):
@@ -357,6 +366,10 @@ def create_app(
     async def invalid(request, exc):
         return error(422, validation_message(exc.errors()))
 
+
+def add_page_routes(app: FastAPI) -> None:
+    """The page and its two files (no external assets)."""
+
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -373,9 +386,12 @@ def create_app(
     def style():
         return FileResponse(STATIC / "style.css", media_type="text/css")
 
-    # read once: the shipped models do not change while the server runs
+
+def add_model_routes(app: FastAPI, default: Pipeline, default_name: str) -> None:
+    """What the server can draw with: the models, their settings and cards (read once: the shipped
+    models do not change while the server runs)."""
     served = {name: configs.of_folder(WEIGHTS_DIR / name) for name in shipped_models()}
-    served.setdefault(default_name, pipelines[default_name].config)
+    served.setdefault(default_name, default.config)
     families = {name: trained_family(config) for name, config in served.items()}
     settings = {name: settings_of(config) for name, config in served.items()}
     cards = {name: card.model_card(config, name) for name, config in served.items()}
@@ -387,7 +403,7 @@ def create_app(
             "default": default_name,
             "families": families,
             "settings": settings,
-            "precision": pipelines[default_name].precision,
+            "precision": default.precision,
         }
 
     @app.api_route("/models/{name}/card", methods=["GET", "HEAD"], include_in_schema=False)
@@ -396,6 +412,11 @@ def create_app(
         if name not in cards:
             return error(404, f"no model '{shown(name, 60)}' here; see /api/models")
         return Response(cards[name], media_type="text/plain; charset=utf-8")
+
+
+def add_drawing_routes(app: FastAPI, pipeline, batcher: Batcher, default_name: str) -> None:
+    """Generate, same-style and parse; `pipeline(name)` gives a model's pipeline, loaded once."""
+    app.state.batcher = batcher
 
     @app.post("/api/same-style")
     async def same_style(request: SameStyleRequest):
@@ -449,8 +470,6 @@ def create_app(
         if warning:
             body["warning"] = warning
         return SafeJSON(body, headers=headers)
-
-    return Guard(app, [*LOOPBACK_HOSTS, *(allowed_hosts or [])], frame_ancestors)
 
 
 def app_from_env():
