@@ -93,7 +93,8 @@ def hub_folder(repo: str) -> Path:
         folder = Path(snapshot_download(repo, allow_patterns=HUB_FILES, library_name="ved"))
     except Exception as e:  # the library's own kinds: not found, offline, no access, network
         raise ModelError(
-            f"Hub repository '{repo}' cannot be had: {type(e).__name__}: {one_line(e)}"
+            f"'{shown(repo, 100)}' is no shipped model or model folder here, and as a Hub repository it "
+            f"cannot be had: {type(e).__name__}: {shown(one_line(e), 200)}"
         ) from None
     if not _is_model_folder(folder):
         raise ModelError(f"Hub repository '{repo}' holds no ved model (config.json and model.safetensors)")
