@@ -299,3 +299,26 @@ def test_a_hub_repository_loads_from_huggingface_hubs_own_cache_offline(tmp_path
     )
     assert not (tmp_path / "ran").exists()
     shutil.rmtree(tmp_path / "hub")
+
+
+PIXEL_CAPTIONS = {
+    "label": ["five", "zero"],
+    "sentence": ["this is a black five on a white background"],
+    "logic": ["min nine five seven", "max one four"],
+    "arithmetic": ["three plus two", "one plus two plus one plus one"],
+}
+
+
+def test_the_shipped_models_draw_the_pixels_committed_for_them():
+    """A seed draws what it drew when tests/data/shipped-pixels.npz was written, for every shipped
+    model: refactoring loading or drawing must not move a pixel. The critic's veto is off, so that
+    one image redrawn on another machine's float rounding cannot shift every later draw; a grey
+    level of rounding is allowed, as between batch sizes."""
+    committed = np.load(ROOT / "tests" / "data" / "shipped-pixels.npz")
+    assert set(committed.files) == set(ved.shipped_models())
+    for name in committed.files:
+        pipe = ved.load(name)
+        texts = sum(PIXEL_CAPTIONS.values(), []) if pipe.family == "mixed" else PIXEL_CAPTIONS[pipe.family]
+        settings = {"accept": 0.0} if "accept" in pipe.settings else {}
+        drawn = pipe(texts, 4, generator=0, output_type="mnist", **settings).images
+        assert np.abs(drawn.astype(int) - committed[name]).max() <= 1, name
