@@ -26,7 +26,7 @@ from tqdm import tqdm
 from . import captions, card, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .errors import VedError, shown
-from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load_generator, load_judge
+from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load, load_generator, load_judge
 from .train import make_split, train
 from .train_judge import train_judge
 
@@ -428,9 +428,7 @@ def draw(study: Study) -> None:
         rows = figure_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
         panels = {}
         for name in names:
-            config = configs.of_folder(study.runs[name])
-            model = load_generator(study.runs[name], study.device, config)
-            panels[name] = Pipeline(model, config, device=study.device).generate(rows, n=6, seed=0)
+            panels[name] = load(study.runs[name], device=study.device).generate(rows, n=6, seed=0)
         labels = [f"{c}  (= {captions.parse(c)})" for c in rows]
         figures.side_by_side(panels, labels, folder / "peers.png")
     if not study.paper:  # --runs: the paper's figures are the earlier invocation's, as its rows are
@@ -613,7 +611,5 @@ def figure4_captions(seed: int = 0, pool: dict[int, list[str]] | None = None) ->
 
 def caption_grid(study: Study, name: str, rows: list[str], path: Path, title: str) -> None:
     """Eight samples (seed 0) per caption, one row each, the caption and its digit at the left."""
-    config = configs.of_folder(study.runs[name])
-    pipe = Pipeline(load_generator(study.runs[name], study.device, config), config, device=study.device)
-    images = pipe.generate(rows, n=8, seed=0)
+    images = load(study.runs[name], device=study.device).generate(rows, n=8, seed=0)
     figures.sample_grid(images, [f"{c}  (= {captions.parse(c)})" for c in rows], path, title=title)
