@@ -12,15 +12,17 @@ LAYERS = [
     ["ved.errors", "ved.files", "ved.images", "ved.distributed", "ved.about", "ved.holdout", "ved.precision",
      "ved.card"],
     ["ved.captions", "ved.vocab", "ved.checkpoint", "ved.mnist", "ved.batches", "ved.content", "ved.data"],
-    ["ved.models", "ved.models.base", "ved.models.caption_encoders", "ved.models.caption_prior",
-     "ved.models.style_prior", "ved.models.cvae", "ved.models.paper_ved", "ved.models.judge",
-     "ved.models.textbook_cvae", "ved.models.flow"],
+    ["ved.models"],  # and every module under it: a new model family needs no line here
     ["ved.config"],
     ["ved.metrics", "ved.figures", "ved.report", "ved.train", "ved.train_judge", "ved.pipeline", "ved.bench"],
     ["ved.reproduce", "ved.serve", "ved.http_guard"],
     ["ved.cli", "ved.__main__", "ved"],
 ]  # fmt: skip
 LAYER = {module: i for i, names in enumerate(LAYERS) for module in names}
+
+
+def layer_of(module: str) -> int | None:
+    return LAYER.get("ved.models" if module.startswith("ved.models.") else module)
 
 
 def _module(path: Path) -> str:
@@ -56,8 +58,10 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_every_module_has_a_layer_and_imports_only_downwards():
     graph = import_graph()
-    assert set(graph) == set(LAYER), f"place new modules in LAYERS: {set(graph) ^ set(LAYER)}"
-    upward = [(m, d) for m, deps in graph.items() for d in deps if LAYER[d] > LAYER[m]]
+    unplaced = [m for m in graph if layer_of(m) is None]
+    assert not unplaced, f"place new modules in LAYERS: {unplaced}"
+    assert set(LAYER) <= {layer for m in graph for layer in (m, "ved.models")}, "LAYERS names a module gone"
+    upward = [(m, d) for m, deps in graph.items() for d in deps if layer_of(d) > layer_of(m)]
     assert not upward, f"imports from a lower layer to a higher one: {upward}"
 
 
