@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import math
 import subprocess
 from pathlib import Path
 
-from .errors import shown, shown_value
+from .errors import is_number, shown, shown_value
 
 VERSION = "0.1.0"  # as pyproject.toml's; a test keeps the two equal
 DEFAULT_MODEL = "cvae-mixed"  # the best shipped generator: every caption family; see docs/conditional-vae.md
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # the shipped models, each a folder
+
+
+def shipped_models() -> list[str]:
+    """Names of the generators shipped in the package (the judge is not one). Here, without torch:
+    `ved models` lists them and draws nothing."""
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "config.json").exists() and p.name != "judge")
 
 
 def commit() -> str | None:
@@ -81,8 +87,7 @@ def _check_headline(metrics, families, error) -> dict:
                 raise error(f"{where} families = {shown_value(value)}; allowed: a list of {families}")
         elif key in HEADLINE:
             low, high = HEADLINE[key]
-            real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not real or not low <= value <= high:
+            if not is_number(value, low, high):
                 raise error(
                     f"{where} {key} = {shown_value(value)}; allowed: a number from {low:g} to {high:g}"
                 )

@@ -21,7 +21,7 @@ import torch
 
 from . import captions, holdout, metrics, mnist
 from .errors import VedError, shown
-from .images import MAX_IMAGES
+from .images import MAX_IMAGES, check_image_count
 from .pipeline import load_judge
 
 
@@ -41,10 +41,7 @@ def check_images(images, count: int) -> torch.Tensor:
         raise BenchError(f"images have {array.shape[0]} rows for {count} captions; give one row per caption")
     if array.shape[1] < 2:
         raise BenchError("give at least 2 images per caption: diversity compares a caption's images")
-    if array.shape[0] * array.shape[1] > MAX_IMAGES:
-        raise BenchError(
-            f"{array.shape[0] * array.shape[1]:,} images; at most {MAX_IMAGES:,} are scored at once"
-        )
+    check_image_count(array.shape[0], array.shape[1], BenchError)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 

@@ -19,12 +19,19 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
-from .errors import VedError, is_whole, one_line, shown, shown_value
-from .files import UMASK, atomic_write_bytes, atomic_write_text, parse_json, read_bytes, read_text  # noqa: F401 (checkpoint.atomic_write_* for callers)
+from .errors import VedError, is_number, is_whole, one_line, shown, shown_value
+from .files import (  # noqa: F401 (checkpoint.atomic_write_* for callers)
+    MAX_CONFIG_BYTES,
+    UMASK,
+    atomic_write_bytes,
+    atomic_write_text,
+    parse_json,
+    read_bytes,
+    read_text,
+)
 
 WEIGHTS, CONFIG, TRAIN_STATE = "model.safetensors", "config.json", "train_state.safetensors"
 PICKLED_TRAIN_STATE = "train_state.pt"  # older ved's; never opened
-MAX_CONFIG_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 256 << 20  # the largest shipped model is 9 MB; its training state about three times that
 
 
@@ -190,15 +197,14 @@ def check_loop_state(state, path: Path) -> dict:
     """The loop's saved state, every field of its type and range; ModelError in one line otherwise."""
 
     def ok(kind: str, value) -> bool:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if kind == "count":
             return is_whole(value, 0, 10**9)
         if kind == "epoch or -1":
             return is_whole(value, -1, 10**9)
         if kind == "loss":  # inf before the first validation
-            return number and not math.isnan(value) and value != -math.inf
+            return value == math.inf or is_number(value)
         if kind == "seconds":
-            return number and math.isfinite(value) and value >= 0
+            return is_number(value, 0)
         return isinstance(value, bool)
 
     def damaged(why: str):

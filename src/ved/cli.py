@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from . import captions, holdout, mnist
-from .about import DEFAULT_MODEL, VERSION, check_provenance
+from .about import DEFAULT_MODEL, VERSION, WEIGHTS_DIR, check_provenance, shipped_models
 from .errors import VedError, one_line, shown
-from .files import parse_json, read_text
-from .images import DEFAULT_N, MAX_IMAGES
+from .files import MAX_CONFIG_BYTES, parse_json, read_text
+from .images import DEFAULT_N, check_image_count
 
 PNG_GRID = (500, 100)  # most captions and images a caption in a .png grid: matplotlib draws it whole
 
@@ -380,11 +380,7 @@ def cmd_sample(args):
         raise UsageError(f"--out must end in .npy or .png, got '{shown(out.name, 60)}'")
     rows = args.n if args.same_style else len(caption_list)
     columns = 10 if args.same_style else args.n
-    if rows * columns > MAX_IMAGES:
-        raise UsageError(
-            f"{len(caption_list):,} captions x -n {args.n:,} is {rows * columns:,} images; at most "
-            f"{MAX_IMAGES:,} a call: split the captions file"
-        )
+    check_image_count(rows, columns, UsageError)
     if out.suffix == ".png" and (rows > PNG_GRID[0] or columns > PNG_GRID[1]):
         raise UsageError(
             f"a .png grid holds at most {PNG_GRID[0]} rows of {PNG_GRID[1]} images, asked {rows} of "
@@ -446,9 +442,6 @@ def options_models(sub) -> argparse.ArgumentParser:
     return s
 
 
-WEIGHTS = Path(__file__).parent / "weights"  # the shipped models (pipeline.WEIGHTS_DIR, without torch)
-
-
 def cmd_models(args):
     given = []
     if args.model:  # listed only if it loads and draws: a folder from anywhere is checked whole
@@ -457,15 +450,15 @@ def cmd_models(args):
         given = [resolve_model(m) for m in args.model]
         for folder in given:
             load(folder)
-    shipped = sorted(p for p in WEIGHTS.iterdir() if (p / "config.json").is_file() and p.name != "judge")
+    shipped = [WEIGHTS_DIR / name for name in shipped_models()]
     rows = [("model", "families", "test accuracy", "FJD", "diversity", "train s", "ved", "trained")]
     for folder in shipped + given:  # read as JSON, without torch: listing draws nothing
         path = folder / "config.json"
-        config = parse_json(read_text(path, 1 << 20, str(path), UsageError), str(path), UsageError)
+        config = parse_json(read_text(path, MAX_CONFIG_BYTES, str(path), UsageError), str(path), UsageError)
         about = check_provenance(config.get("provenance", {}), captions.FAMILIES, UsageError)
         m = about.get("metrics", {})
-        name = folder.name if folder.parent == WEIGHTS else str(folder)
-        name += " (default)" if folder == WEIGHTS / DEFAULT_MODEL else ""
+        name = folder.name if folder.parent == WEIGHTS_DIR else str(folder)
+        name += " (default)" if folder == WEIGHTS_DIR / DEFAULT_MODEL else ""
         rows.append((
             name,
             ",".join(m.get("families", [str(config.get("data", {}).get("family", "-"))])),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from . import about, captions, checkpoint, files, models
 from .about import VERSION
-from .errors import VedError, is_whole, one_line, shown, shown_value
+from .errors import VedError, is_number, is_whole, one_line, shown, shown_value
 from .models import caption_encoders
 from .precision import CHOICES as PRECISIONS
 
@@ -170,8 +169,7 @@ def _check_rule(where: str, value, rule: dict) -> None:
             raise ConfigError(f"{where}; allowed: a whole number from {low:,} to {high:,}")
     elif "number" in rule:
         low, high, below_high = rule["number"]
-        real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not real or not low <= value <= high or (below_high and value == high):
+        if not is_number(value, low, high) or (below_high and value == high):
             span = f"in [{low:g}, {high:g})" if below_high else f"from {low:g} to {high:g}"
             raise ConfigError(f"{where}; allowed: {rule['what']} {span}")
     elif "range" in rule:
@@ -238,12 +236,7 @@ def check_setting(cls: type, key: str, value, where: str) -> None:
     if isinstance(cls.sample_defaults()[key], int):
         if not is_whole(value, low, high):
             raise ConfigError(f"{where}; allowed: a whole number from {low} to {high}")
-    elif (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
+    elif not is_number(value, low, high):
         raise ConfigError(f"{where}; allowed: a number from {low:g} to {high:g}")
 
 
@@ -259,12 +252,7 @@ def _check_like(name: str, value, default, key: str) -> None:
         if not is_whole(value, low, MAX_WHOLE):
             raise ConfigError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
     elif isinstance(default, float):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value < 0
-        ):
+        if not is_number(value, 0):
             raise ConfigError(f"{where}; allowed: a number >= 0")
     elif isinstance(default, str):
         if not isinstance(value, str):
@@ -299,7 +287,9 @@ def load(path_or_name) -> dict:
             f"({', '.join(shipped())})"
         )
     where = f"config '{shown(path, 200)}'"
-    raw = files.parse_toml(files.read_text(path, MAX_CONFIG_BYTES, where, ConfigError), where, ConfigError)
+    raw = files.parse_toml(
+        files.read_text(path, files.MAX_CONFIG_BYTES, where, ConfigError), where, ConfigError
+    )
     try:
         if "name" in raw:
             check_run_name(raw["name"])

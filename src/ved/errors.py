@@ -1,6 +1,7 @@
 """The errors ved raises for input it refuses. Each message is one line naming what was wrong and
 what is allowed; the CLI prints it as it is (exit 2), the server sends it with a 4xx."""
 
+import math
 import unicodedata
 
 
@@ -36,3 +37,9 @@ def shown_value(value, limit: int = 60) -> str:
 def is_whole(value, low: int, high: int) -> bool:
     """A Python int (not a bool, which is one too) from low to high."""
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A finite int or float (not a bool) from low to high."""
+    real = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return real and low <= value <= high

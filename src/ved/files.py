@@ -19,6 +19,7 @@ UMASK = os.umask(0)
 os.umask(UMASK)
 
 MAX_DEPTH = 32  # tables and lists inside each other; ved's own files nest 5 deep at most
+MAX_CONFIG_BYTES = 1 << 20  # a config, TOML or config.json: ved's are a few KB
 
 
 def read_bytes(path, limit: int, what: str = "", error: type[Exception] = VedError) -> bytes:

@@ -11,6 +11,16 @@ DEFAULT_N = 8  # images per caption, everywhere: Python, the CLI and the HTTP AP
 MAX_IMAGES = 1_000_000  # captions x n that one call draws or scores: 784 MB as uint8 (docs/robustness.md)
 
 
+def check_image_count(captions: int, n: int, error: type[Exception]) -> None:
+    """At most MAX_IMAGES images a call (the output alone is 784 bytes an image, 4 times that as
+    floats); `error` in one line, before any work, otherwise."""
+    if captions * n > MAX_IMAGES:
+        raise error(
+            f"{captions:,} captions x n = {n:,} is {captions * n:,} images; at most {MAX_IMAGES:,} a call: "
+            "draw them in several calls"
+        )
+
+
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
     """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""
     rows, n = images.shape[:2]

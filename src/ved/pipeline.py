@@ -26,15 +26,13 @@ from tqdm import tqdm
 from . import captions, card, checkpoint, models, vocab
 from . import captions as captions_module  # `captions` is also a call's argument
 from . import config as configs
-from .about import DEFAULT_MODEL
+from .about import DEFAULT_MODEL, WEIGHTS_DIR, shipped_models  # noqa: F401 (pipeline.* for callers)
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line, shown, shown_value
-from .images import DEFAULT_N, MAX_IMAGES
+from .images import DEFAULT_N, check_image_count
 from .precision import CHOICES as PRECISIONS
 from .precision import autocast_for
 from .precision import resolve as resolve_precision
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 class ArgumentError(VedError):
@@ -50,13 +48,6 @@ MAX_N = 10_000
 CHUNK_IMAGES = 4096  # images drawn per forward pass: memory stays bounded however large the request
 OUTPUT_TYPES = ("pil", "np", "pt", "mnist")
 MAX_SEED = 2**63 - 1
-
-
-def shipped_models() -> list[str]:
-    """Names of the generators shipped in the package (the judge is not one)."""
-    return sorted(
-        p.name for p in WEIGHTS_DIR.iterdir() if (p / checkpoint.CONFIG).exists() and p.name != "judge"
-    )
 
 
 HUB_REPO = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
@@ -357,7 +348,7 @@ class Pipeline:
         n, output_type = check_n(DEFAULT_N if count is None else count), check_output_type(output_type)
         if not isinstance(return_dict, bool):
             raise ArgumentError(f"return_dict must be True or False, got {type(return_dict).__name__}")
-        check_image_count(len(caption_list), n)
+        check_image_count(len(caption_list), n, ArgumentError)
         if isinstance(generator, (list, tuple)):
             if len(generator) != len(caption_list):
                 raise ArgumentError(
@@ -559,15 +550,6 @@ def precision_of(dtype) -> str:
     raise ArgumentError(
         f"torch_dtype {shown_value(dtype)}: ved draws in torch.float32 or torch.bfloat16 (under autocast)"
     )
-
-
-def check_image_count(caption_count: int, n: int) -> None:
-    """At most MAX_IMAGES images a call: the output alone is 784 bytes an image (4 times that as floats)."""
-    if caption_count * n > MAX_IMAGES:
-        raise ArgumentError(
-            f"{caption_count:,} captions x n = {n:,} is {caption_count * n:,} images; at most "
-            f"{MAX_IMAGES:,} a call: draw them in several calls"
-        )
 
 
 def check_precision(setting) -> str:
