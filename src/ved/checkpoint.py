@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from .errors import VedError, is_number, is_whole, one_line, shown, shown_value
@@ -129,8 +129,7 @@ def load_train_state(folder: Path) -> dict | None:
         return None
     raw = read_bytes(path, 3 * MAX_WEIGHTS_BYTES, str(path), ModelError)  # the weights and Adam's two moments
     try:
-        with safe_open(str(path), "pt") as f:
-            skeleton = parse_json((f.metadata() or {})["state"], "its state", ModelError)
+        skeleton = parse_json(_metadata(raw)["state"], "its state", ModelError)
         state = _unflatten(skeleton, load(raw))
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
         raise ModelError(
@@ -287,6 +286,15 @@ def _unflatten(node, tensors: dict):
     if node is None or isinstance(node, (bool, int, float, str)):
         return node
     raise ValueError("malformed training state")
+
+
+def _metadata(raw: bytes) -> dict:
+    """The metadata of safetensors bytes, from their header (8 bytes of its length, then JSON), so
+    that the file is read once; KeyError or ValueError (ModelError) for a header that has none."""
+    header = parse_json(raw[8 : 8 + int.from_bytes(raw[:8], "little")], "its header", ModelError)
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__"), dict):
+        raise KeyError("__metadata__")
+    return header["__metadata__"]
 
 
 def _is_pair(item) -> bool:

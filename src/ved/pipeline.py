@@ -180,13 +180,19 @@ def _load_weights(model: torch.nn.Module, folder: Path, device) -> None:
 CANARY_SEED = 0
 
 
+def digit_captions(config: dict | None) -> list[str]:
+    """One training caption for each digit, 0 first, that names it to a model trained on `config`
+    (bare digit words without one)."""
+    pool = captions.pool_for(config["data"], "train") if config else captions.label_pool()
+    return [pool[d][0] for d in range(10) if pool[d]]
+
+
 @torch.no_grad()
 def canary_draw(model, config: dict, folder: Path) -> None:
     """Two images of each digit, drawn at load with the folder's own sampling settings: a folder
     whose weights are finite but still draw NaN, inf or blank images (weights that overflow once
     multiplied, a decoder of zeros) is refused here, not found out by a user's empty grid."""
-    pool = captions.pool_for(config["data"], "train")
-    tokens, lengths = vocab.encode([pool[d][0] for d in range(10) if pool[d]])
+    tokens, lengths = vocab.encode(digit_captions(config))
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(CANARY_SEED)
     images = model.generate(tokens.to(device), lengths.to(device), 2, g, **config["sample"]).float()
@@ -416,12 +422,7 @@ class Pipeline:
         latent mean. The digits are named by one training caption each."""
         n, output_type = check_n(n), check_output_type(output_type)
         g, settings = self._generator(generator), self.resolve_settings(settings)
-        pool = (
-            captions_module.pool_for(self.config["data"], "train")
-            if self.config
-            else captions_module.label_pool()
-        )
-        tokens, lengths = vocab.encode([pool[d][0] for d in range(10)])
+        tokens, lengths = vocab.encode(digit_captions(self.config))
         images = self.generator_module.same_style(
             tokens.to(self.device), lengths.to(self.device), n, g, **settings
         )
