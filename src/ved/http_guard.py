@@ -18,7 +18,9 @@ as the app's. docs/http-api.md says all this.
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -47,8 +49,6 @@ def security_headers(frame_ancestors: str = "") -> list[tuple[bytes, bytes]]:
     return headers
 
 
-SECURITY_HEADERS = security_headers()
-
 # this worker's connections: per client address, every one counted, and those not being answered
 # (oldest first: a dict keeps insertion order)
 _per_client: dict[str, int] = {}
@@ -72,16 +72,36 @@ def connection_limit() -> int:
     return max(16, (soft if soft != resource.RLIM_INFINITY else 1 << 20) - SPARE_FILES)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A worker's limits, read once (its environment and file limit do not change while it serves)."""
+
+    client_connections: int
+    request_seconds: int
+    connections: int
+    headers: tuple
+
+
+@functools.cache
+def limits() -> Limits:
+    return Limits(
+        client_connections=setting("CLIENT_CONNECTIONS", CLIENT_CONNECTIONS),
+        request_seconds=setting("REQUEST_SECONDS", REQUEST_SECONDS),
+        connections=connection_limit(),
+        headers=tuple(security_headers(os.environ.get("VED_SERVE_FRAME_ANCESTORS", ""))),
+    )
+
+
 class GuardedHttpTools(HttpToolsProtocol):
     """HttpToolsProtocol with a deadline for each request and caps on connections."""
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.address, self.request_timer = (self.client[0] if self.client else ""), None
-        cap = setting("CLIENT_CONNECTIONS", CLIENT_CONNECTIONS)
+        cap = limits().client_connections
         if cap and _per_client.get(self.address, 0) >= cap:
             return self.answer_and_close(503, "too many connections from this client")
-        if len(_counted) >= connection_limit():
+        if len(_counted) >= limits().connections:
             oldest = next(iter(_waiting), None)
             if oldest is None:  # every connection is being answered: this one must wait its turn
                 return self.answer_and_close(503, "the server is busy; retry in a moment")
@@ -111,8 +131,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def arm(self) -> None:
         if self.request_timer is None and self in _counted:
-            seconds = setting("REQUEST_SECONDS", REQUEST_SECONDS)
-            self.request_timer = self.loop.call_later(seconds, self.too_slow)
+            self.request_timer = self.loop.call_later(limits().request_seconds, self.too_slow)
 
     def disarm(self) -> None:
         if self.request_timer is not None:
@@ -125,7 +144,10 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self in _counted:
             _counted.discard(self)
             left = _per_client.get(self.address, 1) - 1
-            _per_client.pop(self.address) if left <= 0 else _per_client.__setitem__(self.address, left)
+            if left > 0:
+                _per_client[self.address] = left
+            else:
+                del _per_client[self.address]
 
     def too_slow(self) -> None:
         self.request_timer = None
@@ -145,7 +167,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         body = message.encode("ascii", "replace")
         headers = [
             *self.server_state.default_headers,
-            *security_headers(os.environ.get("VED_SERVE_FRAME_ANCESTORS", "")),
+            *limits().headers,
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
