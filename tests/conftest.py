@@ -50,6 +50,15 @@ def ved_main(*args, env=None):
     return code, out.getvalue(), err.getvalue()
 
 
+def assert_one_line(code, err, fragment, expected_code=2):
+    """A refusal as the CLI gives it: the exit status, one line holding `fragment`, no traceback,
+    and no raw control character (input is echoed escaped)."""
+    assert code == expected_code, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert fragment in err, err
+    assert "\x1b" not in err and "\x07" not in err, err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

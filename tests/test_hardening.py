@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import HANG_GUARD_S, run_ved, ved_main
+from conftest import HANG_GUARD_S, assert_one_line, run_ved, ved_main
 from safetensors.torch import load_file, save_file
 
 import ved
@@ -27,12 +27,6 @@ from ved.pipeline import WEIGHTS_DIR
 
 TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
 FAST = str(Path(__file__).parent / "configs" / "tiny-fast.toml")  # 10 steps an epoch
-
-
-def assert_one_line(code, err, fragment, expected_code=2):
-    assert code == expected_code, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert fragment in err, err
 
 
 # ---------------------------------------------------------------- captions with no value

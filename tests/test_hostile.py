@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import serving, ved_main
+from conftest import assert_one_line, serving, ved_main
 from safetensors.torch import load_file, save_file
 
 import ved
@@ -23,13 +23,6 @@ from ved.errors import VedError
 from ved.pipeline import WEIGHTS_DIR
 
 FAST = str(Path(__file__).parent / "configs" / "tiny-fast.toml")
-
-
-def assert_one_line(code, err, fragment, expected_code=2):
-    assert code == expected_code, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert fragment in err, err
-    assert "\x1b" not in err and "\x07" not in err, err  # never a raw control character
 
 
 def copy_of(tmp_path: Path, name: str = "paper-label") -> Path:

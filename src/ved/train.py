@@ -181,9 +181,8 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
     kept = ema.model if ema is not None else model
     net = dist.wrap(model) if dist else model
     metrics_path = out / "metrics.jsonl"
-    history = checkpoint.read_metrics(
-        metrics_path, state["epoch"]
-    )  # drop epochs logged after the last checkpoint
+    # epochs logged after the last checkpoint are dropped: the resumed run logs them again
+    history = checkpoint.read_metrics(metrics_path, state["epoch"])
     valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
     train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
     per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
