@@ -69,13 +69,13 @@ def read_samples(path) -> np.ndarray:
             if size - offset != count * 784:
                 raise BenchError(f"{where} claims {count:,} images but holds {size - offset:,} bytes of them")
             return np.fromfile(f, dtype=np.uint8, count=count * 784).reshape(shape)
+    except BenchError:
+        raise
     except FileNotFoundError:
         raise BenchError(f"{where} not found") from None
     except IsADirectoryError:
         raise BenchError(f"{where} is a folder; give a .npy file") from None
-    except (OSError, ValueError) as e:
-        if isinstance(e, BenchError):
-            raise
+    except (OSError, ValueError) as e:  # not a .npy file: numpy's own words
         raise BenchError(f"{where} is not a .npy array of uint8 images ({shown(str(e), 80)})") from None
 
 
