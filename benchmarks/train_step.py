@@ -43,7 +43,7 @@ def main():
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
     config = configs.load(args.config)
-    if config["model"]["family"] == "cvae":  # its caption fit's cost is not a step's
+    if config["model"]["kind"] == "cvae":  # its caption fit's cost is not a step's
         config["model"]["caption_steps"] = 10
         if config["model"].get("caption_rest_steps"):
             config["model"]["caption_rest_steps"] = 10

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ved"
 # Low to high; a module may import from its own layer or a lower one, never a higher one.
 LAYERS = [
     ["ved.errors", "ved.files", "ved.images", "ved.distributed", "ved.about", "ved.holdout", "ved.precision",
-     "ved.card"],
+     "ved.card", "ved.rules"],
     ["ved.captions", "ved.vocab", "ved.checkpoint", "ved.mnist", "ved.batches", "ved.content", "ved.data"],
     ["ved.models"],  # and every module under it: a new model family needs no line here
     ["ved.config"],

@@ -56,7 +56,7 @@ class TestSplitProbe(models.PaperVED):
 def test_training_is_sealed_even_inside_a_report(tmp_path, monkeypatch):
     monkeypatch.setitem(models.GENERATORS, "probe", TestSplitProbe)
     config = configs.load(TINY)
-    config["model"]["family"] = "probe"
+    config["model"]["kind"] = "probe"
     config["train"]["max_epochs"] = 2
     TestSplitProbe.outcomes.clear()
     with holdout.final_report():  # a caller that opened the gate does not open it for training

@@ -5,6 +5,7 @@ import torch
 
 from ved import captions, content, models, vocab
 from ved.batches import CaptionedImages, CaptionPool
+from ved.errors import ConfigError
 from ved.models import caption_encoders
 
 ENCODERS = sorted(caption_encoders.ENCODERS)
@@ -34,7 +35,7 @@ def test_word_sum_is_a_sum_over_words_in_context():
 
 
 def test_unknown_caption_encoder_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown caption_encoder 'lstm'; choose one of"):
+    with pytest.raises(ConfigError, match="unknown caption_encoder 'lstm'; choose one of"):
         caption_encoders.build("lstm")
 
 
@@ -64,7 +65,7 @@ def test_content_classes_are_the_digits_on_real_mnist(mnist_data):
 def test_consistency_decodes_as_many_prior_styles_as_asked(mnist_data):
     """`consistency_images` sets how many styles drawn from N(0, I) a step decodes for its critic
     (0: one per image of the batch); a training step never reads the captions of its pairs."""
-    settings = {"family": "cvae", "channels": 8, "hidden": 64, "style": 4, "caption_encoder": "word-sum"}
+    settings = {"kind": "cvae", "channels": 8, "hidden": 64, "style": 4, "caption_encoder": "word-sum"}
     for asked, decoded in ((0, [64, 64]), (16, [64, 16])):
         model = models.build({**settings, "consistency_images": asked})
         rows = []
@@ -74,7 +75,9 @@ def test_consistency_decodes_as_many_prior_styles_as_asked(mnist_data):
         batch.classes = batch.digits
         model.loss(batch)
         assert rows == decoded
-    with pytest.raises(ValueError, match="consistency_images = -1; allowed: a whole number > 0, or 0"):
+    with pytest.raises(
+        ConfigError, match=r"^\[model\] consistency_images = -1; allowed: a whole number from 0"
+    ):
         models.build({**settings, "consistency_images": -1})
 
 
@@ -82,7 +85,7 @@ def test_cvae_learns_and_samples(mnist_data):
     torch.manual_seed(0)
     model = models.build(
         {
-            "family": "cvae",
+            "kind": "cvae",
             "channels": 8,
             "hidden": 64,
             "style": 4,
@@ -125,7 +128,7 @@ def test_cvae_learns_and_samples(mnist_data):
 
 
 def test_paper_ved_takes_another_caption_encoder(mnist_data):
-    model = models.build({"family": "paper_ved", "caption_encoder": "word-sum", "gru_hidden": 16})
+    model = models.build({"kind": "paper_ved", "caption_encoder": "word-sum", "gru_hidden": 16})
     assert torch.isfinite(model.loss(_batch(mnist_data))["loss"])
     assert "encoder.word.weight" in model.state_dict()
 
@@ -142,7 +145,7 @@ def test_routed_encoder_reads_every_family_and_longer_captions(test_split):
     tokens, lengths = pool.tokens[keep], pool.lengths[keep]
     model = models.build(
         {
-            "family": "cvae",
+            "kind": "cvae",
             "caption_encoder": "routed",
             "caption_hidden": 32,
             "caption_steps": 400,
@@ -213,7 +216,7 @@ def test_routed_encoder_on_one_family_without_arithmetic():
     data = {"family": "label"}
     pool = CaptionPool(captions.pool_for(data, "train"))
     model = models.build(
-        {"family": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8, "hidden": 32}
+        {"kind": "cvae", "caption_encoder": "routed", "caption_steps": 500, "channels": 8, "hidden": 32}
     )
     model.caption_prior.fit(pool.tokens, pool.lengths, pool.digits, captions.pool_families(data, "train"))
     with torch.no_grad():
@@ -227,14 +230,14 @@ def test_a_routed_fit_takes_caption_steps_then_caption_rest_steps():
     families = captions.pool_families(data, "train")
     for rest, expected in ((0, 2 * 7), (3, 7 + 3)):  # 0: as many again
         model = models.build(
-            {"family": "cvae", "caption_encoder": "routed", "caption_steps": 7, "caption_rest_steps": rest}
+            {"kind": "cvae", "caption_encoder": "routed", "caption_steps": 7, "caption_rest_steps": rest}
         )
         calls = []
         model.caption_prior.register_forward_hook(lambda *_, calls=calls: calls.append(1))
         model.caption_prior.fit(pool.tokens, pool.lengths, pool.digits, families)
         assert len(calls) == expected
-    with pytest.raises(ValueError, match=r"^caption_rest_steps = 3 sets the second stage of a routed"):
-        models.build({"family": "cvae", "caption_encoder": "word-sum", "caption_rest_steps": 3})
+    with pytest.raises(ConfigError, match=r"^caption_rest_steps = 3 sets the second stage of a routed"):
+        models.build({"kind": "cvae", "caption_encoder": "word-sum", "caption_rest_steps": 3})
 
 
 def test_a_routed_fits_second_stage_takes_its_own_rate_and_a_sample_of_each_family():
@@ -247,7 +250,7 @@ def test_a_routed_fits_second_stage_takes_its_own_rate_and_a_sample_of_each_fami
     families = captions.pool_families(data, "train")
     for rest_lr, expected in ((0.0, [0.003, 0.003]), (0.02, [0.003, 0.02])):
         model = models.build(
-            {"family": "cvae", "caption_encoder": "routed", "caption_steps": 2, "caption_lr": 3e-3}
+            {"kind": "cvae", "caption_encoder": "routed", "caption_steps": 2, "caption_lr": 3e-3}
             | ({"caption_rest_lr": rest_lr} if rest_lr else {})
         )
         prior = model.caption_prior
@@ -266,10 +269,10 @@ def test_a_routed_fits_second_stage_takes_its_own_rate_and_a_sample_of_each_fami
             hook.remove()
         assert [rates[0], rates[-1]] == pytest.approx(expected)
         assert logic_rows == [40, 40] and families.count("logic") > 40
-    with pytest.raises(ValueError, match=r"^caption_rest_lr = 0.1 sets the second stage of a routed"):
-        models.build({"family": "cvae", "caption_encoder": "word-sum", "caption_rest_lr": 0.1})
-    with pytest.raises(ValueError, match=r"^caption_rest_lr = -1.0; allowed: a number > 0, or 0 for"):
-        models.build({"family": "cvae", "caption_encoder": "routed", "caption_rest_lr": -1.0})
+    with pytest.raises(ConfigError, match=r"^caption_rest_lr = 0.1 sets the second stage of a routed"):
+        models.build({"kind": "cvae", "caption_encoder": "word-sum", "caption_rest_lr": 0.1})
+    with pytest.raises(ConfigError, match=r"^\[model\] caption_rest_lr = -1.0; allowed: a number from 0 to"):
+        models.build({"kind": "cvae", "caption_encoder": "routed", "caption_rest_lr": -1.0})
 
 
 def test_style_mixture_finds_separate_clusters():
@@ -311,36 +314,6 @@ def test_style_mixture_em_steps_match_the_textbook_form():
         torch.testing.assert_close(ours, textbook.float(), atol=1e-4, rtol=1e-4)
 
 
-def test_cvae_saved_with_one_gaussian_per_class_loads_and_samples_the_same():
-    """Models saved before p(s | k) became a mixture hold (classes, style) means, (classes, style,
-    style) scales and no weights, under the names they had before the caption and style priors
-    were modules of their own; they load and draw exactly what they drew before."""
-    from ved.models.cvae import RENAMED
-
-    torch.manual_seed(0)
-    config = {"family": "cvae", "channels": 8, "hidden": 32, "style": 4, "caption_steps": 0}
-    model = models.build(config).eval()
-    model.style_prior.mean.normal_()
-    model.style_prior.scale.copy_(torch.linalg.cholesky(torch.eye(4) + 0.3 * torch.ones(4, 4)))
-    new_to_old = {new: old for old, new in RENAMED.items()}
-    old = {}
-    for key, value in model.state_dict().items():
-        prefix = next((p for p in new_to_old if key.startswith(p)), None)
-        old[new_to_old[prefix] + key[len(prefix) :] if prefix else key] = value
-    assert "prototypes" in old and "caption.word.weight" in old and "caption_prior.prototypes" not in old
-    del old["style_weights"]
-    old["style_mean"], old["style_scale"] = old["style_mean"][:, 0], old["style_scale"][:, 0]
-    loaded = models.build(config).eval()
-    loaded.load_state_dict(old)
-    tokens, lengths = vocab.encode(["three plus two", "nine"])
-    torch.testing.assert_close(
-        loaded.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
-        model.generate(tokens, lengths, 3, torch.Generator().manual_seed(2)),
-        rtol=0,
-        atol=0,
-    )
-
-
 def test_accept_redraws_only_what_the_models_critic_doubts():
     """`accept` (shipped cvae-arithmetic: 0.9): an image whose class the model's own critic q(k | x)
     believes less gets a fresh style; the images it believes stay as drawn, bit for bit."""
@@ -379,12 +352,12 @@ def test_scaled_sum_negates_a_words_whole_vector():
 
 
 def _fit_prior(train, encoder, **recipe):
-    from ved.models.caption_prior import CaptionPrior
+    from ved.models.caption_prior import CaptionFit, CaptionPrior
 
     torch.manual_seed(0)
     texts = [c for d in range(10) for c in train[d]]
     digits = torch.tensor([d for d in range(10) for _ in train[d]])
-    prior = CaptionPrior(encoder, 64, 64, None, 10, 8, 10.0, **recipe)
+    prior = CaptionPrior(CaptionFit(encoder, 64, 64, None, 10, 8, 10.0, **recipe))
     prior.fit(*vocab.encode(texts), digits)
     return prior
 
@@ -416,9 +389,13 @@ def test_caption_fit_options_refuse_what_would_do_nothing_in_one_line():
     def build(**model):
         configs.build(configs.resolve({**config, "model": {**config["model"], **model}}))
 
-    with pytest.raises(ValueError, match=r"^caption_lr = 0\.0; allowed: a number > 0$"):
+    with pytest.raises(
+        ConfigError, match=r"^\[model\] caption_lr = 0\.0; allowed: a number from 1e-08 to 10$"
+    ):
         build(caption_lr=0.0)
-    with pytest.raises(ValueError, match=r"^caption_gate_penalty = 0\.01 needs a caption encoder with gates"):
+    with pytest.raises(
+        ConfigError, match=r"^caption_gate_penalty = 0\.01 needs a caption encoder with gates"
+    ):
         build(caption_gate_penalty=0.01)  # cvae-arithmetic reads captions with word-sum
     build(caption_encoder="scaled-sum", caption_gate_penalty=0.01, caption_balanced=True, caption_lr=3e-3)
 
@@ -432,7 +409,7 @@ def test_a_caption_fit_that_places_few_of_its_captions_starts_again_at_half_the_
     def fit(lr):
         torch.manual_seed(0)
         model = models.build(
-            {"family": "cvae", "caption_encoder": "attention", "caption_steps": 100, "caption_lr": lr}
+            {"kind": "cvae", "caption_encoder": "attention", "caption_steps": 100, "caption_lr": lr}
         )
         return model.caption_prior.fit_checked(pool.tokens, pool.lengths, pool.digits)
 

@@ -22,7 +22,7 @@ def small(name: str) -> dict:
     """A shipped peer config, shrunk: narrow networks, one epoch of 10 steps of 500 images."""
     config = configs.load(name)
     config["model"].update(caption_hidden=16, caption_width=16, channels=8)  # router: its 300 steps
-    if config["model"]["family"] == "textbook_cvae":
+    if config["model"]["kind"] == "textbook_cvae":
         config["model"].update(hidden=64, latent=8, condition=8)
     config["data"]["train_images"] = 5000
     config["train"].update(batch_size=500, max_epochs=1, eval_images=50, lr=3e-3, ema=0.0)
@@ -58,7 +58,7 @@ def test_the_textbook_cvae_trains_in_the_loop_and_draws_to_the_contract(tmp_path
     assert mean_losses(pipe.model, valid)["loss"] < 0.9 * mean_losses(untrained, valid)["loss"]
     draws_to_the_contract(pipe)
     saved = json.loads((tmp_path / checkpoint.CONFIG).read_text())
-    assert saved["model"]["family"] == "textbook_cvae"
+    assert saved["model"]["kind"] == "textbook_cvae"
 
 
 def test_the_diffusion_model_learns_in_a_few_steps_and_draws_to_the_contract(mnist_data):
@@ -116,7 +116,7 @@ def test_peer_configs_refuse_bad_settings_in_one_line():
 
 def test_the_peer_table_sets_each_peer_beside_ved_on_the_data_they_shared():
     from ved.report import peers_table
-    from ved.reproduce import SPLIT_PEERS, peer_of
+    from ved.reproduce import PEERS, RUNS
 
     def scored(accuracy, families):
         r = {"accuracy": accuracy, "fjd": 20.0, "fjd_real": 6.0, "fjd_floor": 5.0, "diversity": 1.0}
@@ -130,7 +130,7 @@ def test_the_peer_table_sets_each_peer_beside_ved_on_the_data_they_shared():
         "cvae-arithmetic-pairs": {"results": scored(0.93, ["arithmetic"]), **cost},
         "peer-cvae-arithmetic-pairs": {
             "results": scored(0.5, ["arithmetic"]),
-            "data_of": peer_of("peer-cvae-arithmetic-pairs")[1],
+            "data_of": RUNS["peer-cvae-arithmetic-pairs"].measured_against,
             **cost,
         },
     }
@@ -140,31 +140,31 @@ def test_the_peer_table_sets_each_peer_beside_ved_on_the_data_they_shared():
     models = ["cvae-arithmetic-pairs", "peer-cvae-arithmetic-pairs"]
     assert [line.split(" | ")[2] for line in pairs] == models * 2  # valid, then test
     assert "| peer-cvae-arithmetic-pairs | 1,000 | 900 (10) | 1.50 |" in lines
-    for p in SPLIT_PEERS:
-        assert configs.load(peer_of(p)[0])["data"]["family"] == "arithmetic"
+    for p in PEERS[3:]:  # the split peers
+        assert configs.load(RUNS[p].config)["data"]["family"] == "arithmetic"
 
 
 def test_peers_bring_the_ved_runs_they_are_measured_against_and_nothing_else():
-    from ved.reproduce import BEYOND, DEFAULT_BEYOND, PAPER, PEERS, SPLIT_PEERS, chosen_runs, peer_of
+    from ved.reproduce import BEYOND, PAPER, PEERS, RUNS, chosen_runs
 
-    beyond, peers = chosen_runs(quick=False, every=False, peers=True)
-    assert peers == [*PEERS, *SPLIT_PEERS] and len(SPLIT_PEERS) == 6
-    against = {peer_of(p)[1] for p in peers}
+    beyond, peers = chosen_runs(quick=False, all_runs=False, peers=True)
+    assert peers == PEERS and len(PEERS) == 9
+    against = {RUNS[p].measured_against for p in peers}
     splits = ("pairs", "add-primitive", "held-out-result")
     assert against == {"cvae-mixed", *(f"cvae-arithmetic-{s}" for s in splits)}
     assert set(beyond) == against and not set(beyond) & set(PAPER)  # not the rest of --all
-    assert chosen_runs(quick=False, every=True, peers=True) == (BEYOND, peers)  # --all has them already
-    assert chosen_runs(quick=False, every=False, peers=False) == (DEFAULT_BEYOND, [])
-    quick_beyond, quick_peers = chosen_runs(quick=True, every=False, peers=True)
-    assert quick_peers == list(PEERS) and "cvae-mixed" in quick_beyond
+    assert chosen_runs(quick=False, all_runs=True, peers=True) == (BEYOND, peers)  # --all has them already
+    assert chosen_runs(quick=False, all_runs=False, peers=False) == (["cvae-mixed"], [])
+    quick_beyond, quick_peers = chosen_runs(quick=True, all_runs=False, peers=True)
+    assert quick_peers == PEERS[:3] and quick_beyond == ["cvae-arithmetic", "cvae-mixed"]
 
 
 def test_drawing_is_timed_on_100_captions_even_where_a_split_has_fewer():
-    from ved.reproduce import peer_of, timing_captions
+    from ved.reproduce import RUNS, timing_captions
 
     mixed = timing_captions(configs.load("cvae-mixed")["data"])
     assert len(mixed) == len(set(mixed)) == 100
-    pairs = configs.load(peer_of("peer-cvae-arithmetic-pairs")[1])["data"]
+    pairs = configs.load(RUNS["peer-cvae-arithmetic-pairs"].measured_against)["data"]
     pool = {c for cs in captions.pool_for(pairs, "valid").values() for c in cs}
     rows = timing_captions(pairs)
     assert len(pool) < 100 and len(rows) == 100 and set(rows) == pool  # every caption, some twice

@@ -25,7 +25,7 @@ def model_card(config: dict, name: str) -> str:
     about = config.get("provenance", {})
     metrics = about.get("metrics", {})
     families = metrics.get("families") or [config["data"]["family"]]
-    kind = config["model"].get("family", "paper_ved")
+    kind = config["model"]["kind"]
     lines = [
         "---",
         "library_name: ved",

@@ -2,7 +2,8 @@
 
 A config is four tables (and a `name`):
 
-    [model]   family = "paper_ved" | "cvae", then the model class's own keyword arguments
+    [model]   kind = a key of models.GENERATORS ("paper_ved", "cvae", ...), then the fields of
+              that model class's Config, each with its bounds (rules.py)
     [data]    which captions (the Data schema below)
     [train]   how the loop trains (Train below)
     [sample]  the model's sampling settings: the keyword-only arguments of its `generate`;
@@ -16,9 +17,6 @@ config could not. Every error is one line naming the key and what is allowed.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import inspect
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,40 +25,16 @@ import torch
 
 from . import about, captions, checkpoint, files, models
 from .about import VERSION
-from .errors import VedError, is_number, is_whole, one_line, shown, shown_value
-from .models import caption_encoders
+from .errors import ConfigError, is_number, is_whole, one_line, shown, shown_value
 from .precision import CHOICES as PRECISIONS
+from .rules import check_table, counts, number, one_of, texts, whole
 
 SHIPPED = Path(__file__).parent / "configs"
-MAX_CONFIG_BYTES = 1 << 20  # a ved config is a few KB
-
-
-class ConfigError(VedError):
-    """A config file or value ved refuses; the message is one line."""
-
-
-MAX_WHOLE = 100_000  # model widths and step counts: far above any sensible model, below a memory crash
-
-
-def whole(default: int, low: int, high: int):
-    return field(default=default, metadata={"whole": (low, high)})
-
-
-def number(default: float, low: float, high: float, below_high: bool = False, what: str = "a number"):
-    return field(default=default, metadata={"number": (low, high, below_high), "what": what})
-
-
-def one_of(default: str, options: tuple[str, ...]):
-    return field(default=default, metadata={"options": options})
-
-
-def counts(default, low: int, high: int):
-    return field(default=default, metadata={"range": (low, high)})
 
 
 @dataclass
 class Data:
-    family: str = one_of("arithmetic", captions.FAMILIES)  # or mixed: every family at once
+    family: str = one_of("arithmetic", lambda: captions.FAMILIES)  # or mixed: captions.MIXED at once
     caption_seed: int = whole(0, 0, 2**31 - 1)  # seeds the logic pools and the arithmetic test captions
     logic_k: list = counts((1, 3), 1, 8)  # distractor counts for logic captions in train and valid
     logic_test_k: list | None = counts(None, 1, 8)  # for logic test captions (None: as logic_k)
@@ -71,13 +45,11 @@ class Data:
         0, 0, 50
     )  # arithmetic: one-operation captions kept out of training, to test on
     # arithmetic, one split at a time (captions.arithmetic_pool says exactly what leaves training):
-    hold_out_captions: list | None = field(default=None, metadata={"texts": True})  # these, named
-    add_primitive: str | None = field(
-        default=None, metadata={"options": tuple(captions.DIGIT_WORDS), "optional": True}
-    )  # a digit word seen only bare in training
-    hold_out_result: int | None = field(
-        default=None, metadata={"whole": (0, 9), "optional": True}
-    )  # a digit no training caption but its word evaluates to
+    hold_out_captions: list | None = texts()  # these, named
+    # a digit word seen only bare in training
+    add_primitive: str | None = one_of(None, captions.DIGIT_WORDS, optional=True)
+    # a digit no training caption but its word evaluates to
+    hold_out_result: int | None = field(default=None, metadata={"whole": (0, 9), "optional": True})
     # 0: all 50,000 training images; N: the first N only, for smoke runs (ved reproduce --quick, tests)
     train_images: int = whole(0, 0, 50_000)
 
@@ -108,7 +80,6 @@ class Train:
 
 
 TABLES = {"data": Data, "train": Train}
-LEGACY_SAMPLE_KEYS = ("temperature", "sharpness", "accept")  # in [model] before [sample] existed
 
 
 def resolve(config: dict) -> dict:
@@ -130,88 +101,43 @@ def resolve(config: dict) -> dict:
     model = dict(config.get("model", {}))
     sample = dict(config.get("sample", {}))
     cls = model_class(model)
-    for key in LEGACY_SAMPLE_KEYS:
-        if key in model and key in cls.sample_defaults():
-            sample.setdefault(key, model.pop(key))
     out["model"] = check_model(model)
     for table, schema in TABLES.items():
         out[table] = check_table(table, schema, config.get(table, {}))
     out["sample"] = check_sample(cls, sample)
     if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
-        out["model"].setdefault("experts", dict(caption_encoders.DEFAULT_EXPERTS))
+        out["model"]["experts"] = out["model"].get("experts") or default_experts()
     return out
 
 
-def check_table(table: str, schema, values: dict) -> dict:
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    for key in values:
-        if key not in fields:
-            raise ConfigError(f"unknown key '{shown(key, 40)}' in [{table}]; allowed: {', '.join(fields)}")
-    out = {name: copy.deepcopy(values.get(name, f.default)) for name, f in fields.items()}
-    for name, f in fields.items():
-        _check_rule(f"[{table}] {name} = {shown_value(out[name])}", out[name], f.metadata)
-    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-    return out
-
-
-def _check_rule(where: str, value, rule: dict) -> None:
-    if value is None and (rule.get("optional") or "texts" in rule):
-        return
-    if "texts" in rule:
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}; allowed: a list of captions")
-    elif "options" in rule:
-        if not isinstance(value, str) or value not in rule["options"]:
-            raise ConfigError(f"{where}; allowed: {', '.join(rule['options'])}")
-    elif "whole" in rule:
-        low, high = rule["whole"]
-        if not is_whole(value, low, high):
-            raise ConfigError(f"{where}; allowed: a whole number from {low:,} to {high:,}")
-    elif "number" in rule:
-        low, high, below_high = rule["number"]
-        if not is_number(value, low, high) or (below_high and value == high):
-            span = f"in [{low:g}, {high:g})" if below_high else f"from {low:g} to {high:g}"
-            raise ConfigError(f"{where}; allowed: {rule['what']} {span}")
-    elif "range" in rule:
-        low, high = rule["range"]
-        if value is None:
-            return
-        ok = (
-            isinstance(value, (list, tuple))
-            and len(value) == 2
-            and all(is_whole(v, low, high) for v in value)
-        )
-        if not ok or value[0] > value[1]:
-            raise ConfigError(f"{where}; allowed: [lowest, highest], whole numbers from {low} to {high}")
+def default_experts() -> dict[str, str]:
+    """The caption expert of each registered family (captions.REGISTRY; docs/conditional-vae.md)."""
+    return {name: family.expert for name, family in captions.REGISTRY.items()}
 
 
 def model_class(table) -> type:
-    """The model class a [model] table names."""
+    """The model class a [model] table names by `kind` (`family`, its older name, read for one release)."""
     if not isinstance(table, dict):
         raise ConfigError(f"[model] must be a table of settings, got {type(table).__name__}")
-    kind = table.get("family", "paper_ved")
+    kind = table.get("kind", table.get("family", "paper_ved"))
     if not isinstance(kind, str) or kind not in models.GENERATORS:
         raise ConfigError(
-            f"[model] family = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}"
+            f"[model] kind = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}"
         )
     return models.GENERATORS[kind]
 
 
 def check_model(table: dict) -> dict:
-    """The [model] table with its family; each key and the type and range of each value checked against
-    the constructor's defaults before anything is built."""
+    """The [model] table with its kind first, each key checked against the model class's Config."""
     cls = model_class(table)
-    params = inspect.signature(cls).parameters
-    for key, value in table.items():
-        if key == "family":
-            continue
-        if key not in params:
-            raise ConfigError(
-                f"unknown key '{shown(key, 40)}' in [model] for family '{table.get('family')}'; "
-                f"allowed: {', '.join(params)}"
-            )
-        _check_like(f"[model] {key}", value, params[key].default, key)
-    return {"family": table.get("family", "paper_ved"), **{k: v for k, v in table.items() if k != "family"}}
+    if "kind" in table and "family" in table:
+        raise ConfigError("[model] has both kind and family; family is kind's older name, keep kind")
+    kind = table.get("kind", table.get("family", "paper_ved"))
+    values = {k: v for k, v in table.items() if k not in ("kind", "family")}
+    for key in values:
+        if key in cls.sample_defaults():
+            raise ConfigError(f"[model] {shown(key, 40)} is a sampling setting; set it in [sample]")
+    return {"kind": kind, **check_table("model", cls.Config, values)}
 
 
 def check_sample(cls: type, settings: dict, table: str = "[sample] ") -> dict:
@@ -238,29 +164,6 @@ def check_setting(cls: type, key: str, value, where: str) -> None:
             raise ConfigError(f"{where}; allowed: a whole number from {low} to {high}")
     elif not is_number(value, low, high):
         raise ConfigError(f"{where}; allowed: a number from {low:g} to {high:g}")
-
-
-def _check_like(name: str, value, default, key: str) -> None:
-    where = f"{name} = {shown_value(value)}"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}; allowed: true or false")
-    elif isinstance(default, int):
-        low = (
-            0 if default == 0 or key.endswith("_steps") else 1
-        )  # step counts and settings off at 0; sizes >= 1
-        if not is_whole(value, low, MAX_WHOLE):
-            raise ConfigError(f"{where}; allowed: a whole number from {low} to {MAX_WHOLE:,}")
-    elif isinstance(default, float):
-        if not is_number(value, 0):
-            raise ConfigError(f"{where}; allowed: a number >= 0")
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}; allowed: a name in quotes")
-    elif value is not None and not (
-        isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-    ):
-        raise ConfigError(f"{where}; allowed: a table of names")
 
 
 def build(config: dict) -> models.Generator:
@@ -323,15 +226,14 @@ def shipped() -> list[str]:
 def of_folder(folder: Path) -> dict:
     """A model folder's config.json, resolved as a config is; checkpoint.ModelError in one line naming
     the file if it is not one (a folder may come from anywhere: nothing in it is trusted unchecked)."""
-    raw = checkpoint.load_config(folder)
+    return of_folder_config(checkpoint.load_config(folder), folder)
+
+
+def of_folder_config(raw: dict, folder: Path) -> dict:
+    """A config.json already read from `folder`, resolved as of_folder does."""
     where = Path(folder) / checkpoint.CONFIG
     if not isinstance(raw.get("model"), dict):
         raise checkpoint.ModelError(f"{where} has no [model] table; is this a ved model folder?")
-    model = raw["model"]
-    if (
-        model.get("caption_encoder") == "routed" and "experts" not in model
-    ):  # saved before experts were recorded
-        raw = {**raw, "model": {**model, "experts": caption_encoders.UNRECORDED_EXPERTS}}
     try:
         return resolve(raw)
     except ValueError as e:

@@ -9,6 +9,10 @@ class VedError(ValueError):
     """Input ved refuses: a caption, an argument, a model folder, a config, a run folder."""
 
 
+class ConfigError(VedError):
+    """A config file or value ved refuses (a key, its type or range, a model it cannot build)."""
+
+
 def one_line(error: BaseException) -> str:
     """The first line of an error's message, or its type's name when it has none."""
     text = str(error).strip()
@@ -32,6 +36,15 @@ def _escaped(ch: str) -> str:
 def shown_value(value, limit: int = 60) -> str:
     """A config or argument value as Python writes it, shortened as `shown` does."""
     return shown(repr(value), limit)
+
+
+def parsed_number(text: str) -> int | float | None:
+    """A number typed on the command line: an int if it is whole digits, else a float; None if it is
+    neither (the one place ved reads a number from text, so its callers catch nothing)."""
+    try:
+        return int(text) if text.lstrip("-").isdigit() else float(text)
+    except ValueError:  # not a number, or digits int() refuses (superscripts)
+        return None
 
 
 def is_whole(value, low: int, high: int) -> bool:

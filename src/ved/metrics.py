@@ -306,7 +306,7 @@ def evaluate_model(
             images, labels = data.split(split)
             losses = mean_losses(model, CaptionedImages(images, labels, CaptionPool(pool, device), device))
             row.update({k: v for k, v in losses.items() if k != "loss"})
-            if getattr(model, "likelihood", "") == "bernoulli":
+            if model.likelihood == "bernoulli" and "kl" in losses:  # a VAE's bound, in nats
                 row["elbo_nats"] = -(losses["recon"] + losses["kl"])
         results.setdefault(family, {})[split] = row
     return {"model": config.get("name", ""), "config": config, "results": results}

@@ -2,7 +2,8 @@
 config.py), with loss(batch) -> dict of scalars and generate(tokens, lengths, n, generator, **settings)
 -> images in [0, 1]."""
 
-from ..errors import one_line
+from ..errors import ConfigError, one_line
+from ..rules import check_table
 from .base import Generator
 from .cvae import ConditionalVAE
 from .flow import CaptionFlow
@@ -20,12 +21,14 @@ GENERATORS = {
 
 
 def build(table: dict) -> Generator:
-    """A generative model from a checked [model] table (config.check_model)."""
-    cls = GENERATORS[table.get("family", "paper_ved")]
+    """A generative model from a checked [model] table (config.check_model): its kind's class, built
+    from that class's Config."""
+    cls = GENERATORS[table.get("kind", "paper_ved")]
+    values = check_table("model", cls.Config, {k: v for k, v in table.items() if k != "kind"})
     try:
-        return cls(**{k: v for k, v in table.items() if k != "family"})
+        return cls(cls.Config(**values))
     except (AssertionError, RuntimeError) as e:  # torch's own checks, e.g. a width that heads do not divide
-        raise ValueError(f"[model] cannot be built: {one_line(e)}") from None
+        raise ConfigError(f"[model] cannot be built: {one_line(e)}") from None
 
 
 __all__ = [

@@ -1,16 +1,25 @@
-"""What the training loop and the pipeline ask of a generative model, with no-op defaults.
+"""The whole contract of a generative model: what the loop, the pipeline and the study ask of it.
 
-A model is an nn.Module whose forward(batch) returns its losses and whose
-generate(tokens, lengths, n, generator, **settings) draws images in [0, 1];
-the keyword-only arguments of `generate` are its sampling settings, which a
-config's [sample] table sets and a call may override. The hooks below let
-a model run its own steps around the loop (as nanoGPT keeps
-`configure_optimizers` on the model) without the loop knowing its recipe.
+A new model family is one module under ved/models defining a Generator subclass with
+
+- `Config`: a dataclass of its [model] keys, each field stating its bounds (rules.py);
+  the class is built as `Model(Model.Config(...))`;
+- `loss(batch)` -> dict of scalar tensors, "loss" the one minimised (`forward` is `loss`);
+- `generate(tokens, lengths, n, generator, *, SETTINGS)` -> (captions, n, 28, 28) in [0, 1]:
+  its keyword-only arguments are its sampling settings and their defaults, the only place they
+  are written; a config's [sample] table sets them and a call may override them;
+- `setting_bounds`: each sampling setting's bounds;
+- `label`: its name in the study's tables; `likelihood`: "bernoulli" or "mse";
+
+and one line in models.GENERATORS. The hooks below let a model run its own steps around the loop
+(as nanoGPT keeps `configure_optimizers` on the model) without the loop knowing its recipe.
 """
 
 from __future__ import annotations
 
 import inspect
+from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -18,7 +27,30 @@ from torch import nn
 from .caption_encoders import fit_router
 
 
-class Generator(nn.Module):
+class Generator(nn.Module, metaclass=ABCMeta):
+    @dataclass
+    class Config:
+        """[model] keys of this kind; a family without any keeps this empty one."""
+
+    label = "a generative model"  # its name in the study's tables
+    likelihood = "bernoulli"  # of pixels: "bernoulli" (logits) or "mse"; validation reports it
+
+    @abstractmethod
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        """The batch's losses (batches.Batch): "loss" is minimised, "recon" picks the best epoch, and
+        a VAE's "kl" with a Bernoulli "recon" gives its ELBO in the study's tables."""
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        return self.loss(batch)
+
+    @abstractmethod
+    def generate(self, tokens, lengths, n: int, generator=None, **settings) -> torch.Tensor:
+        """(captions, n, 28, 28) images in [0, 1], `settings` the keyword-only sampling settings."""
+
+    def caption_features(self, tokens, lengths) -> torch.Tensor:
+        """What the model makes of each caption, (captions, D): the study's caption-encoding plot."""
+        raise NotImplementedError(f"{type(self).__name__} shows no caption features")
+
     def optimizer(self, lr: float) -> torch.optim.Optimizer:
         """The optimiser of the image-training loop."""
         return torch.optim.Adam(self.parameters(), lr=lr, foreach=True)  # foreach: measured faster on CPU
@@ -43,7 +75,8 @@ class Generator(nn.Module):
         return False
 
     def check_settings(self, **settings) -> None:
-        """ValueError in one line if these sampling settings cannot be used with this model."""
+        """ConfigError in one line if these sampling settings (each within its bounds, which config.py
+        checks) cannot be used with this model as built."""
 
     def same_style(self, tokens, lengths, n: int, generator: torch.Generator | None = None, **settings):
         """(n, captions, 28, 28) images in [0, 1]: row i draws every caption in one handwriting."""

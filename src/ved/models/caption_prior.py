@@ -14,6 +14,7 @@ captions its own of these and learns which reads a caption.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,25 @@ from torch import nn
 from tqdm import tqdm
 
 from . import caption_encoders
+
+
+@dataclass(frozen=True)
+class CaptionFit:
+    """The caption side's shape and its fit (the model's Config checks the values)."""
+
+    encoder: str  # a caption_encoders.ENCODERS name
+    hidden: int
+    width: int
+    experts: dict[str, str] | None  # a `routed` encoder's expert per family
+    classes: int  # content classes, one prototype each
+    dim: int  # a caption's point
+    pull: float  # the pull to the class's prototype, against the cross-entropy
+    steps: int  # full-batch Adam steps (a routed fit's first stage)
+    balanced: bool = False  # every class weighs the same in the cross-entropy
+    gate_penalty: float = 0.0
+    lr: float = 1e-2
+    rest_steps: int = 0  # a routed fit's second stage; 0: as `steps`
+    rest_lr: float = 0.0  # 0: as `lr`
 
 
 class CaptionPrior(nn.Module):
@@ -33,30 +53,16 @@ class CaptionPrior(nn.Module):
     # It starts again from the same weights at half the learning rate, at most RETRIES times.
     RETRIES, PLACED = 2, 0.5
 
-    def __init__(
-        self,
-        encoder: str,
-        hidden: int,
-        width: int,
-        experts: dict[str, str] | None,
-        classes: int,
-        dim: int,
-        pull: float,
-        steps: int,
-        balanced: bool = False,
-        gate_penalty: float = 0.0,
-        lr: float = 1e-2,
-        rest_steps: int = 0,
-        rest_lr: float = 0.0,
-    ):
+    def __init__(self, config: CaptionFit):
         super().__init__()
-        self.encoder = caption_encoders.build(encoder, hidden=hidden, width=width, experts=experts)
-        self.to_point = nn.Linear(self.encoder.out_dim, dim)
-        self.prototypes = nn.Parameter(torch.randn(classes, dim))
-        self.pull, self.steps = pull, steps
-        self.rest_steps = rest_steps or steps  # a routed fit's second stage
-        self.balanced, self.gate_penalty, self.lr = balanced, gate_penalty, lr
-        self.rest_lr = rest_lr or lr
+        c = self.config = config
+        self.encoder = caption_encoders.build(c.encoder, hidden=c.hidden, width=c.width, experts=c.experts)
+        self.to_point = nn.Linear(self.encoder.out_dim, c.dim)
+        self.prototypes = nn.Parameter(torch.randn(c.classes, c.dim))
+        self.pull, self.steps = c.pull, c.steps
+        self.rest_steps = c.rest_steps or c.steps  # a routed fit's second stage
+        self.balanced, self.gate_penalty, self.lr = c.balanced, c.gate_penalty, c.lr
+        self.rest_lr = c.rest_lr or c.lr
 
     def gated(self) -> list[nn.Module]:
         """The encoder's modules with gates, whose `penalty` the gate penalty weighs."""

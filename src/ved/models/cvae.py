@@ -22,111 +22,90 @@ likeliest class stands in for k.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import content
+from ..errors import ConfigError
+from ..rules import flag, names, number, one_of, whole
+from . import caption_encoders
 from .base import Generator, image_decoder, image_encoder
-from .caption_prior import CaptionPrior
+from .caption_prior import CaptionFit, CaptionPrior
 from .style_prior import StylePrior
-
-# Old names of tensors in saved weights, from before the caption and style priors were modules of their own.
-RENAMED = {
-    "caption.": "caption_prior.encoder.",
-    "to_point.": "caption_prior.to_point.",
-    "prototypes": "caption_prior.prototypes",
-    "style_weights": "style_prior.weights",
-    "style_mean": "style_prior.mean",
-    "style_scale": "style_prior.scale",
-}
 
 
 class ConditionalVAE(Generator):
-    likelihood = "bernoulli"
+    label = "conditional VAE"
     REDRAWS = 10  # with `accept`: at most this many fresh styles for an image its critic doubts
 
-    def __init__(
-        self,
-        caption_encoder: str = "word-sum",
-        caption_hidden: int = 64,
-        caption_width: int = 64,
-        content_classes: int = 10,
-        content_dim: int = 8,
-        style: int = 16,
-        channels: int = 32,
-        hidden: int = 256,
-        kl_warmup_steps: int = 0,
-        kl_weight: float = 1.0,
-        pull: float = 10.0,
-        caption_steps: int = 1500,
-        consistency: float = 5.0,
-        consistency_images: int = 0,
-        experts: dict[str, str] | None = None,
-        style_components: int = 1,
-        final_fit_steps: int = 0,
-        caption_balanced: bool = False,
-        caption_gate_penalty: float = 0.0,
-        caption_lr: float = 1e-2,
-        caption_rest_steps: int = 0,
-        caption_rest_lr: float = 0.0,
-    ):
-        super().__init__()
-        self.content_classes = content_classes  # prepare() discovers this many classes (content.py)
-        self.caption_prior = CaptionPrior(
-            caption_encoder,
-            caption_hidden,
-            caption_width,
-            experts,
-            content_classes,
-            content_dim,
-            pull,
-            caption_steps,
-            caption_balanced,
-            caption_gate_penalty,
-            caption_lr,
-            caption_rest_steps,
-            caption_rest_lr,
-        )
-        if not caption_lr > 0:
-            raise ValueError(f"caption_lr = {caption_lr!r}; allowed: a number > 0")
-        if not caption_rest_lr >= 0:
-            raise ValueError(
-                f"caption_rest_lr = {caption_rest_lr!r}; allowed: a number > 0, or 0 for caption_lr"
-            )
-        for key, value, own in (
-            ("caption_rest_steps", caption_rest_steps, "caption_steps"),
-            ("caption_rest_lr", caption_rest_lr, "caption_lr"),
-        ):
-            if value and caption_encoder != "routed":
-                raise ValueError(
-                    f"{key} = {value!r} sets the second stage of a routed caption fit; got "
-                    f"caption_encoder = '{caption_encoder}', which fits in one ({own})"
-                )
-        if caption_gate_penalty and not self.caption_prior.gated():
-            raise ValueError(
-                f"caption_gate_penalty = {caption_gate_penalty!r} needs a caption encoder with gates "
-                f"(gated-sum or scaled-sum); got '{caption_encoder}'"
-            )
-        self.kl_warmup_steps, self.kl_weight, self.consistency = kl_warmup_steps, kl_weight, consistency
-        if not consistency_images >= 0:
-            raise ValueError(
-                f"consistency_images = {consistency_images!r}; allowed: a whole number > 0, or 0 for one "
-                "per image of the batch"
-            )
+    @dataclass
+    class Config:
+        """[model] of kind "cvae": each field with what it allows."""
+
+        caption_encoder: str = one_of("word-sum", caption_encoders.ENCODERS)
+        caption_hidden: int = whole(64, 1)
+        caption_width: int = whole(64, 1)
+        experts: dict | None = names()  # `routed`: the expert of each caption family
+        content_classes: int = whole(10, 2)  # prepare() discovers this many classes (content.py)
+        content_dim: int = whole(8, 1)  # a caption's point in p(k | caption)
+        style: int = whole(16, 1)
+        channels: int = whole(32, 1)
+        hidden: int = whole(256, 1)
+        kl_warmup_steps: int = whole(0, 0)
+        kl_weight: float = number(1.0, 0, 1000)
+        pull: float = number(10.0, 0, 1000)  # the caption fit's pull to its class's prototype
+        caption_steps: int = whole(1500, 0)
+        consistency: float = number(5.0, 0, 1000)  # > 0: the critic q(k | x) and its term
         # prior styles a step for the consistency term, their classes the batch's first (the batch is
-        # shuffled, so a fair draw): half the batch halves its decoding and re-encoding (docs/speed.md)
-        self.consistency_images = consistency_images
+        # shuffled, so a fair draw): half the batch halves its decoding and re-encoding (docs/speed.md);
+        # 0: one per image of the batch
+        consistency_images: int = whole(0, 0)
+        style_components: int = whole(1, 1)  # of the mixture p(s | k) that sampling draws from
+        final_fit_steps: int = whole(0, 0)  # > 0: a fresh fit of p(s | k) after training (finish)
+        caption_balanced: bool = flag(False)
+        caption_gate_penalty: float = number(0.0, 0, 1000)
+        caption_lr: float = number(1e-2, 1e-8, 10)
+        caption_rest_steps: int = whole(0, 0)  # a routed fit's second stage; 0: as caption_steps
+        caption_rest_lr: float = number(0.0, 0, 10)  # a routed fit's second stage; 0: as caption_lr
+
+        def caption_fit(self) -> CaptionFit:
+            return CaptionFit(
+                self.caption_encoder, self.caption_hidden, self.caption_width, self.experts,
+                self.content_classes, self.content_dim, self.pull, self.caption_steps,
+                self.caption_balanced, self.caption_gate_penalty, self.caption_lr,
+                self.caption_rest_steps, self.caption_rest_lr,
+            )  # fmt: skip
+
+    def __init__(self, config: Config | None = None):
+        super().__init__()
+        c = self.config = config or self.Config()
+        self.content_classes = c.content_classes
+        self.caption_prior = CaptionPrior(c.caption_fit())
+        for key, own in (("caption_rest_steps", "caption_steps"), ("caption_rest_lr", "caption_lr")):
+            if getattr(c, key) and c.caption_encoder != "routed":
+                raise ConfigError(
+                    f"{key} = {getattr(c, key)!r} sets the second stage of a routed caption fit; got "
+                    f"caption_encoder = '{c.caption_encoder}', which fits in one ({own})"
+                )
+        if c.caption_gate_penalty and not self.caption_prior.gated():
+            raise ConfigError(
+                f"caption_gate_penalty = {c.caption_gate_penalty!r} needs a caption encoder with gates "
+                f"(gated-sum or scaled-sum); got '{c.caption_encoder}'"
+            )
+        self.kl_warmup_steps, self.kl_weight, self.consistency = c.kl_warmup_steps, c.kl_weight, c.consistency
+        self.consistency_images = c.consistency_images
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
-        ch = channels
-        self.image_encoder = image_encoder(ch, hidden)
-        self.to_style = nn.Linear(hidden + content_classes, 2 * style)
-        self.style_prior = StylePrior(content_classes, style, style_components)
-        self.final_fit_steps = final_fit_steps  # > 0: a fresh fit of p(s | k) after training (finish)
+        self.image_encoder = image_encoder(c.channels, c.hidden)
+        self.to_style = nn.Linear(c.hidden + c.content_classes, 2 * c.style)
+        self.style_prior = StylePrior(c.content_classes, c.style, c.style_components)
+        self.final_fit_steps = c.final_fit_steps
         # q(k | x) on the image encoder's features: with `consistency`, images decoded from the prior
         # are trained to look like their class to it
-        self.critic = nn.Linear(hidden, content_classes) if consistency else None
-        self.decoder = image_decoder(style + content_classes, ch, hidden)  # 28x28 logits
+        self.critic = nn.Linear(c.hidden, c.content_classes) if c.consistency else None
+        self.decoder = image_decoder(c.style + c.content_classes, c.channels, c.hidden)  # 28x28 logits
 
     # ------------------------------------------------------------ training hooks (models/base.py)
 
@@ -167,11 +146,10 @@ class ConditionalVAE(Generator):
     # sharpness 0 draws every pixel at 0.5: a blank image; accept 1 could never be met
     setting_bounds = {"temperature": (0.0, 5.0), "sharpness": (0.1, 10.0), "accept": (0.0, 0.999)}
 
-    def check_settings(self, temperature=1.0, sharpness=1.0, accept=0.0):
-        if not 0 <= accept < 1:
-            raise ValueError(f"accept = {accept!r}; allowed: a probability in [0, 1)")
+    def check_settings(self, **settings):
+        accept = settings.get("accept", 0)
         if accept and self.critic is None:  # the veto asks the critic, which only consistency > 0 trains
-            raise ValueError(
+            raise ConfigError(
                 f"accept = {accept} needs the critic that consistency > 0 trains; got consistency = 0"
             )
 
@@ -221,8 +199,6 @@ class ConditionalVAE(Generator):
                 out.update(critic=critic, consistency=consistency)
         return out
 
-    forward = loss
-
     def sample_consistency(self, k):
         """Cross-entropy of the critic's class for images decoded from styles drawn from N(0, I), wider
         than the fitted p(s | k): the decoder learns to draw class k wherever s falls."""
@@ -247,20 +223,6 @@ class ConditionalVAE(Generator):
     def decode(self, style, k):
         """Pixel logits of p(x | s, k), (N, 1, 28, 28)."""
         return self.decoder(torch.cat([style, F.one_hot(k, self.content_classes).float()], -1))
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for old, new in RENAMED.items():
-            for key in [k for k in state_dict if k.startswith(prefix + old)]:
-                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
-        # Models saved before p(s | k) became a mixture hold one Gaussian per class and no weights.
-        mean = state_dict.get(prefix + "style_prior.mean")
-        if mean is not None and mean.dim() == 2:
-            state_dict[prefix + "style_prior.mean"] = mean[:, None]
-            state_dict[prefix + "style_prior.scale"] = state_dict[prefix + "style_prior.scale"][:, None]
-            state_dict.setdefault(
-                prefix + "style_prior.weights", torch.ones(len(mean), 1, device=mean.device)
-            )
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def fit_style_prior(
@@ -303,7 +265,7 @@ class ConditionalVAE(Generator):
         of real training digits decode to images with 6 times the real-vs-real FJD. Doubling the
         logits halves that and makes samples vary as much as real digits do
         (docs/conditional-vae.md); the image stays a deterministic function of (s, k)."""
-        self.check_settings(temperature, sharpness, accept)
+        self.check_settings(accept=accept)
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits.
         with torch.autocast(tokens.device.type, enabled=False):  # a bf16 draw keeps the fp32 class
@@ -325,13 +287,14 @@ class ConditionalVAE(Generator):
         return images.view(len(tokens), n, 28, 28)
 
     @torch.no_grad()
-    def same_style(self, tokens, lengths, n, generator=None, *, temperature=1.0, sharpness=1.0, accept=0.0):
+    def same_style(self, tokens, lengths, n, generator=None, **settings):
         """Row i draws one standardised style as each caption's class: the same noise, scaled by
         `temperature`, through each class's fitted p(s | k) taken as one Gaussian. A style drawn for
         one class and decoded as another keeps drawing the first class's digit (the style carries
         much of the image); the same noise through each class's own spread keeps the stroke width
         and slant instead. `accept` is not used, as a redraw would change the handwriting."""
-        self.check_settings(temperature, sharpness, accept)
+        settings = {**self.sample_defaults(), **settings}
+        temperature, sharpness = settings["temperature"], settings["sharpness"]
         k = self.class_logits(tokens, lengths).argmax(1)
         mean, scale = self.style_prior.overall()
         device = generator.device if generator else "cpu"

@@ -16,13 +16,15 @@ The loss is the mean squared velocity error per pixel (`recon` too, for the loop
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rules import number, whole
 from .base import CaptionConditioned, noise
-from .caption_encoders import Condition
+from .caption_encoders import CaptionConfig, Condition
 
 CHUNK = 1024  # images integrated at once: bounds the memory of a large call
 
@@ -65,25 +67,27 @@ class UNet(nn.Module):
 
 
 class CaptionFlow(CaptionConditioned):
-    def __init__(
-        self,
-        caption_encoder: str = "routed",
-        caption_hidden: int = 64,
-        caption_width: int = 64,
-        experts: dict[str, str] | None = None,
-        channels: int = 32,
-        drop_caption: float = 0.1,
-        router_steps: int = 300,
-    ):
+    label = "rectified flow"
+    likelihood = "mse"
+
+    @dataclass
+    class Config(CaptionConfig):
+        """[model] of kind "flow": each field with what it allows."""
+
+        channels: int = whole(32, 8)  # of the U-Net's first level; GroupNorm(8) wants a multiple of 8
+        drop_caption: float = number(0.1, 0, 1, below_high=True, what="a share")
+
+    def __init__(self, config: Config | None = None):
         super().__init__()
-        if not 0 <= drop_caption < 1:
-            raise ValueError(f"drop_caption = {drop_caption!r}; allowed: a share in [0, 1)")
-        self.drop_caption, self.router_steps, self.channels = drop_caption, router_steps, channels
-        embedding = 4 * channels
-        self.condition = Condition(caption_encoder, caption_hidden, caption_width, experts, embedding)
+        c = self.config = config or self.Config()
+        self.drop_caption, self.router_steps, self.channels = c.drop_caption, c.router_steps, c.channels
+        embedding = 4 * c.channels
+        self.condition = Condition(c, embedding)
         self.no_caption = nn.Parameter(torch.zeros(embedding))
-        self.time = nn.Sequential(nn.Linear(channels, embedding), nn.SiLU(), nn.Linear(embedding, embedding))
-        self.unet = UNet(channels, embedding)
+        self.time = nn.Sequential(
+            nn.Linear(c.channels, embedding), nn.SiLU(), nn.Linear(embedding, embedding)
+        )
+        self.unet = UNet(c.channels, embedding)
         self.layout = torch.contiguous_format
 
     def use_layout(self, layout: torch.memory_format) -> None:
@@ -114,13 +118,7 @@ class CaptionFlow(CaptionConditioned):
         mse = (self.velocity((1 - tt) * x + tt * e, t, c) - (e - x)).pow(2).mean()
         return {"loss": mse, "recon": mse}
 
-    forward = loss
-
     setting_bounds = {"steps": (1, 1000), "guidance": (0.0, 20.0)}
-
-    def check_settings(self, steps=20, guidance=2.0):
-        if steps < 1:
-            raise ValueError(f"steps = {steps!r}; allowed: a whole number of Euler steps >= 1")
 
     @torch.no_grad()
     def generate(
@@ -128,7 +126,6 @@ class CaptionFlow(CaptionConditioned):
     ) -> torch.Tensor:
         """(captions, n, 28, 28) images in [0, 1]: noise integrated to an image in `steps` Euler
         steps, the velocity guided towards the caption by `guidance` (1: no guidance, one pass)."""
-        self.check_settings(steps, guidance)
         self.use_layout(torch.channels_last)
         c = self.condition(tokens, lengths).repeat_interleave(n, 0)
         rows = torch.arange(len(tokens)).repeat_interleave(n)
@@ -154,10 +151,11 @@ class CaptionFlow(CaptionConditioned):
         return ((x + 1) / 2).clamp(0, 1)[:, 0]
 
     @torch.no_grad()
-    def same_style(self, tokens, lengths, n, generator=None, *, steps=20, guidance=2.0):
+    def same_style(self, tokens, lengths, n, generator=None, **settings):
         """Row i starts every caption from the same noise: a flow's sampler is deterministic given
         it, and the same start keeps much of the stroke."""
-        self.check_settings(steps, guidance)
+        settings = {**self.sample_defaults(), **settings}
+        steps, guidance = settings["steps"], settings["guidance"]
         self.use_layout(torch.channels_last)
         c = self.condition(tokens, lengths).repeat(n, 1)
         start = noise("normal", generator, torch.zeros(n, dtype=torch.long), 1, 28, 28)

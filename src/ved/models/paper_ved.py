@@ -12,35 +12,42 @@ usual ELBO: summed Bernoulli log-likelihood and summed KL, in nats per image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..mnist import MNIST_MEAN, MNIST_STD
+from ..rules import number, one_of, whole
 from . import caption_encoders
 from .base import Generator, noise
 
 
 class PaperVED(Generator):
-    def __init__(
-        self,
-        gru_hidden: int = 30,
-        latent: int = 100,
-        decoder_hidden: int = 500,
-        likelihood: str = "mse",
-        mse_weight: float = 2.0,
-        caption_encoder: str = "binary-gru",
-        caption_width: int = 64,
-    ):
+    label = "paper VED"
+
+    @dataclass
+    class Config:
+        """[model] of kind "paper_ved" (the default kind): each field with what it allows."""
+
+        gru_hidden: int = whole(30, 1)
+        latent: int = whole(100, 1)
+        decoder_hidden: int = whole(500, 1)
+        likelihood: str = one_of("mse", ("mse", "bernoulli"))
+        mse_weight: float = number(2.0, 0, 1000)
+        caption_encoder: str = one_of("binary-gru", caption_encoders.ENCODERS)
+        caption_width: int = whole(64, 1)  # learned encoders' word width (binary-gru: 5, fixed)
+
+    def __init__(self, config: Config | None = None):
         super().__init__()
-        if likelihood not in ("mse", "bernoulli"):
-            raise ValueError(f"likelihood must be 'mse' or 'bernoulli', got '{likelihood}'")
-        self.likelihood, self.mse_weight = likelihood, mse_weight
-        self.encoder = caption_encoders.build(caption_encoder, hidden=gru_hidden, width=caption_width)
-        self.to_mean = nn.Linear(self.encoder.out_dim, latent)
-        self.to_logvar = nn.Linear(self.encoder.out_dim, latent)
+        c = self.config = config or self.Config()
+        self.likelihood, self.mse_weight = c.likelihood, c.mse_weight
+        self.encoder = caption_encoders.build(c.caption_encoder, hidden=c.gru_hidden, width=c.caption_width)
+        self.to_mean = nn.Linear(self.encoder.out_dim, c.latent)
+        self.to_logvar = nn.Linear(self.encoder.out_dim, c.latent)
         self.decoder = nn.Sequential(
-            nn.Linear(latent, decoder_hidden), nn.ReLU(), nn.Linear(decoder_hidden, 784)
+            nn.Linear(c.latent, c.decoder_hidden), nn.ReLU(), nn.Linear(c.decoder_hidden, 784)
         )
 
     def encode(self, tokens, lengths):
@@ -65,8 +72,6 @@ class PaperVED(Generator):
         recon = F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1).mean()
         kl = kl.sum(1).mean()
         return {"loss": recon + kl, "recon": recon, "kl": kl}
-
-    forward = loss
 
     setting_bounds = {"temperature": (0.0, 5.0)}
 

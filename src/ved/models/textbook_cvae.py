@@ -12,37 +12,38 @@ of an image's ~100 (docs/peers.md measures what that costs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rules import number, whole
 from .base import CaptionConditioned, image_decoder, image_encoder, noise
-from .caption_encoders import Condition
+from .caption_encoders import CaptionConfig, Condition
 
 
 class TextbookCVAE(CaptionConditioned):
-    likelihood = "bernoulli"
+    label = "textbook conditional VAE"
 
-    def __init__(
-        self,
-        caption_encoder: str = "routed",
-        caption_hidden: int = 64,
-        caption_width: int = 64,
-        experts: dict[str, str] | None = None,
-        condition: int = 32,
-        latent: int = 32,
-        channels: int = 32,
-        hidden: int = 256,
-        kl_weight: float = 1.0,
-        router_steps: int = 300,
-    ):
+    @dataclass
+    class Config(CaptionConfig):
+        """[model] of kind "textbook_cvae": each field with what it allows."""
+
+        condition: int = whole(32, 1)  # the caption's vector that both halves are conditioned on
+        latent: int = whole(32, 1)
+        channels: int = whole(32, 1)
+        hidden: int = whole(256, 1)
+        kl_weight: float = number(1.0, 0, 1000)
+
+    def __init__(self, config: Config | None = None):
         super().__init__()
-        self.latent, self.kl_weight, self.router_steps = latent, kl_weight, router_steps
-        self.condition = Condition(caption_encoder, caption_hidden, caption_width, experts, condition)
-        ch = channels
-        self.image_encoder = image_encoder(ch, hidden)
-        self.to_latent = nn.Linear(hidden + condition, 2 * latent)
-        self.decoder = image_decoder(latent + condition, ch, hidden)  # 28x28 logits
+        c = self.config = config or self.Config()
+        self.latent, self.kl_weight, self.router_steps = c.latent, c.kl_weight, c.router_steps
+        self.condition = Condition(c, c.condition)
+        self.image_encoder = image_encoder(c.channels, c.hidden)
+        self.to_latent = nn.Linear(c.hidden + c.condition, 2 * c.latent)
+        self.decoder = image_decoder(c.latent + c.condition, c.channels, c.hidden)  # 28x28 logits
 
     def decode(self, z, c):
         return self.decoder(torch.cat([z, c], 1))
@@ -56,8 +57,6 @@ class TextbookCVAE(CaptionConditioned):
         recon = recon.sum(1).mean()
         kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).sum(1).mean()
         return {"loss": recon + self.kl_weight * kl, "recon": recon, "kl": kl}
-
-    forward = loss
 
     setting_bounds = {"temperature": (0.0, 5.0), "sharpness": (0.1, 10.0)}
 
