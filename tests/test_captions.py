@@ -125,20 +125,20 @@ def test_scan_style_arithmetic_splits(options, test_split):
 
 
 def test_the_study_reports_each_systematic_split_for_two_choices_none_a_development_one():
-    from ved.reproduce import BEYOND, SECOND_CHOICES, SPLIT_VARIANTS
+    from ved.reproduce import BEYOND_RUNS, SPLIT_VARIANTS
 
     development = [{"add_primitive": "six"}, {"hold_out_result": 2}]
     development.append({"hold_out_pairs": 30, "caption_seed": 1})
     held_out = {}
-    for name in BEYOND:
-        config, changed = SECOND_CHOICES.get(name, (name, {}))
-        data = {**configs.load(config)["data"], **changed}
+    for run in BEYOND_RUNS:
+        name = run.name
+        data = {**configs.load(run.config)["data"], **run.data}
         train = {c for p in captions.pool_for(data, "train").values() for c in p}
         held_out[name] = {c for p in captions.arithmetic_train_pool().values() for c in p} - train
         assert all(not held_out[name] or held_out[name] != dev_held(o) for o in development), name
     for split in SPLIT_VARIANTS[2:] + SPLIT_VARIANTS[:1]:  # the systematic ones: two choices each
         for model in ("cvae", "paper"):
-            second = next(n for n in SECOND_CHOICES if n.startswith(f"{model}-{split}-"))
+            second = next(r.name for r in BEYOND_RUNS if r.data and r.name.startswith(f"{model}-{split}-"))
             assert held_out[f"{model}-{split}"] and held_out[second]
             assert held_out[f"{model}-{split}"] != held_out[second]
             assert held_out[f"{model}-{split}"] == held_out[f"cvae-{split}"]  # both models, one split
@@ -276,3 +276,67 @@ def test_the_result_must_be_a_digit_at_both_edges(caption, value):
             captions.parse(caption)
     else:
         assert captions.parse(caption) == value
+
+
+def _echo_value(tokens):
+    """A toy family's grammar: one digit word said two or more times."""
+    if len(tokens) < 2 or len(set(tokens)) != 1:
+        return None
+    if tokens[0] not in captions.DIGIT_VALUE:
+        raise CaptionError("an echo repeats one digit word, e.g. 'five five'")
+    return captions.DIGIT_VALUE[tokens[0]]
+
+
+def _echo_pool(split, **_):
+    times = {"train": 2, "valid": 3, "test": 4}[split]  # a length split: longer echoes to test
+    return {d: [" ".join([w] * times)] for d, w in enumerate(captions.DIGIT_WORDS)}
+
+
+@pytest.fixture
+def echo_family():
+    captions.register(captions.Family("echo", _echo_pool, _echo_value, "'d d ...'", expert="gated-sum"))
+    yield "echo"
+    captions.unregister("echo")
+
+
+def test_a_new_caption_family_is_one_registry_entry(echo_family, test_split):
+    assert echo_family in captions.FAMILIES and echo_family not in captions.MIXED
+    pools = {s: captions.caption_pool(echo_family, s) for s in captions.SPLITS}
+    for pool in pools.values():  # the parser's contract: every pool caption parses to its digit
+        assert sorted(pool) == list(range(10))
+        for digit, texts in pool.items():
+            assert [captions.parse(c) for c in texts] == [digit] * len(texts)
+            assert all(captions.families_of(c) == [echo_family] for c in texts)
+    assert not set(pools["train"][5]) & set(pools["test"][5])  # the splits hold different captions
+    assert captions.check_caption("seven seven", echo_family) == 7
+    with pytest.raises(CaptionError, match="is an echo caption; this model was trained on logic"):
+        captions.check_caption("seven seven", "logic")
+    with pytest.raises(CaptionError, match="is a label, sentence or arithmetic caption; this model was tr"):
+        captions.check_caption("seven", echo_family)
+    with pytest.raises(
+        CaptionError, match=r"'min\|max d d \.\.\.', 'd plus\|minus d \.\.\.' or 'd d \.\.\.'"
+    ):
+        captions.parse("seven six seven")
+    # a config trains on it, its routed models get its expert, and `mixed` is what it was
+    config = configs.resolve(
+        {"model": {"kind": "cvae", "caption_encoder": "routed"}, "data": {"family": "echo"}}
+    )
+    assert captions.pool_for(config["data"], "train") == pools["train"]
+    assert captions.pool_families(config["data"], "train") == [echo_family] * 10
+    assert config["model"]["experts"][echo_family] == "gated-sum"
+    assert configs.default_experts()[echo_family] == "gated-sum"
+    mixed = captions.caption_pool("mixed", "train")
+    assert not any(captions.families_of(c) == [echo_family] for cs in mixed.values() for c in cs)
+
+
+def test_the_paper_families_are_the_registry_and_mixed_is_frozen():
+    """What older model folders were trained with: the paper's four, in this order, all in mixed."""
+    assert captions.FAMILIES == ("label", "sentence", "logic", "arithmetic", "mixed")
+    assert captions.MIXED == ("label", "sentence", "logic", "arithmetic")
+    assert [f.paper_config for f in captions.REGISTRY.values()] == [
+        "paper-label", "paper-sentence", "paper-logic", "paper-arithmetic"
+    ]  # fmt: skip
+    assert len(captions.WORDS) == 31 == len(vocab.WORD_ID)  # vocab.py: why it cannot grow for free
+    from ved.models.caption_encoders import PAPER_EXPERTS
+
+    assert configs.default_experts() == PAPER_EXPERTS  # what a routed encoder built bare reads with

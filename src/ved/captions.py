@@ -2,13 +2,23 @@
 
 The parser exists to build datasets and to score generated images; models
 never call it (they see token ids only, see vocab.py).
+
+Each family is one `Family` entry of REGISTRY (at the end of this file): its pools, the value its
+grammar gives a caption, the caption expert a routed model reads it with, and the paper's config for
+it. `caption_pool`, `mixed`, `pool_families`, `families_of`, the routed models' default experts and
+the study's paper rows all read the registry; a new family is one `register(Family(...))` call
+(tests/test_captions.py defines one). Its captions must use the vocabulary's words (vocab.py says
+what a new word costs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import holdout
 from .errors import VedError, shown
@@ -50,7 +60,6 @@ TEMPLATES = [
 ]
 MAX_TOKENS = 64
 MAX_CHARS = 1024  # 64 words of at most 10 letters fit with room to spare; longer text is refused unread
-FAMILIES = ("label", "sentence", "logic", "arithmetic", "mixed")
 SPLITS = ("train", "valid", "test")
 
 
@@ -95,27 +104,44 @@ def _words(caption: str) -> list[str]:
 
 
 def _value(tokens: list[str]) -> int:
-    head = tokens[0]
-    if head in ("min", "max"):
-        operands = tokens[1:]
-        if len(operands) < 2 or any(w not in DIGIT_VALUE for w in operands):
-            raise CaptionError(f"{head} takes two or more digit words, e.g. '{head} three seven'")
-        values = [DIGIT_VALUE[w] for w in operands]
-        return min(values) if head == "min" else max(values)
-    if "plus" in tokens or "minus" in tokens:
-        return _evaluate_chain(tokens)
-    digits = [i for i, w in enumerate(tokens) if w in DIGIT_VALUE]
-    if len(digits) == 1:
-        i = digits[0]
-        template = " ".join(tokens[:i] + ["<label>"] + tokens[i + 1 :])
-        if template in TEMPLATES:
-            return DIGIT_VALUE[tokens[i]]
+    for family in REGISTRY.values():  # a family's grammar either gives a value, refuses, or passes
+        value = family.value(tokens)
+        if value is not None:
+            return value
     if "or" in tokens:
         raise CaptionError("'or' is in the paper's vocabulary but no caption family uses it")
-    raise CaptionError(
-        f"not a caption form ved knows: a digit word, one of the {len(TEMPLATES)} sentence "
-        "templates, 'min|max d d ...' or 'd plus|minus d ...'"
-    )
+    forms = [f.form for f in REGISTRY.values() if f.form]
+    raise CaptionError(f"not a caption form ved knows: {', '.join(forms[:-1])} or {forms[-1]}")
+
+
+def _label_value(tokens: list[str]) -> int | None:
+    return DIGIT_VALUE[tokens[0]] if len(tokens) == 1 and tokens[0] in DIGIT_VALUE else None
+
+
+def _sentence_value(tokens: list[str]) -> int | None:
+    digits = [i for i, w in enumerate(tokens) if w in DIGIT_VALUE]
+    if len(digits) != 1:
+        return None
+    i = digits[0]
+    template = " ".join(tokens[:i] + ["<label>"] + tokens[i + 1 :])
+    return DIGIT_VALUE[tokens[i]] if template in TEMPLATES else None
+
+
+def _logic_value(tokens: list[str]) -> int | None:
+    head = tokens[0]
+    if head not in ("min", "max"):
+        return None
+    operands = tokens[1:]
+    if len(operands) < 2 or any(w not in DIGIT_VALUE for w in operands):
+        raise CaptionError(f"{head} takes two or more digit words, e.g. '{head} three seven'")
+    values = [DIGIT_VALUE[w] for w in operands]
+    return min(values) if head == "min" else max(values)
+
+
+def _arithmetic_value(tokens: list[str]) -> int | None:
+    if "plus" in tokens or "minus" in tokens:
+        return _evaluate_chain(tokens)
+    return _label_value(tokens)  # the arithmetic pool has each digit bare too
 
 
 def _evaluate_chain(tokens: list[str]) -> int:
@@ -145,13 +171,14 @@ def families_of(caption: str) -> list[str]:
     CaptionError when none does. It judges captions; models never call it."""
     parse(caption)
     tokens = caption.lower().split()
-    if len(tokens) == 1:
-        return ["label", "sentence", "arithmetic"]
-    if tokens[0] in ("min", "max"):
-        return ["logic"]
-    if "plus" in tokens or "minus" in tokens:
-        return ["arithmetic"]
-    return ["sentence"]
+    return [name for name, family in REGISTRY.items() if _gives_value(family, tokens)]
+
+
+def _gives_value(family: Family, tokens: list[str]) -> bool:
+    try:
+        return family.value(tokens) is not None
+    except CaptionError:  # its form, wrongly written: another family's caption is none of its
+        return False
 
 
 def check_caption(caption: str, trained_on: str | None) -> int:
@@ -293,6 +320,30 @@ def arithmetic_pool(
     - `hold_out_result = r`: no training caption but the bare word evaluates to r; the test is the
       one-operation captions that do, and unseen 2-5-operation ones (15 per count), digit r only.
     """
+    _check_arithmetic_split(train_max_ops, hold_out_pairs, hold_out_captions, add_primitive, hold_out_result)
+    paper = arithmetic_train_pool()
+    held = _held_out(paper, seed, hold_out_pairs, hold_out_captions, add_primitive, hold_out_result)
+    if split == "test":
+        one_op_held = {
+            d: [c for c in pool if c in held and operation_count(c) == 1] for d, pool in paper.items()
+        }
+        if hold_out_pairs or hold_out_captions:
+            return one_op_held
+        if add_primitive is not None:
+            longer = arithmetic_test_pool(seed, must_use=add_primitive)
+            return {d: one_op_held[d] + longer[d] for d in range(10)}
+        if hold_out_result is not None:
+            longer = arithmetic_test_pool(seed, digits=(hold_out_result,))
+            return {d: one_op_held[d] + longer[d] if d == hold_out_result else [] for d in range(10)}
+        return arithmetic_test_pool(seed, ops=tuple(range(train_max_ops + 1, 6)))
+    pools = {d: [c for c in pool if c not in held] for d, pool in paper.items()}
+    if train_max_ops > 1:  # another seed than the test's: the counts differ anyway, so no overlap
+        for d, extra in arithmetic_test_pool(seed + 1, ops=tuple(range(2, train_max_ops + 1))).items():
+            pools[d].extend(extra)
+    return pools
+
+
+def _check_arithmetic_split(train_max_ops, hold_out_pairs, hold_out_captions, add_primitive, hold_out_result):
     if not 1 <= train_max_ops <= 4:
         raise CaptionError(f"train_max_ops = {train_max_ops}; allowed: 1 to 4 (tests go up to 5 operations)")
     if not 0 <= hold_out_pairs <= 50:
@@ -311,7 +362,10 @@ def arithmetic_pool(
             "train_max_ops > 1, hold_out_pairs, hold_out_captions, add_primitive and hold_out_result "
             "are different splits; set one of them"
         )
-    paper = arithmetic_train_pool()
+
+
+def _held_out(paper, seed, hold_out_pairs, hold_out_captions, add_primitive, hold_out_result) -> set[str]:
+    """The one-operation and longer training captions that a split keeps out of training."""
     rng = random.Random(f"pairs:{seed}")
     by_digit = [
         rng.sample(p, len(p))
@@ -339,24 +393,7 @@ def arithmetic_pool(
         if not (isinstance(hold_out_result, int) and 0 <= hold_out_result <= 9):
             raise CaptionError(f"hold_out_result = {hold_out_result!r}; allowed: a digit, 0 to 9")
         held = {c for c in paper[hold_out_result] if operation_count(c)}
-    if split == "test":
-        one_op_held = {
-            d: [c for c in pool if c in held and operation_count(c) == 1] for d, pool in paper.items()
-        }
-        if hold_out_pairs or hold_out_captions:
-            return one_op_held
-        if add_primitive is not None:
-            longer = arithmetic_test_pool(seed, must_use=add_primitive)
-            return {d: one_op_held[d] + longer[d] for d in range(10)}
-        if hold_out_result is not None:
-            longer = arithmetic_test_pool(seed, digits=(hold_out_result,))
-            return {d: one_op_held[d] + longer[d] if d == hold_out_result else [] for d in range(10)}
-        return arithmetic_test_pool(seed, ops=tuple(range(train_max_ops + 1, 6)))
-    pools = {d: [c for c in pool if c not in held] for d, pool in paper.items()}
-    if train_max_ops > 1:  # another seed than the test's: the counts differ anyway, so no overlap
-        for d, extra in arithmetic_test_pool(seed + 1, ops=tuple(range(2, train_max_ops + 1))).items():
-            pools[d].extend(extra)
-    return pools
+    return held
 
 
 def caption_pool(
@@ -372,25 +409,24 @@ def caption_pool(
     """Captions a split may give an image of each digit: {digit: [caption, ...]}.
     `arithmetic_split`: hold_out_captions, add_primitive or hold_out_result (arithmetic_pool)."""
     if family not in FAMILIES:
-        raise CaptionError(f"unknown family '{family}'; choose one of: {', '.join(FAMILIES)}")
+        raise CaptionError(f"unknown family '{shown(family, 40)}'; choose one of: {', '.join(FAMILIES)}")
     if split not in SPLITS:
-        raise CaptionError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+        raise CaptionError(f"unknown split '{shown(split, 40)}'; choose one of: {', '.join(SPLITS)}")
     if split == "test":
         holdout.require("test captions")
-    if family == "label":
-        return label_pool()
-    if family == "sentence":
-        return sentence_pool()
-    if family == "logic":
-        k = logic_test_k if (split == "test" and logic_test_k) else logic_k
-        return logic_pool(split, seed, k)
-    if family == "arithmetic":
-        return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs, **arithmetic_split)
+    options = dict(
+        seed=seed,
+        logic_k=logic_k,
+        logic_test_k=logic_test_k,
+        train_max_ops=train_max_ops,
+        hold_out_pairs=hold_out_pairs,
+        **arithmetic_split,
+    )
+    if family != "mixed":
+        return REGISTRY[family].pool(split, **options)
     merged: dict[int, list[str]] = {d: [] for d in range(10)}
-    for fam in ("label", "sentence", "logic", "arithmetic"):
-        for d, pool in caption_pool(
-            fam, split, seed, logic_k, logic_test_k, train_max_ops, hold_out_pairs, **arithmetic_split
-        ).items():
+    for fam in MIXED:
+        for d, pool in REGISTRY[fam].pool(split, **options).items():
             merged[d].extend(pool)
     return merged
 
@@ -419,5 +455,77 @@ def pool_families(data: dict, split: str) -> list[str]:
     family = data["family"]
     if family != "mixed":
         return [family] * sum(map(len, pool_for(data, split).values()))
-    parts = [(f, pool_for({**data, "family": f}, split)) for f in FAMILIES if f != "mixed"]
+    parts = [(f, pool_for({**data, "family": f}, split)) for f in MIXED]
     return [f for d in range(10) for f, pool in parts for _ in pool[d]]
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Family:
+    """A caption family: everything ved needs to build its data, read its captions and study it."""
+
+    name: str
+    # (split, seed=..., and every [data] option as a keyword) -> {digit: [caption, ...]}; a family
+    # takes the options it has and ignores the rest (`**_`)
+    pool: Callable[..., dict[int, list[str]]]
+    # a caption's words -> its digit if they are this family's form, None if they are not, or
+    # CaptionError if they are its form written wrongly (`min three`)
+    value: Callable[[list[str]], int | None]
+    form: str = ""  # the form as the parser's refusal names it, e.g. "'min|max d d ...'"
+    expert: str = "word-sum"  # the caption encoder a `routed` model reads it with, by default
+    paper_config: str | None = None  # the shipped config of the paper's VED on it, if the study has one
+    # in `mixed`: changes what every mixed config trains on, the default model's included, so a
+    # new family joins it only on purpose
+    mixed: bool = False
+
+
+REGISTRY: dict[str, Family] = {}
+FAMILIES: tuple[str, ...] = ()  # the registry's names and "mixed"
+MIXED: tuple[str, ...] = ()  # the families a `mixed` config trains on, in registry order
+
+
+def register(family: Family) -> None:
+    """Add a caption family (or replace one of the same name)."""
+    REGISTRY[family.name] = family
+    _refresh()
+
+
+def unregister(name: str) -> None:
+    REGISTRY.pop(name, None)
+    _refresh()
+
+
+def _refresh() -> None:
+    global FAMILIES, MIXED
+    FAMILIES = (*REGISTRY, "mixed")
+    MIXED = tuple(name for name, f in REGISTRY.items() if f.mixed)
+
+
+def _logic(split, seed=0, logic_k=(1, 3), logic_test_k=None, **_):
+    return logic_pool(split, seed, logic_test_k if (split == "test" and logic_test_k) else logic_k)
+
+
+def _arithmetic(split, seed=0, train_max_ops=1, hold_out_pairs=0, **options):
+    chosen = {k: options[k] for k in ARITHMETIC_SPLITS if options.get(k) is not None}
+    return arithmetic_pool(split, seed, train_max_ops, hold_out_pairs, **chosen)
+
+
+# The paper's four, in the paper's order: the order numbers FAMILIES, the mixed pool and its rows.
+for _family in (
+    Family("label", lambda split, **_: label_pool(), _label_value, "a digit word", "word-sum", "paper-label"),
+    Family(
+        "sentence",
+        lambda split, **_: sentence_pool(),
+        _sentence_value,
+        f"one of the {len(TEMPLATES)} sentence templates",
+        "word-sum",
+        "paper-sentence",
+    ),
+    Family("logic", _logic, _logic_value, "'min|max d d ...'", "attention-mean", "paper-logic"),
+    Family(
+        "arithmetic", _arithmetic, _arithmetic_value, "'d plus|minus d ...'", "word-sum", "paper-arithmetic"
+    ),
+):
+    register(dataclasses.replace(_family, mixed=True))

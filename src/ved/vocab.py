@@ -1,4 +1,14 @@
-"""Tokenizer, vocabulary and the paper's fixed binary word embeddings."""
+"""Tokenizer, vocabulary and the paper's fixed binary word embeddings.
+
+The vocabulary is the paper's 31 tokens (captions.WORDS: 4 specials and 27 words), and it is full in
+two ways. The paper's `binary-gru` gives each word a fixed 5-bit code: digits their value (0-9), the
+21 other tokens the codes 10-30, so one code (31) is spare, and a 33rd token would need 6 bits, a
+wider GRU input and so weights of another shape. And every learned encoder holds an embedding table
+of VOCAB_SIZE (31) rows, so every shipped weight file has that number in its shapes: a new word makes
+all of them refuse to load. A caption family that needs new words therefore costs retraining and
+re-shipping every model (or a second vocabulary beside this one); one that reuses these words costs
+nothing here (captions.py).
+"""
 
 from __future__ import annotations
 
