@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -151,7 +152,6 @@ LOOP_STATE = {
     "seconds": "seconds",
     "stopped": "flag",
     "finished": "flag",
-    "style_refitted": "flag",
     "ema_steps": "count",
 }
 REQUIRED_LOOP_STATE = ("epoch", "best_epoch", "bad_epochs", "best_valid", "seconds")
@@ -303,6 +303,20 @@ def _is_pair(item) -> bool:
 
 
 # ---------------------------------------------------------------- reading model folders
+
+
+@dataclass
+class ModelFolder:
+    """A model folder as it was read, once: its config.json (parsed, not yet resolved) and tensors."""
+
+    path: Path
+    config: dict
+    weights: dict[str, torch.Tensor]
+
+
+def read_model_folder(folder: Path, device: str | torch.device = "cpu") -> ModelFolder:
+    """Both files of a model folder, each read once with its size capped; ModelError otherwise."""
+    return ModelFolder(Path(folder), load_config(folder), load_weights(folder, device))
 
 
 def load_config(folder: Path) -> dict:

@@ -138,26 +138,32 @@ def machine_devices() -> str:
     return ", ".join(found + (["mps"] if torch.backends.mps.is_available() else []))
 
 
-def load_generator(folder: Path, device="cpu", config: dict | None = None) -> torch.nn.Module:
-    """The generator saved in `folder`, in eval mode; ModelError in one line for any broken folder
-    (a folder may come from anywhere: nothing in it is trusted before it has been checked)."""
-    config = configs.of_folder(folder) if config is None else config
+def load_generator(folder: Path, device="cpu") -> torch.nn.Module:
+    """The generator saved in `folder`, in eval mode (read_generator, for its model only)."""
+    return read_generator(folder, device)[0]
+
+
+def read_generator(folder: Path, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """The generator saved in `folder`, in eval mode, and its resolved config; ModelError in one line
+    for any broken folder (a folder may come from anywhere: nothing in it is trusted before it has
+    been checked). Loading flows down once: the folder is read (both files, once), its config
+    resolved, the model built, the tensors checked and loaded, and a test draw made."""
+    found = checkpoint.read_model_folder(folder, device)
+    config = configs.of_folder_config(found.config, folder)
     try:
         model = configs.build(config)
-    except ValueError as e:
+    except VedError as e:
         raise ModelError(f"{Path(folder) / checkpoint.CONFIG}: {one_line(e)}") from None
-    _load_weights(model, folder, device)
+    _load_weights(model, found.weights, Path(folder) / checkpoint.WEIGHTS)
     model = model.to(device).eval()
     canary_draw(model, config, folder)
-    return model
+    return model, config
 
 
-def _load_weights(model: torch.nn.Module, folder: Path, device) -> None:
-    """The folder's tensors into `model`: each of the dtype and shape the architecture has (a
+def _load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """A folder's tensors into `model`: each of the dtype and shape the architecture has (a
     float64 tensor would be cast on the way in, and 1e300 becomes inf), then every weight and buffer
     finite as the model holds it."""
-    path = Path(folder) / checkpoint.WEIGHTS
-    weights = checkpoint.load_weights(folder, device)
     expected = model.state_dict()
     for name, tensor in weights.items():
         if name in expected and tensor.dtype != expected[name].dtype:
@@ -222,7 +228,7 @@ def load_judge(folder: Path | None = None, device="cpu") -> models.Judge:
     if not (folder / checkpoint.WEIGHTS).exists():
         raise ModelError(f"no judge weights in {folder}; train them with `ved judge train`")
     judge = models.Judge()
-    _load_weights(judge, folder, device)
+    _load_weights(judge, checkpoint.load_weights(folder, device), folder / checkpoint.WEIGHTS)
     # channels_last: the same features to float rounding, twice as fast on a CPU (docs/speed.md)
     judge.to(device, memory_format=torch.channels_last).eval()
     for p in judge.parameters():
@@ -403,7 +409,8 @@ class Pipeline:
     def generate(
         self, caption_list, n: int = DEFAULT_N, seed: int | None = None, strict: bool = True
     ) -> np.ndarray:
-        """The call above as ved's uint8 array (captions, n, 28, 28): the older spelling, kept."""
+        """The call above as ved's uint8 array (captions, n, 28, 28), seeded by a number: what the
+        study, the benchmarks and `ved sample` use."""
         return self(
             caption_list, n, generator=check_seed(seed), output_type="mnist", return_dict=False, strict=strict
         )[0]
@@ -590,9 +597,9 @@ def load(
     precision = check_precision(precision or "fp32")
     folder = resolve_model(name_or_dir, allow_paths)
     dev = device_of(device)
-    config = configs.of_folder(folder)
+    model, config = read_generator(folder, dev)
     return Pipeline(
-        load_generator(folder, dev, config),
+        model,
         config,
         name=str(name_or_dir or DEFAULT_MODEL),
         device=dev,

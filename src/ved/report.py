@@ -100,13 +100,14 @@ def quality_row(captions_of: str, split: str, model: str, r: dict) -> str:
     )
 
 
-def comparison_table(paper: dict, comparison: dict) -> str:
-    """The paper's VED beside the conditional VAE on every family and split this run trained."""
+def comparison_table(paper: dict, comparison: dict[str, tuple]) -> str:
+    """The paper's VED (`paper`: family -> its results) beside every run beyond the paper
+    (`comparison`: name -> (captions it trained on, its model's label, its [sample], its results)),
+    one block of rows per captions and model."""
     lines = list(QUALITY_HEADER)
     rows = {(f, "paper VED"): {f: r} for f, r in paper.items()}
-    for name, result in comparison.items():
-        model, _, variant = name.partition("-")
-        rows[(variant, "paper VED" if model == "paper" else "conditional VAE")] = result
+    for variant, label, _, result in comparison.values():
+        rows[(variant, label)] = result
     for (variant, model), result in sorted(rows.items()):
         for family, splits in result.items():
             captions_of = variant if len(result) == 1 else f"{variant}: {family}"  # mixed: one row per family
@@ -114,16 +115,16 @@ def comparison_table(paper: dict, comparison: dict) -> str:
     return "\n".join(lines)
 
 
-def sampling_table(settings: dict[str, dict]) -> str:
-    """The conditional VAEs' sampling settings (run name -> its config's [sample] table), one row
-    per distinct setting with the runs that use it."""
+def sampling_table(comparison: dict[str, tuple]) -> str:
+    """The sampling settings each run beyond the paper was scored with (as comparison_table takes
+    them), one row per model and distinct settings, with the runs that use them."""
     groups: dict[tuple, list[str]] = {}
-    for name, sample in sorted(settings.items()):
-        key = tuple(sample.get(k, 0.0) for k in ("temperature", "sharpness", "accept"))
-        groups.setdefault(key, []).append(name)
-    lines = ["| temperature | sharpness | accept | runs |", "|---|---|---|---|"]
-    for (temperature, sharpness, accept), names in groups.items():
-        lines.append(f"| {temperature} | {sharpness} | {accept} | {', '.join(f'`{n}`' for n in names)} |")
+    for name, (_, label, sample, _) in sorted(comparison.items()):
+        groups.setdefault((label, tuple(sample.items())), []).append(name)
+    lines = ["| model | sampling settings | runs |", "|---|---|---|"]
+    for (label, sample), names in groups.items():
+        settings = ", ".join(f"{k} {v}" for k, v in sample) or "none"
+        lines.append(f"| {label} | {settings} | {', '.join(f'`{n}`' for n in names)} |")
     return "\n".join(lines)
 
 

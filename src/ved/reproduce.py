@@ -26,16 +26,37 @@ from tqdm import tqdm
 from . import captions, card, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .errors import VedError, shown
-from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load, load_generator, load_judge
+from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load, load_judge
 from .train import make_split, train
-from .train_judge import train_judge
 
-PAPER_FAMILIES = ("label", "sentence", "logic", "arithmetic")
-PAPER = [f"paper-{f}" for f in PAPER_FAMILIES]
+PAPER_FAMILIES = tuple(name for name, f in captions.REGISTRY.items() if f.paper_config)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the study: every table and stage reads what it needs from here."""
+
+    name: str  # its folder under OUT/runs and its row's name
+    config: str  # the shipped config it trains
+    role: str  # "paper": the paper's VED on a family (the study's base); "beyond"; "peer"
+    captions: str  # what it was trained on, as its table row names it ("arithmetic-pairs")
+    data: dict = field(default_factory=dict)  # its [data] changed from its config's (a second choice)
+    measured_against: str | None = None  # a peer: the ved run whose [data] and training seconds it has
+    budget: int = 1  # a peer: times that run's training seconds
+    default: bool = False  # trained by a plain `ved reproduce` (--all trains every run but the peers)
+    quick: bool = False  # trained by `ved reproduce --quick`
+    shipped: bool = False  # `--ship` copies it into the package's models
+
+
 # Every full run trains to its config's own end: the paper's VED until the validation reconstruction
 # has not improved for 10 epochs, as the paper did (a cap of 30 epochs cost the sentence and logic
 # rows several points; docs/speed.md), the conditional VAEs their configs' epochs, the peers their
 # time budgets.
+PAPER_RUNS = [
+    Run(f.paper_config, f.paper_config, "paper", name, default=True, quick=True, shipped=True)
+    for name, f in captions.REGISTRY.items()
+    if f.paper_config
+]
 # Beyond the paper: the conditional VAE on every family, on all of them at once (mixed), and both
 # models on the SCAN-style splits (captions.arithmetic_pool says what each holds out).
 SPLIT_VARIANTS = (
@@ -46,45 +67,56 @@ SPLIT_VARIANTS = (
 )
 # The systematic splits twice: as their configs ship, and with a second pair set, word or digit, so
 # no figure rests on one lucky choice. Neither is a choice the development probes used (pairs of
-# seed 1, `six`, 2: experiments/systematic_encoders.py). run -> (config, its [data] changed)
-SECOND_CHOICES = {
-    f"{model}-{split}-{label}": (f"{model}-{split}", data)
-    for model in ("cvae", "paper")
-    for split, label, data in (
-        ("arithmetic-pairs", "seed-2", {"caption_seed": 2}),
-        ("arithmetic-add-primitive", "seven", {"add_primitive": "seven"}),
-        ("arithmetic-held-out-result", "4", {"hold_out_result": 4}),
-    )
-}
-BEYOND = [
-    *(f"cvae-{f}" for f in (*PAPER_FAMILIES, "mixed")),
-    *(f"{model}-{v}" for v in SPLIT_VARIANTS for model in ("cvae", "paper")),
-    *SECOND_CHOICES,
-]
-QUICK_BEYOND = ["cvae-arithmetic"]  # --quick smoke-tests the section with one short run
+# seed 1, `six`, 2: experiments/systematic_encoders.py).
+SECOND_CHOICES = (
+    ("arithmetic-pairs", "seed-2", {"caption_seed": 2}),
+    ("arithmetic-add-primitive", "seven", {"add_primitive": "seven"}),
+    ("arithmetic-held-out-result", "4", {"hold_out_result": 4}),
+)
+BEYOND_RUNS = [
+    *(
+        Run(
+            f"cvae-{f}", f"cvae-{f}", "beyond", f,
+            default=f"cvae-{f}" == DEFAULT_MODEL,
+            quick=f == "arithmetic",  # --quick smoke-tests the section with one short run
+            shipped=f"cvae-{f}" in (DEFAULT_MODEL, "cvae-arithmetic"),
+        )
+        for f in (*PAPER_FAMILIES, "mixed")
+    ),
+    *(Run(f"{m}-{v}", f"{m}-{v}", "beyond", v) for v in SPLIT_VARIANTS for m in ("cvae", "paper")),
+    *(
+        Run(f"{m}-{split}-{label}", f"{m}-{split}", "beyond", f"{split}-{label}", data)
+        for m in ("cvae", "paper")
+        for split, label, data in SECOND_CHOICES
+    ),
+]  # fmt: skip
+# The generators people would pick instead (docs/peers.md). Each trains on the data of one of ved's
+# runs for that run's training time on the same machine (the diffusion model on every family also
+# for six times it), and on the systematic splits as their configs ship, beside ved's model on each.
+PEER_RUNS = [
+    Run("peer-cvae-mixed", "peer-cvae-mixed", "peer", "mixed", measured_against=DEFAULT_MODEL, quick=True),
+    Run("peer-diffusion-mixed", "peer-diffusion-mixed", "peer", "mixed", measured_against=DEFAULT_MODEL,
+        quick=True),
+    Run("peer-diffusion-mixed-6x", "peer-diffusion-mixed", "peer", "mixed", measured_against=DEFAULT_MODEL,
+        budget=6, quick=True),
+    *(
+        Run(f"peer-{kind}-{split}", f"peer-{kind}-arithmetic", "peer", split,
+            measured_against=f"cvae-{split}")
+        for split in ("arithmetic-pairs", "arithmetic-add-primitive", "arithmetic-held-out-result")
+        for kind in ("cvae", "diffusion")
+    ),
+]  # fmt: skip
+RUNS = {r.name: r for r in (*PAPER_RUNS, *BEYOND_RUNS, *PEER_RUNS)}
+PAPER = [r.name for r in PAPER_RUNS]
+BEYOND = [r.name for r in BEYOND_RUNS]
+PEERS = [r.name for r in PEER_RUNS]
 # --quick trains every run on the first 10,000 training images, in batches small enough that one
 # epoch of the conditional VAE still learns its classes (99.4% of validation captions measured)
 QUICK_TRAIN_IMAGES, QUICK_BATCH = 10_000, 32
-DEFAULT_BEYOND = [DEFAULT_MODEL]  # what the README's headline table needs; BEYOND is behind --all
-# The generators people would pick instead (docs/peers.md). Each trains on the data of one of ved's
-# runs for that run's training time on the same machine (the diffusion model on every family also
-# for six times it). run -> (config, the ved run whose [data] and seconds it takes, times the seconds)
-PEERS = {
-    "peer-cvae-mixed": ("peer-cvae-mixed", DEFAULT_MODEL, 1),
-    "peer-diffusion-mixed": ("peer-diffusion-mixed", DEFAULT_MODEL, 1),
-    "peer-diffusion-mixed-6x": ("peer-diffusion-mixed", DEFAULT_MODEL, 6),
-}
-# and on the systematic splits as their configs ship, beside ved's model on each
-SPLIT_PEERS = {
-    f"peer-{kind}-{split}": (f"peer-{kind}-arithmetic", f"cvae-{split}", 1)
-    for split in ("arithmetic-pairs", "arithmetic-add-primitive", "arithmetic-held-out-result")
-    for kind in ("cvae", "diffusion")
-}
 # The peer table scores every model in it, the default model too, on 1,000 images per split: the
 # flow draws an image in 40 U-Net passes (~0.1 s on 2 cores), 5,000 a split would take over an hour
 # a model. FJD and its held-out-real bar are then both at 1,000 (docs/peers.md).
 PEER_SAMPLES = 1000
-SHIPPED_BEYOND = (DEFAULT_MODEL, "cvae-arithmetic")  # --ship: the default and the arithmetic-only model
 
 
 @dataclass
@@ -115,22 +147,23 @@ def reproduce(
     out: Path,
     quick: bool = False,
     device: str = "cpu",
-    retrain_judge: bool = False,
+    train_judge: bool = False,
     readme: Path | None = None,
     ship: bool = False,
-    every: bool = False,
+    all_runs: bool = False,
     peers: bool = False,
-    only: list[str] | None = None,
+    runs: list[str] | None = None,
 ) -> Path:
-    """`every` (--all): every run of the study but the peers; `peers`: the peers beside the default
-    model and beside ved's model on each systematic split (--quick: the default model's only);
-    `only` (--runs): those runs (and the ved runs their peers are measured against), nothing else."""
+    """Each argument is the flag of its name: `all_runs` (--all-runs, or --all): every run of the
+    study but the peers; `peers`: the peers beside the default model and beside ved's model on each
+    systematic split (--quick: the default model's only); `runs` (--runs): those runs (and the ved
+    runs their peers are measured against), nothing else."""
     started = time.perf_counter()
     earlier = earlier_study(Path(out), quick)
-    if only is None:
-        study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, every, peers))
+    if runs is None:
+        study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, all_runs, peers))
     else:
-        paper, beyond, peers = named_runs(only, earlier, out)
+        paper, beyond, peers = named_runs(runs, earlier, out)
         study = Study(Path(out), quick, str(device_of(device)), beyond, peers, paper=paper)
         study.results = earlier["results"]  # the paper's rows, which the other tables are read beside
         study.published = earlier.get("published_code_replay", {})
@@ -160,11 +193,11 @@ def reproduce(
     stage("MNIST")
     data = mnist.load(log=tqdm.write)
     stage("judge")
-    judge_dir = study.judge_dir = train_or_find_judge(study, retrain_judge)
+    judge_dir = study.judge_dir = train_or_find_judge(study, train_judge)
     judge = load_judge(judge_dir, study.device)
     study.judge_sha256 = hashlib.sha256((judge_dir / checkpoint.WEIGHTS).read_bytes()).hexdigest()
     if study.earlier.get("judge_sha256", study.judge_sha256) != study.judge_sha256:
-        if only is not None:  # its kept rows and the new ones would not be on one scale
+        if runs is not None:  # its kept rows and the new ones would not be on one scale
             bar.close()  # the error is then the last line, not followed by the bar's
             raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
         study.earlier = {}
@@ -182,26 +215,29 @@ def reproduce(
     stage("write")
     path = write(study, checkpoint.load_config(judge_dir), (time.perf_counter() - started) / 60, readme)
     if ship:
-        for name in study.paper + [n for n in study.beyond if n in SHIPPED_BEYOND]:
+        for name in (n for n in study.paper + study.beyond if RUNS[n].shipped):
             ship_run(study, name)
     bar.close()
     return path
 
 
-def chosen_runs(quick: bool, every: bool, peers: bool) -> tuple[list[str], list[str]]:
+def chosen_runs(quick: bool, all_runs: bool, peers: bool) -> tuple[list[str], list[str]]:
     """The runs beyond the paper's four, and the peers, that a study with these flags trains."""
-    beyond = QUICK_BEYOND if quick else BEYOND if every else DEFAULT_BEYOND
-    return with_measured_against(beyond, [*PEERS, *([] if quick else SPLIT_PEERS)] if peers else [])
+    chosen = (lambda r: r.quick) if quick else (lambda r: True) if all_runs else (lambda r: r.default)
+    beyond = [r.name for r in BEYOND_RUNS if chosen(r)]
+    return with_measured_against(beyond, [r.name for r in PEER_RUNS if r.quick or not quick] if peers else [])
 
 
 def with_measured_against(beyond: list[str], peers: list[str]) -> tuple[list[str], list[str]]:
     """Each peer's budget is the training time of the ved run it is measured against: that run too."""
-    measured_against = dict.fromkeys(peer_of(p)[1] for p in peers)
+    measured_against = dict.fromkeys(RUNS[p].measured_against for p in peers)
     return [*beyond, *(r for r in measured_against if r not in beyond)], peers
 
 
-PAPER_RUNS = "paper"  # --runs paper: the paper's four models, the study's base, trained and scored together
-NAMEABLE = [PAPER_RUNS, *BEYOND, *PEERS, *SPLIT_PEERS]  # what --runs may name
+PAPER_KEYWORD = (
+    "paper"  # --runs paper: the paper's four models, the study's base, trained and scored together
+)
+NAMEABLE = [PAPER_KEYWORD, *BEYOND, *PEERS]  # what --runs may name
 
 
 def named_runs(names: list[str], earlier: dict, out: Path) -> tuple[list[str], list[str], list[str]]:
@@ -218,10 +254,8 @@ def named_runs(names: list[str], earlier: dict, out: Path) -> tuple[list[str], l
             f"run `ved reproduce --out {out}` (with the same --quick) first"
         )
     names = list(dict.fromkeys(names))
-    paper = list(PAPER) if PAPER_RUNS in names else []
-    beyond, peers = with_measured_against(
-        [n for n in names if n in BEYOND], [n for n in names if n not in BEYOND and n != PAPER_RUNS]
-    )
+    paper = list(PAPER) if PAPER_KEYWORD in names else []
+    beyond, peers = with_measured_against([n for n in names if n in BEYOND], [n for n in names if n in PEERS])
     return paper, beyond, peers
 
 
@@ -241,9 +275,9 @@ def earlier_study(out: Path, quick: bool) -> dict:
     return earlier if earlier.get("quick", False) == quick else {}
 
 
-def train_or_find_judge(study: Study, retrain: bool) -> Path:
+def train_or_find_judge(study: Study, train_judge: bool) -> Path:
     judge_dir = WEIGHTS_DIR / "judge"
-    if retrain or not (judge_dir / checkpoint.WEIGHTS).exists():
+    if train_judge or not (judge_dir / checkpoint.WEIGHTS).exists():
         judge_dir = study.out / "runs" / "judge"
         train_judge(judge_dir, study.device, epochs=2 if study.quick else 12, log=tqdm.write)
     return judge_dir
@@ -252,10 +286,10 @@ def train_or_find_judge(study: Study, retrain: bool) -> Path:
 def train_run(study: Study, name: str, judge) -> None:
     """A shipped config, its epochs capped for the study (--quick: one or two); a peer's time instead
     capped at its multiple of its ved run's training seconds in this study, on that run's data."""
-    config_name, source, budget = peer_of(name) or (name, None, 1)
-    config_name, data = SECOND_CHOICES.get(name, (config_name, {}))
-    config = {**configs.load(config_name), "name": name}
-    config["data"].update(data)
+    run = RUNS[name]
+    source = run.measured_against
+    config = {**configs.load(run.config), "name": name}
+    config["data"].update(run.data)
     if source:
         config["data"] = configs.of_folder(study.runs[source])["data"]
     quick_epochs = 1 if name in study.beyond + study.peers else 2
@@ -264,20 +298,15 @@ def train_run(study: Study, name: str, judge) -> None:
         config["data"]["train_images"] = QUICK_TRAIN_IMAGES
         config["train"]["batch_size"] = QUICK_BATCH
     elif name in study.peers:
-        config["train"]["max_seconds"] = round(budget * train_seconds(study.runs[source]))
+        config["train"]["max_seconds"] = round(run.budget * train_seconds(study.runs[source]))
     # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)
     config["train"]["eval_images"] = min(config["train"]["eval_images"], 500 if study.quick else 1000)
     study.runs[name] = study.out / "runs" / name
     before = checkpoint.load_train_state(study.runs[name] / "last")
     result = train(config, study.runs[name], study.device, resume=True, judge=judge, log=tqdm.write)
     study.epochs[name] = (before["state"]["epoch"] if before else 0, result["state"]["epoch"])
-    if name in PAPER:
-        study.histories[name.removeprefix("paper-")] = result["history"]
-
-
-def peer_of(name: str) -> tuple[str, str, int] | None:
-    """A peer's (config, the ved run it is measured against, times that run's seconds); None for ved's."""
-    return {**PEERS, **SPLIT_PEERS}.get(name)
+    if run.role == "paper":
+        study.histories[run.captions] = result["history"]
 
 
 def train_seconds(run: Path) -> float:
@@ -297,11 +326,11 @@ def timing_captions(data: dict, count: int = 100) -> list[str]:
     return rows
 
 
-def costs(study: Study, name: str, model, config: dict) -> dict:
+def costs(study: Study, name: str, pipe: Pipeline) -> dict:
     """What a model costs: parameters, training seconds and epochs, and seconds to draw 1,000
     images (`timing_captions`, 10 each, in one call)."""
-    rows = timing_captions(config["data"])
-    pipe = Pipeline(model, config, device=study.device)
+    rows = timing_captions(pipe.config["data"])
+    model = pipe.model
     pipe.generate(rows[:2], n=2, seed=0)  # warm-up: first-call allocations are not sampling speed
     t0 = time.perf_counter()
     pipe.generate(rows, n=10, seed=0)
@@ -341,8 +370,8 @@ def kept_scores(study: Study, name: str, count: int, score) -> dict:
 
 
 def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
-    config = configs.of_folder(study.runs[name])
-    model = load_generator(study.runs[name], study.device, config)
+    pipe = load(study.runs[name], device=study.device)
+    model, config = pipe.model, pipe.config
     samples = 1000 if study.quick else metrics.SAMPLES_PER_SPLIT
     if name in study.beyond + study.peers:
         mixed = config["data"]["family"] == "mixed"
@@ -356,7 +385,7 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
                     model,
                     config,
                     judge,
-                    families=list(PAPER_FAMILIES) if mixed else None,
+                    families=list(captions.MIXED) if mixed else None,
                     samples=count,
                     progress=False,
                     data=data,
@@ -366,16 +395,16 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
 
         if name in study.beyond:
             study.comparison[name] = scores(samples)
-        measured_against = {peer_of(p)[1] for p in study.peers}
+        measured_against = {RUNS[p].measured_against for p in study.peers}
         if name in study.peers or name in measured_against:
             count = min(samples, PEER_SAMPLES)
             same = count == samples and name in study.comparison  # --quick: the scores just made
             results = study.comparison[name] if same else scores(count)
-            group = peer_of(name)[1] if name in study.peers else name  # the ved run whose data it had
-            cost = costs(study, name, model, config)
+            group = RUNS[name].measured_against or name  # the ved run whose data it had
+            cost = costs(study, name, pipe)
             study.peer_results[name] = {"results": results, "data_of": group, **cost}
         return
-    family = name.removeprefix("paper-")
+    family = RUNS[name].captions
     study.results[family] = metrics.evaluate_model(
         model, config, judge, samples=samples, progress=False, data=data, reference=reference
     )["results"][family]
@@ -412,7 +441,7 @@ def figure_rows(config: dict) -> list[str]:
         return figure4_captions(pool=captions.pool_for(config["data"], "test"))
     per_family = [
         figure4_captions(pool=captions.pool_for({**config["data"], "family": f}, "test"))
-        for f in PAPER_FAMILIES
+        for f in captions.MIXED
     ]
     return [per_family[d % len(per_family)][d] for d in range(10)]
 
@@ -422,7 +451,7 @@ def draw(study: Study) -> None:
     for name in study.beyond:
         rows = figure_rows(configs.of_folder(study.runs[name]))
         caption_grid(study, name, rows, folder / f"samples_{name}.png", f"{name}, test captions")
-    beside_default = [p for p in study.peers if peer_of(p)[1] == DEFAULT_MODEL]
+    beside_default = [p for p in study.peers if RUNS[p].measured_against == DEFAULT_MODEL]
     if beside_default:  # every model of the peer comparison on the same captions, side by side
         names = [DEFAULT_MODEL, *beside_default]
         rows = figure_rows(configs.of_folder(study.runs[DEFAULT_MODEL]))
@@ -456,7 +485,7 @@ def draw(study: Study) -> None:
     texts = [c for d in range(10) for c in train_pool[d]] + [c for d in range(10) for c in test_pool[d]]
     markers = ["o"] * sum(map(len, train_pool.values())) + ["x"] * sum(map(len, test_pool.values()))
     tokens, lengths = vocab.encode(texts)
-    model = load_generator(study.runs["paper-arithmetic"], study.device)
+    model = load(study.runs["paper-arithmetic"], device=study.device).model
     with torch.no_grad():
         points = model.caption_features(tokens.to(study.device), lengths.to(study.device)).cpu().numpy()
     figures.encoding_projection(
@@ -475,7 +504,9 @@ def paper_schedule(study: Study) -> str:
     stops = []
     for family in PAPER_FAMILIES:
         try:
-            saved = checkpoint.load_train_state(study.out / "runs" / f"paper-{family}" / "last")
+            saved = checkpoint.load_train_state(
+                study.out / "runs" / captions.REGISTRY[family].paper_config / "last"
+            )
         except checkpoint.ModelError:  # a damaged state: the report says nothing of that run's stop
             continue
         if saved is not None:
@@ -497,7 +528,8 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
     study.comparison = {**earlier_rows, **study.comparison}
     study.peer_results = {**earlier_peers, **study.peer_results}
     table = report.results_table(study.results, study.published, study.at_mean)
-    beyond_table = report.comparison_table(study.results, study.comparison)
+    rows = comparison_rows(study)
+    beyond_table = report.comparison_table(study.results, rows)
     peers_table = report.peers_table(study.peer_results) if study.peer_results else None
     stage_minutes = ", ".join(f"{kind} {seconds / 60:.1f}" for kind, seconds in study.seconds.items())
     trained = [f"{n} (epochs {a + 1}-{b})" for n, (a, b) in study.epochs.items() if b > a]
@@ -515,7 +547,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         runs_line=runs_line,
         findings=report.findings(study.results, study.at_mean),
         beyond=beyond_table,
-        sampling=report.sampling_table(sampling_settings(study)),
+        sampling=report.sampling_table(rows),
         beyond_figures="\n".join(  # the kept rows' figures too, drawn by the invocation that made them
             f"![{n}](figures/samples_{n}.png)"
             for n in study.comparison
@@ -567,23 +599,28 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
     return study.out / "report.md"
 
 
-def sampling_settings(study: Study) -> dict[str, dict]:
-    """The [sample] table each conditional VAE of the study was scored with: its run's config, or
-    for a row kept from an earlier invocation whose run is gone, its shipped config."""
-    settings = {}
-    for name in (n for n in study.comparison if n.startswith("cvae-")):
-        run = study.out / "runs" / name
-        shipped = SECOND_CHOICES.get(name, (name,))[0]
-        settings[name] = (configs.of_folder(run) if run.is_dir() else configs.load(shipped))["sample"]
-    return settings
+def run_config(study: Study, name: str) -> dict:
+    """A run's config: its folder's, or for a row kept from an earlier invocation whose run is gone,
+    the shipped config it trains."""
+    folder = study.out / "runs" / name
+    return configs.of_folder(folder) if folder.is_dir() else configs.load(RUNS[name].config)
+
+
+def comparison_rows(study: Study) -> dict[str, tuple[str, str, dict, dict]]:
+    """Each run beyond the paper as its table row reads it: (captions, its model class's label,
+    its [sample] table, its results)."""
+    rows = {}
+    for name, results in study.comparison.items():
+        config = run_config(study, name)
+        label = configs.model_class(config["model"]).label
+        rows[name] = (RUNS[name].captions if name in RUNS else name, label, config["sample"], results)
+    return rows
 
 
 def ship_run(study: Study, name: str) -> None:
     """Copy a run into the package's shipped models, its headline metrics added to its provenance."""
     run, target = study.runs[name], WEIGHTS_DIR / name
-    results = study.comparison.get(name) or {
-        name.removeprefix("paper-"): study.results[name.removeprefix("paper-")]
-    }
+    results = study.comparison.get(name) or {RUNS[name].captions: study.results[RUNS[name].captions]}
     config = configs.of_folder(run)
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     config.setdefault("provenance", {})["metrics"] = report.headline(results, history[-1]["seconds"])
