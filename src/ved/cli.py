@@ -22,7 +22,7 @@ import numpy as np
 
 from . import captions, holdout, mnist
 from .about import DEFAULT_MODEL, VERSION, WEIGHTS_DIR, check_provenance, shipped_models
-from .errors import VedError, one_line, shown
+from .errors import VedError, one_line, parsed_number, shown
 from .files import MAX_CONFIG_BYTES, parse_json, read_text
 from .images import DEFAULT_N, check_image_count
 
@@ -44,10 +44,9 @@ def whole(low: int, high: int):
     """An argparse type: a whole number in [low, high], refused with both bounds named."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{shown(text, 40)}' is not a whole number") from None
+        value = parsed_number(text.strip())
+        if not isinstance(value, int):
+            raise argparse.ArgumentTypeError(f"'{shown(text, 40)}' is not a whole number")
         if not low <= value <= high:
             top = f"{high:,}" if high >= 10**6 else str(high)
             raise argparse.ArgumentTypeError(f"{shown(text, 40)} is out of range; allowed: {low} to {top}")
@@ -582,6 +581,7 @@ def options_reproduce(sub) -> argparse.ArgumentParser:
     )
     s.add_argument("--quick", action="store_true", help="small, fast version for smoke tests (default: off)")
     s.add_argument(
+        "--all-runs",
         "--all",
         action="store_true",
         help="also the conditional VAE on every family and split (default: the paper's four models and "
@@ -622,18 +622,18 @@ def options_reproduce(sub) -> argparse.ArgumentParser:
 def cmd_reproduce(args):
     from .reproduce import reproduce
 
-    if args.runs and (args.all or args.peers):
+    if args.runs and (args.all_runs or args.peers):
         raise UsageError("--runs names the runs to train; it does not combine with --all or --peers")
     path = reproduce(
         Path(args.out),
         quick=args.quick,
         device=args.device,
-        retrain_judge=args.train_judge,
+        train_judge=args.train_judge,
         readme=args.readme,
         ship=args.ship,
-        every=args.all,
+        all_runs=args.all_runs,
         peers=args.peers,
-        only=args.runs,
+        runs=args.runs,
     )
     print(f"report: {path}")
 
@@ -741,13 +741,13 @@ def split_settings(argv: list[str], p: argparse.ArgumentParser) -> tuple[list[st
 def sampling_settings(pairs: list[tuple[str, str]]) -> dict:
     settings = {}
     for name, text in pairs:
-        try:
-            settings[name[2:].replace("-", "_")] = int(text) if text.lstrip("-").isdigit() else float(text)
-        except ValueError:
+        value = parsed_number(text)
+        if value is None:
             raise UsageError(
                 f"{shown(name, 40)} '{shown(text, 40)}' is not a number; a sampling setting is "
                 "--NAME VALUE, e.g. --temperature 0.8"
-            ) from None
+            )
+        settings[name[2:].replace("-", "_")] = value
     return settings
 
 

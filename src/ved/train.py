@@ -16,6 +16,7 @@ import math
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -130,6 +131,33 @@ def claim_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
+@dataclass
+class Loop:
+    """What the epochs of one run share, set up once by _train."""
+
+    cfg: dict
+    out: Path
+    model: torch.nn.Module  # the model the optimiser trains
+    kept: torch.nn.Module  # what is validated, refitted and saved: the moving average, if any
+    net: torch.nn.Module  # `model`, or its DDP wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    generator: torch.Generator  # the epochs' batch order: the same on every rank
+    train_set: object
+    valid_set: object
+    judge: object
+    dist: object
+    progress: bool
+    history: list
+    precision: str = "fp32"
+    autocast: dict = field(default_factory=dict)
+    probes: tuple = ()  # fixed (train, valid) batches the judge reads after every epoch
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.rank == 0
+
+
 def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -> dict:
     out, last = Path(out), Path(out) / "last"
     if dist is None or dist.rank == 0:
@@ -138,7 +166,7 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
         dist.barrier()
     cfg = {**configs.resolve(config), "provenance": about.provenance(mnist.CONTENT_SHA256)}
     tcfg = cfg["train"]
-    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    rank = dist.rank if dist else 0
     is_main = rank == 0
     if tcfg["threads"]:
         torch.set_num_threads(tcfg["threads"])
@@ -178,98 +206,111 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
             ema.model.load_state_dict(saved["ema"])
         except (RuntimeError, TypeError, AttributeError, KeyError) as e:
             raise checkpoint.ModelError(f"{last}: its moving average does not fit ({one_line(e)})") from None
-    kept = ema.model if ema is not None else model
-    net = dist.wrap(model) if dist else model
-    metrics_path = out / "metrics.jsonl"
-    # epochs logged after the last checkpoint are dropped: the resumed run logs them again
-    history = checkpoint.read_metrics(metrics_path, state["epoch"])
-    valid_probe = fixed_batch(valid_set, tcfg["eval_images"], seed=2)
-    train_probe = fixed_batch(train_set, tcfg["eval_images"], seed=3)
-    per_rank = math.ceil(len(train_set) / tcfg["batch_size"])
     precision = resolve_precision(tcfg["precision"], device)
-    autocast = autocast_for(precision, device)
-
+    loop = Loop(
+        cfg, out, model, ema.model if ema is not None else model, dist.wrap(model) if dist else model,
+        optimizer, ema, generator, train_set, valid_set, judge, dist, progress,
+        # epochs logged after the last checkpoint are dropped: the resumed run logs them again
+        checkpoint.read_metrics(out / "metrics.jsonl", state["epoch"]),
+        precision, autocast_for(precision, device),
+        (fixed_batch(train_set, tcfg["eval_images"], seed=3),
+         fixed_batch(valid_set, tcfg["eval_images"], seed=2)),
+    )  # fmt: skip
     while state["epoch"] < tcfg["max_epochs"] and not state.get("stopped"):
-        epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        state.pop("finished", None)  # a run resumed for more epochs finishes after them again
-        model.train()
-        sums, steps = {}, 0
-        bar = tqdm(
-            train_set.batches(tcfg["batch_size"], generator, rank=rank, world_size=world),
-            total=per_rank,
-            desc=f"epoch {epoch}",
-            leave=False,
-            disable=not (progress and is_main),
-        )
-        for batch in bar:
-            losses = train_step(net, model, batch, optimizer, ema, autocast)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.detach()
-            steps += 1
-            # A time budget ends within the epoch that spends it: a peer whose epoch takes 7 minutes
-            # gets its 15 minutes, not up to 22. Under torchrun the ranks would stop at different
-            # steps, so there it ends after the epoch.
-            if not dist and 0 < tcfg["max_seconds"] <= state["seconds"] + time.perf_counter() - t0:
-                break
-        if ema is not None:
-            state["ema_steps"] = ema.steps
-        train_losses = {k: (v / max(steps, 1)).item() for k, v in sums.items()}
-        if dist:
-            train_losses = dist.mean(train_losses)
-        # seeded by the epoch: every rank, and a resume, runs the same. Under the step's precision:
-        # the cvae's refit of p(s | k) encodes every training image, 4 s in fp32 against 2 in bf16
-        # (docs/speed.md); the fit after the last epoch (`finish`) stays in fp32.
-        with torch.autocast(**autocast):
-            kept.after_epoch(train_set, torch.Generator().manual_seed(tcfg["seed"] + epoch))
-        state["seconds"] += time.perf_counter() - t0
-        # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
-        valid_losses = mean_losses(kept, valid_set)
-        row = {
-            "epoch": epoch,
-            "seconds": round(state["seconds"], 3),
-            "steps": steps,  # fewer than a whole epoch's where a time budget ended it
-            "precision": precision,
-            **{f"train_{k}": v for k, v in train_losses.items()},
-            **{f"valid_{k}": v for k, v in valid_losses.items()},
-        }
-        if judge is not None:  # mean_losses left the model in eval mode
-            row["train_accuracy"] = judged_accuracy(kept, judge, train_probe, cfg["sample"])
-            row["valid_accuracy"] = judged_accuracy(kept, judge, valid_probe, cfg["sample"])
-        history.append(row)
-        improved = valid_losses[tcfg["early_stop_on"]] < state["best_valid"]
-        if improved:
-            state.update(best_valid=valid_losses[tcfg["early_stop_on"]], best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        patience_out = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
-        budget_spent = 0 < tcfg["max_seconds"] <= state["seconds"]
-        state["stopped"] = patience_out or budget_spent
-        rng = _rng_states(generator, dist)  # every rank takes part in gathering its own stream
-        if is_main:
-            # Order matters for a kill at any point: metrics and best weights first,
-            # the resume state last, so that resume never skips an epoch's outputs.
-            checkpoint.atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
-            if improved:
-                checkpoint.save_model(out, kept, cfg)
-            resume_state = {"optimizer": optimizer.state_dict(), "rng": rng, "state": dict(state)}
-            if ema is not None:
-                resume_state["ema"] = ema.model.state_dict()
-            checkpoint.save_checkpoint(last, model, cfg, resume_state)
-            acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
-                    f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)"
-                )
+        _epoch(loop, state, state["epoch"] + 1)
     if is_main and model.finishes and not state.get("finished"):
         _finish(model, out, last, cfg, train_set, state, device, log)
     if is_main and saved is not None:
         _adopt_sampling(model, out, cfg, device, log)
     if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
         dist.barrier()
-    return {"state": state, "history": history}
+    return {"state": state, "history": loop.history}
+
+
+def _epoch(loop: Loop, state: dict, epoch: int) -> None:
+    """One epoch's steps, the model's refit after them, validation, and the run's files."""
+    tcfg, dist = loop.cfg["train"], loop.dist
+    t0 = time.perf_counter()
+    state.pop("finished", None)  # a run resumed for more epochs finishes after them again
+    loop.model.train()
+    sums, steps = {}, 0
+    rank, world = (dist.rank, dist.world_size) if dist else (0, 1)
+    bar = tqdm(
+        loop.train_set.batches(tcfg["batch_size"], loop.generator, rank=rank, world_size=world),
+        total=math.ceil(len(loop.train_set) / tcfg["batch_size"]),
+        desc=f"epoch {epoch}",
+        leave=False,
+        disable=not (loop.progress and loop.is_main),
+    )
+    for batch in bar:
+        losses = train_step(loop.net, loop.model, batch, loop.optimizer, loop.ema, loop.autocast)
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + v.detach()  # read once, after the epoch: no sync per step
+        steps += 1
+        # A time budget ends within the epoch that spends it: a peer whose epoch takes 7 minutes
+        # gets its 15 minutes, not up to 22. Under torchrun the ranks would stop at different
+        # steps, so there it ends after the epoch.
+        if not dist and 0 < tcfg["max_seconds"] <= state["seconds"] + time.perf_counter() - t0:
+            break
+    if loop.ema is not None:
+        state["ema_steps"] = loop.ema.steps
+    train_losses = {k: (v / max(steps, 1)).item() for k, v in sums.items()}
+    if dist:
+        train_losses = dist.mean(train_losses)
+    # seeded by the epoch: every rank, and a resume, runs the same. Under the step's precision:
+    # the cvae's refit of p(s | k) encodes every training image, 4 s in fp32 against 2 in bf16
+    # (docs/speed.md); the fit after the last epoch (`finish`) stays in fp32.
+    with torch.autocast(**loop.autocast):
+        loop.kept.after_epoch(loop.train_set, torch.Generator().manual_seed(tcfg["seed"] + epoch))
+    state["seconds"] += time.perf_counter() - t0
+    _end_epoch(loop, state, epoch, steps, train_losses)
+
+
+def _end_epoch(loop: Loop, state: dict, epoch: int, steps: int, train_losses: dict) -> None:
+    """Validation, early stopping and the run's files after an epoch."""
+    tcfg = loop.cfg["train"]
+    # Every rank validates (fixed seeds, synced weights): identical early-stop decisions, no broadcast.
+    valid_losses = mean_losses(loop.kept, loop.valid_set)
+    row = {
+        "epoch": epoch,
+        "seconds": round(state["seconds"], 3),
+        "steps": steps,  # fewer than a whole epoch's where a time budget ended it
+        "precision": loop.precision,
+        **{f"train_{k}": v for k, v in train_losses.items()},
+        **{f"valid_{k}": v for k, v in valid_losses.items()},
+    }
+    if loop.judge is not None:  # mean_losses left the model in eval mode
+        for split, probe in zip(("train", "valid"), loop.probes):
+            row[f"{split}_accuracy"] = judged_accuracy(loop.kept, loop.judge, probe, loop.cfg["sample"])
+    loop.history.append(row)
+    improved = valid_losses[tcfg["early_stop_on"]] < state["best_valid"]
+    if improved:
+        state.update(best_valid=valid_losses[tcfg["early_stop_on"]], best_epoch=epoch, bad_epochs=0)
+    else:
+        state["bad_epochs"] += 1
+    state["epoch"] = epoch
+    patience_out = state["bad_epochs"] >= tcfg["patience"] and epoch >= tcfg["min_epochs"]
+    budget_spent = 0 < tcfg["max_seconds"] <= state["seconds"]
+    state["stopped"] = patience_out or budget_spent
+    rng = _rng_states(loop.generator, loop.dist)  # every rank takes part in gathering its own stream
+    if not loop.is_main:
+        return
+    # Order matters for a kill at any point: metrics and best weights first,
+    # the resume state last, so that resume never skips an epoch's outputs.
+    out = loop.out
+    checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in loop.history))
+    if improved:
+        checkpoint.save_model(out, loop.kept, loop.cfg)
+    resume_state = {"optimizer": loop.optimizer.state_dict(), "rng": rng, "state": dict(state)}
+    if loop.ema is not None:
+        resume_state["ema"] = loop.ema.model.state_dict()
+    checkpoint.save_checkpoint(out / "last", loop.model, loop.cfg, resume_state)
+    acc = f" valid acc {row['valid_accuracy']:.3f}" if "valid_accuracy" in row else ""
+    if loop.progress:
+        tqdm.write(
+            f"epoch {epoch}: train recon {train_losses['recon']:.4f} "
+            f"valid recon {valid_losses['recon']:.4f}{acc} ({state['seconds']:.1f}s)"
+        )
 
 
 @contextmanager
@@ -354,6 +395,4 @@ def _restore(saved: dict, last: Path, model, optimizer, generator, rank: int, st
             "the run was trained with, or train afresh without --resume"
         ) from None
     state = {**state, **saved["state"]}
-    if state.pop("style_refitted", False):  # saved before `finish` had its name
-        state["finished"] = True
     return state
