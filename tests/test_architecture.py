@@ -97,3 +97,21 @@ def test_the_trainer_does_not_probe_models():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
         ]
         assert not {"hasattr", "getattr", "isinstance"} & set(calls), name
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function a newcomer can hold in view; a longer one is split along what it does."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.name} ({lines})")
+    assert not long, long
+
+
+def test_the_cli_turns_only_ved_errors_into_one_line():
+    """cli.main catches VedError for refusals; a bare `except ValueError` would hide ved's own bugs."""
+    text = (PACKAGE / "cli.py").read_text(encoding="utf-8")
+    assert "except ValueError" not in text

@@ -478,9 +478,15 @@ def cmd_models(args):
 
 def options_evaluate(sub) -> argparse.ArgumentParser:
     """`ved evaluate`: its options, beside its handler."""
-    s = sub.add_parser("evaluate", help="judge accuracy, FJD, diversity and losses of a model")
-    add_model(s)
-    s.add_argument(
+    s = sub.add_parser(
+        "evaluate",
+        help="judge accuracy, FJD, diversity and losses of a model, or of any generator's images",
+        description="Two modes: score a model (--model, --family, --split), or score images any "
+        "generator drew (--samples X.npy --captions-file FILE, --split valid|test).",
+    )
+    model_mode = s.add_argument_group("scoring a model (the default mode)")
+    add_model(model_mode)
+    model_mode.add_argument(
         "--family",
         action="append",
         choices=captions.FAMILIES,
@@ -492,13 +498,14 @@ def options_evaluate(sub) -> argparse.ArgumentParser:
         choices=captions.SPLITS,
         help="repeatable (default: valid, test; with --samples one of test, valid: default test)",
     )
-    s.add_argument(
+    samples_mode = s.add_argument_group("scoring images instead of a model")
+    samples_mode.add_argument(
         "--samples",
         metavar="X.npy",
         help="score these images of any generator instead of a model: uint8 (captions, n, 28, 28), "
         "0 = background, row i drawn for line i of --captions-file",
     )
-    s.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
+    samples_mode.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
     s.add_argument("--json", help="also write the full results here")
     add_device(s)
     add_quiet(s)
