@@ -58,7 +58,11 @@ def test_real_test_digits_score_like_real_digits(mnist_data, tmp_path):
     assert code == 0, err
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["accuracy"] >= 0.99 and 0.97 <= r["diversity"] <= 1.03
-    assert r["fjd"] < min(2 * r["fjd_real"], r["fjd_floor"]) and r["precision"] >= 0.8 and r["recall"] >= 0.8
+    assert (
+        r["fd_judge"] < min(2 * r["fd_judge_real"], r["fd_judge_floor"])
+        and r["precision"] >= 0.8
+        and r["recall"] >= 0.8
+    )
     assert r["reference_split"] == "valid" and r["by_family"]["label"]["accuracy"] == r["accuracy"]
     assert [row["digit"] for row in r["by_caption"]] == list(range(10))
     assert "| label | valid | 99." in stdout

@@ -148,4 +148,4 @@ def test_default_model_sampling_settings_sharpen_and_vary(mnist_data):
     shipped = metrics.score_pool(model, judge, pool, reference, samples=1000, settings=shipped_settings)
     assert shipped["accuracy"] >= 0.985 and shipped["accuracy"] >= plain["accuracy"] + 0.005
     assert shipped["diversity"] >= 0.95 and abs(shipped["diversity"] - 1) < abs(plain["diversity"] - 1)
-    assert shipped["fjd"] < 0.9 * plain["fjd"]
+    assert shipped["fd_judge"] < 0.9 * plain["fd_judge"]

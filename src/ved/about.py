@@ -45,7 +45,8 @@ def provenance(mnist_sha256: str) -> dict:
 PROVENANCE_TEXT = {"ved": 40, "commit": 64, "trained": 40, "mnist_sha256": 64}
 HEADLINE = {  # the shipped models' headline metrics (report.headline)
     "test_accuracy": (0.0, 1.0),
-    "test_fjd": (0.0, 1e6),
+    "test_fd_judge": (0.0, 1e6),
+    "test_fjd": (0.0, 1e6),  # test_fd_judge's name in ved 0.1, read for one release
     "test_diversity": (0.0, 1e3),
     "train_seconds": (0.0, 1e9),
 }
@@ -95,4 +96,7 @@ def _check_headline(metrics, families, error) -> dict:
             raise error(
                 f"unknown key '{shown(key, 40)}' in {where}; allowed: families, {', '.join(HEADLINE)}"
             )
-    return dict(metrics)
+    out = dict(metrics)
+    if "test_fjd" in out:
+        out.setdefault("test_fd_judge", out.pop("test_fjd"))
+    return out

@@ -5,8 +5,9 @@
     result = ved.bench.score(images, captions)             # against the test split's real digits
 
 The figures are those of `ved evaluate` (metrics.score_images): the judge's accuracy (per caption,
-per family, overall), FJD per digit in the judge's feature space against real digits of the split
-(beside `fjd_real`, what held-out real digits score at the same count), precision and recall, and
+per family, overall), FD_judge and KID_judge per digit in the judge's feature space against real
+digits of the split (FD_judge beside `fd_judge_real`, what held-out real digits score at the same
+count; KID_judge with its standard deviation), precision and recall, and
 pixel diversity relative to real digits. Scoring on the test split is a final report, so it opens
 the test split for itself (holdout.py); choose your settings with split="valid".
 """

@@ -11,7 +11,7 @@ from .about import VERSION
 CARD = "README.md"
 METRICS = [  # (provenance key, model-index type, name)
     ("test_accuracy", "accuracy", "Judged accuracy on test captions (ved's judge CNN reads each image)"),
-    ("test_fjd", "frechet_distance", "Frechet distance in the judge's features, per digit (lower is better)"),
+    ("test_fd_judge", "frechet_distance", "FD_judge: Frechet distance in the judge's features, per digit"),
     ("test_diversity", "diversity", "Pixel diversity relative to real digits (1 = as varied)"),
 ]
 

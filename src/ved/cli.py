@@ -450,7 +450,7 @@ def cmd_models(args):
         for folder in given:
             load(folder)
     shipped = [WEIGHTS_DIR / name for name in shipped_models()]
-    rows = [("model", "families", "test accuracy", "FJD", "diversity", "train s", "ved", "trained")]
+    rows = [("model", "families", "test accuracy", "FD_judge", "diversity", "train s", "ved", "trained")]
     for folder in shipped + given:  # read as JSON, without torch: listing draws nothing
         path = folder / "config.json"
         config = parse_json(read_text(path, MAX_CONFIG_BYTES, str(path), UsageError), str(path), UsageError)
@@ -462,7 +462,7 @@ def cmd_models(args):
             name,
             ",".join(m.get("families", [str(config.get("data", {}).get("family", "-"))])),
             f"{m['test_accuracy']:.1%}" if "test_accuracy" in m else "-",
-            f"{m['test_fjd']:.1f}" if "test_fjd" in m else "-",
+            f"{m['test_fd_judge']:.1f}" if "test_fd_judge" in m else "-",
             f"{m['test_diversity']:.2f}" if "test_diversity" in m else "-",
             str(m.get("train_seconds", "-")),
             str(about.get("ved", "-")),
@@ -480,7 +480,8 @@ def options_evaluate(sub) -> argparse.ArgumentParser:
     """`ved evaluate`: its options, beside its handler."""
     s = sub.add_parser(
         "evaluate",
-        help="judge accuracy, FJD, diversity and losses of a model, or of any generator's images",
+        help="judge accuracy, FD_judge, KID_judge, diversity and losses of a model, or of any generator's "
+        "images",
         description="Two modes: score a model (--model, --family, --split), or score images any "
         "generator drew (--samples X.npy --captions-file FILE, --split valid|test).",
     )

@@ -1,4 +1,12 @@
-"""Scores for generated digits: judge accuracy, Frechet judge distance, diversity, losses.
+"""Scores for generated digits: judge accuracy, FD_judge and KID_judge, diversity, losses.
+
+FD_judge is the Frechet distance between Gaussians fitted to the judge's features of generated and
+real digits, per digit (named for its feature space, as FD_DINOv2 is; it is not the Frechet Joint
+Distance of DeVries et al. 2019; ved 0.1 called it FJD, and results carry that key too for one
+release). It is biased upwards at a few hundred samples, so each figure comes with what held-out
+real digits score at the same count. KID_judge (Binkowski et al. 2018) is the unbiased squared MMD
+with a cubic polynomial kernel in the same features: real digits against real digits score 0 up to
+its standard deviation over subsets, which is reported beside it.
 
 Every generated image is scored against the digit of the caption it was
 generated from, by construction: images and digits are produced together,
@@ -62,6 +70,26 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2 * cross)
 
 
+KID_SUBSETS, KID_SUBSET_SIZE = 10, 1000  # per digit: subsets of at most this many images a side
+
+
+def kernel_distances(a: np.ndarray, b: np.ndarray, seed: int, subsets: int = KID_SUBSETS) -> np.ndarray:
+    """Unbiased squared MMD between two feature sets under k(x, y) = (x.y / d + 1)^3, on `subsets`
+    seeded pairs of subsets of min(KID_SUBSET_SIZE, len(a), len(b)) rows each (NaN if under 2)."""
+    m = min(KID_SUBSET_SIZE, len(a), len(b))
+    if m < 2:
+        return np.full(subsets, np.nan)
+    rng, d = np.random.default_rng(seed), a.shape[1]
+    out = np.empty(subsets)
+    for i in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)].astype(np.float64)
+        y = b[rng.choice(len(b), m, replace=False)].astype(np.float64)
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        out[i] = within - 2 * kxy.mean()
+    return out
+
+
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) of feature sets (rows are samples).
     Each set's manifold is the union of balls around its points, each reaching its k-th nearest
@@ -93,8 +121,8 @@ class RealReference:
     """Judge features and within-digit spread of real images (test images for the final report):
     what generated ones are compared to.
 
-    Two real-vs-real FJDs put a model's FJD in scale. `floor`: the test set's two halves against each
-    other (~490 images a side). `held_out_fjd`: held-out validation digits, as many as a generator drew,
+    Two real-vs-real FD_judges put a model's in scale. `floor`: the test set's two halves against each
+    other (~490 images a side). `held_out_fd`: held-out validation digits, as many as a generator drew,
     against the same test images: what a perfect generator scores at that sample count. The Frechet
     distance of a few hundred samples is biased upwards, so this is the fair bar: 200 held-out
     digits of each class score 10.1, 500 score 6.8, 1,000 score 5.7 (floor 4.9, shipped judge)."""
@@ -107,7 +135,7 @@ class RealReference:
             raise ValueError(f"a reference split is 'test' or 'valid', got {split!r}")
         images, labels = data.split(split)
         held_out, held_out_labels = data.split("valid")
-        if split == "valid":  # a seeded half; no stride: MNIST's even and odd images differ (FJD ~30)
+        if split == "valid":  # a seeded half; no stride: MNIST's even and odd images differ (FD_judge ~30)
             order = np.random.default_rng(seed).permutation(len(labels))
             mine, held = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
             images, labels, held_out, held_out_labels = images[mine], labels[mine], images[held], labels[held]
@@ -134,8 +162,8 @@ class RealReference:
     def digit_features(self, d: int) -> np.ndarray:
         return self.features[self.labels.numpy() == d]
 
-    def held_out_fjd(self, counts: list[int]) -> float:
-        """Mean over digits of the FJD of `counts[d]` held-out real digits d (at most the ~1,000 there
+    def held_out_fd(self, counts: list[int]) -> float:
+        """Mean over digits of the FD_judge of `counts[d]` held-out real digits d (at most the ~1,000 there
         are) against the test digits d."""
         g = np.random.default_rng(self.seed)
         return float(
@@ -210,8 +238,9 @@ def at_most(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
 @torch.no_grad()
 def score_images(images: torch.Tensor, caption_list: list[str], judge, reference: RealReference) -> dict:
     """Score images of any generator, (captions, n, 28, 28) uint8 or in [0, 1], row i drawn for
-    caption i: accuracy (overall, by operations, by digit), confusion matrix, FJD per digit against
-    the reference's digits (with the held-out-real bar beside it), precision and recall, diversity.
+    caption i: accuracy (overall, by operations, by digit), confusion matrix, FD_judge and KID_judge
+    per digit against the reference's digits (FD_judge with the held-out-real bar beside it),
+    precision and recall, diversity.
     Memory grows with the images' count only through their features (512 bytes each)."""
     device = reference.images.device
     digits = torch.tensor([captions.parse(c) for c in caption_list])
@@ -231,10 +260,18 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
     per_digit = [
         generated_features[digits == d].reshape(-1, generated_features.shape[-1]).numpy() for d in range(10)
     ]
-    fjd = [
+    fd = [
         frechet_distance(f, reference.digit_features(d)) if len(f) > 1 else float("nan")
         for d, f in enumerate(per_digit)
     ]
+    # per subset, the mean over the digits drawn: its spread over subsets is KID's uncertainty
+    kid = np.nanmean(
+        [
+            kernel_distances(f, reference.digit_features(d), reference.seed + d)
+            for d, f in enumerate(per_digit)
+        ],
+        axis=0,
+    )
     # as many real digits as generated ones, drawn once: the k-NN radii depend on a set's size
     pick = np.random.default_rng(reference.seed)
     prec_rec = [
@@ -250,10 +287,16 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
         "by_operations": {int(k): correct[ops == k].mean().item() for k in ops.unique()},
         "by_digit": [correct[digits == d].mean().item() for d in range(10)],
         "confusion": confusion.tolist(),
-        "fjd": float(np.nanmean(fjd)),
-        "fjd_by_digit": fjd,
-        "fjd_floor": float(np.mean(reference.floor)),
-        "fjd_real": reference.held_out_fjd([len(f) for f in per_digit]),
+        **with_old_names(
+            {
+                "fd_judge": float(np.nanmean(fd)),
+                "fd_judge_by_digit": fd,
+                "fd_judge_floor": float(np.mean(reference.floor)),
+                "fd_judge_real": reference.held_out_fd([len(f) for f in per_digit]),
+            }
+        ),
+        "kid_judge": float(np.mean(kid)),
+        "kid_judge_std": float(np.std(kid)),
         "diversity": float(np.nanmean(diversity)),
         "precision": float(np.nanmean([p for p, _ in prec_rec])),  # per digit, averaged
         "recall": float(np.nanmean([r for _, r in prec_rec])),
@@ -261,6 +304,24 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
         "captions": len(caption_list),
         "images": int(predicted.numel()),
     }
+
+
+def with_old_names(scores: dict) -> dict:
+    """FD_judge's keys and, for one release, the same figures under their old names (fjd...)."""
+    return {**scores, **{key.replace("fd_judge", "fjd"): value for key, value in scores.items()}}
+
+
+def fd_cell(r: dict, digits: int = 1) -> str:
+    """FD_judge with its held-out-real bar and floor, from a result of this release or an earlier."""
+    fd, real, floor = (r.get(f"fd_judge{k}", r.get(f"fjd{k}")) for k in ("", "_real", "_floor"))
+    return f"{fd:.{digits}f} ({real:.{digits}f}; {floor:.{digits}f})"
+
+
+def kid_cell(r: dict) -> str:
+    """KID_judge with its standard deviation over subsets, or "-" where it was not measured."""
+    if "kid_judge" not in r:
+        return "-"
+    return f"{r['kid_judge']:.2f} ± {r['kid_judge_std']:.2f}"
 
 
 class References(dict):
@@ -315,15 +376,15 @@ def evaluate_model(
 def summary_table(result: dict) -> str:
     """A Markdown table of the headline numbers of evaluate_model's result."""
     lines = [
-        "| family | split | accuracy | FJD (held-out real; floor) | diversity | precision / recall "
-        "| recon | KL |",
-        "|---|---|---|---|---|---|---|---|",
+        "| family | split | accuracy | FD_judge (held-out real; floor) | KID_judge | diversity "
+        "| precision / recall | recon | KL |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for family, splits in result["results"].items():
         for split, r in splits.items():
             lines.append(
                 f"| {family} | {split} | {r['accuracy']:.1%} "
-                f"| {r['fjd']:.2f} ({r['fjd_real']:.2f}; {r['fjd_floor']:.2f}) | "
+                f"| {fd_cell(r, 2)} | {kid_cell(r)} | "
                 f"{r['diversity']:.2f} | {r['precision']:.2f} / {r['recall']:.2f} "
                 f"| {_number(r.get('recon'))} | {_number(r.get('kl'))} |"
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .errors import VedError
+from .metrics import fd_cell, kid_cell
 
 # What the paper's code logged for generated images: 0.13-0.15 in its arithmetic runs
 # (models/indep/VED_mnist-op_*_out.txt), on the captions it trained and validated on. It logged no
@@ -24,13 +25,13 @@ TEMPLATE = Path(__file__).parent / "templates" / "report.md"
 
 
 def headline(results: dict, seconds: float | None = None) -> dict:
-    """A model's headline numbers from its results (family -> split -> metrics): test accuracy, FJD
+    """A model's headline numbers from its results (family -> split -> metrics): test accuracy, FD_judge
     and diversity averaged over its families, and its training time, for its config's provenance."""
     tests = [splits["test"] for splits in results.values() if "test" in splits]
     out = {
         "families": sorted(results),
         "test_accuracy": round(sum(r["accuracy"] for r in tests) / len(tests), 4),
-        "test_fjd": round(sum(r["fjd"] for r in tests) / len(tests), 2),
+        "test_fd_judge": round(sum(r.get("fd_judge", r.get("fjd")) for r in tests) / len(tests), 2),
         "test_diversity": round(sum(r["diversity"] for r in tests) / len(tests), 3),
     }
     if seconds is not None:
@@ -52,8 +53,8 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
     lines = [
         "| family | split | paper (published) | paper's code as published, replayed | "
         "**ved: paper VED, scored correctly** | same, latent mean (no sampling) "
-        "| FJD (held-out real; floor) | diversity | precision / recall |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| FD_judge (held-out real; floor) | KID_judge | diversity | precision / recall |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for family, splits in results.items():
         for split, r in splits.items():
@@ -61,7 +62,7 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
                 f"| {family} | {split} | {published_figure(family, split)} "
                 f"| {published[family][split]:.1%} | "
                 f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
-                f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
+                f"{fd_cell(r)} | {kid_cell(r)} | {r['diversity']:.2f} "
                 f"| {precision_recall(r)} |"
             )
     return "\n".join(lines)
@@ -87,15 +88,16 @@ def headline_table(paper: dict, published: dict, comparison: dict, default: str 
 
 
 QUALITY_HEADER = [
-    "| captions | split | model | accuracy | FJD (held-out real; floor) | diversity | precision / recall |",
-    "|---|---|---|---|---|---|---|",
+    "| captions | split | model | accuracy | FD_judge (held-out real; floor) | KID_judge | diversity "
+    "| precision / recall |",
+    "|---|---|---|---|---|---|---|---|",
 ]
 
 
 def quality_row(captions_of: str, split: str, model: str, r: dict) -> str:
     return (
         f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
-        f"{r['fjd']:.1f} ({r['fjd_real']:.1f}; {r['fjd_floor']:.1f}) | {r['diversity']:.2f} "
+        f"{fd_cell(r)} | {kid_cell(r)} | {r['diversity']:.2f} "
         f"| {precision_recall(r)} |"
     )
 

@@ -115,7 +115,7 @@ PEERS = [r.name for r in PEER_RUNS]
 QUICK_TRAIN_IMAGES, QUICK_BATCH = 10_000, 32
 # The peer table scores every model in it, the default model too, on 1,000 images per split: the
 # flow draws an image in 40 U-Net passes (~0.1 s on 2 cores), 5,000 a split would take over an hour
-# a model. FJD and its held-out-real bar are then both at 1,000 (docs/peers.md).
+# a model. FD_judge and its held-out-real bar are then both at 1,000 (docs/peers.md).
 PEER_SAMPLES = 1000
 
 
@@ -557,7 +557,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         quick=" (--quick: 2 epochs, fewer samples)" if study.quick else "",
         judge_test=judge_info.get("test_accuracy", float("nan")),
         device=study.device,
-        floor=study.results["arithmetic"]["test"]["fjd_floor"],
+        floor=study.results["arithmetic"]["test"]["fd_judge_floor"],
         schedule=paper_schedule(study),
     )
     checkpoint.atomic_write_text(study.out / "report.md", text)
