@@ -24,7 +24,7 @@ def main():
     held = np.nanmean(held, axis=0)
     print(f"held-out validation digits: KID_judge {held.mean():.2f} ± {held.std():.2f}")
     train_x, train_y = data.split("train")
-    with holdout.final_report():
+    with holdout.final_report("test digits' KID_judge and FD_judge (experiments/kid_real_digits.py)"):
         test_x, test_y = data.split("test")
     for name, (x, y) in (("training digits", (train_x, train_y)), ("test digits", (test_x, test_y))):
         rows = np.stack([x[y == d][:800] for d in range(10)])  # 800 of each, as if drawn for `zero`...

@@ -85,7 +85,7 @@ def main():
     # This study scores on the test captions (the lengths no training caption has); it is a report
     # on encoders, and the caption encoder ved ships was chosen from it before the test split was
     # sealed (docs/metrics.md says so).
-    with holdout.final_report():
+    with holdout.final_report("test captions of every length (experiments/length_generalisation.py)"):
         tasks = {
             "arithmetic: train <= 1 operation (+ one plus one ...), test 2-5": (
                 captions.caption_pool("arithmetic", "train"),

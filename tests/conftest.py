@@ -11,6 +11,17 @@ import httpx
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_split_ledger(tmp_path_factory):
+    """Tests open the test split often: their ledger lines go to a file of the session's, never to the
+    user's cache (subprocesses inherit it)."""
+    path = tmp_path_factory.mktemp("ledger") / "test-split-ledger.md"
+    old = os.environ.get("VED_TEST_LEDGER")
+    os.environ["VED_TEST_LEDGER"] = str(path)
+    yield path
+    os.environ.pop("VED_TEST_LEDGER") if old is None else os.environ.__setitem__("VED_TEST_LEDGER", old)
+
+
 @pytest.fixture(scope="session")
 def mnist_data():
     """Real MNIST, through the same verified cache the CLI uses."""

@@ -178,6 +178,9 @@ def test_reproduce_quick(tmp_path):
     # the report says what this invocation did: time by stage, and which runs it trained
     assert {"MNIST", "judge", "train", "evaluate", "draw"} <= results["stage_minutes"].keys()
     assert results["epochs_before_and_after"]["paper-label"] == [0, 2]
+    ledger = (tmp_path / "test-split-ledger.md").read_text().splitlines()
+    assert sum(line.startswith("- ") for line in ledger) == 1  # one opening: the evaluate and draw stages
+    assert "`ved reproduce --quick --out" in ledger[-1] and "evaluate and draw stages" in ledger[-1]
     assert "Trained in this invocation: paper-label (epochs 1-2)" in report
     assert "Finished before it, only resumed and scored: none." in report
     assert "batch 128, trained at most 2 epochs) on each caption" in report

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import run_ved
 
 from ved import captions, holdout, metrics, models
 from ved import config as configs
@@ -71,7 +72,7 @@ def test_only_the_reporting_code_opens_the_test_split():
         str(p.relative_to(ROOT))
         for folder in ("src", "experiments", "benchmarks")
         for p in (ROOT / folder).rglob("*.py")
-        if re.search(r"\bfinal_report\(\)", p.read_text(encoding="utf-8")) and p.name != "holdout.py"
+        if re.search(r"\bfinal_report\(", p.read_text(encoding="utf-8")) and p.name != "holdout.py"
     }
     assert opened == {
         "src/ved/cli.py",  # ved evaluate, ved captions list
@@ -79,4 +80,35 @@ def test_only_the_reporting_code_opens_the_test_split():
         "src/ved/reproduce.py",  # its evaluate and draw stages, after every run is trained
         "src/ved/train_judge.py",  # the judge's test accuracy, after its epoch is chosen
         "experiments/length_generalisation.py",  # a report on the caption encoders, on test lengths
+        "experiments/kid_real_digits.py",  # real test digits' KID: a report on the metric
     }, opened
+
+
+def test_each_opening_that_reads_the_test_split_writes_one_ledger_line(tmp_path):
+    ledger = tmp_path / "ledger.md"
+    with holdout.final_report("nothing", ledger):
+        pass  # opened, nothing read: no line
+    assert not ledger.exists()
+    with holdout.final_report("test captions of two families", ledger):
+        captions.caption_pool("logic", "test")
+        captions.caption_pool("arithmetic", "test")  # the same opening: still one line
+    with holdout.final_report(ledger=ledger):
+        captions.caption_pool("label", "test")
+    lines = ledger.read_text().splitlines()
+    assert lines[0] == "# Test-split ledger"
+    entries = [line for line in lines if line.startswith("- ")]
+    assert len(entries) == 2 and entries[0].endswith(": test captions of two families")
+    assert entries[1].endswith(": test captions") and " UTC, commit " in entries[1]
+
+
+def test_the_cli_writes_its_ledger_line(tmp_path):
+    ledger = tmp_path / "cli-ledger.md"
+    code, _, err = run_ved(
+        "captions", "list", "--family", "label", "--split", "test", env={"VED_TEST_LEDGER": str(ledger)}
+    )
+    assert code == 0, err
+    assert (
+        ledger.read_text()
+        .splitlines()[-1]
+        .endswith("`ved captions list --family label --split test`: label captions of the test split, listed")
+    )

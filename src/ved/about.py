@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,15 @@ def commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def cache_dir() -> Path:
+    """ved's cache folder (MNIST, the test-split ledger): $VED_CACHE, or the system's cache folder."""
+    if os.environ.get("VED_CACHE"):
+        return Path(os.environ["VED_CACHE"])
+    import pooch
+
+    return Path(pooch.os_cache("ved"))
 
 
 def provenance(mnist_sha256: str) -> dict:

@@ -97,7 +97,11 @@ def score(images, caption_list, split: str = "test", judge=None, device="cpu", d
     digits = [captions.parse(c) for c in caption_list]  # CaptionError names a caption with no digit
     x = check_images(images, len(caption_list))
     judge = judge or load_judge(device=device)
-    opened = holdout.final_report() if split == "test" else contextlib.nullcontext()
+    opened = (
+        holdout.final_report(f"{len(images)} captions' images scored by ved.bench")
+        if split == "test"
+        else contextlib.nullcontext()
+    )
     with opened:
         reference = metrics.RealReference(judge, data or mnist.load(progress=False), device, split=split)
         result = metrics.score_images(x, caption_list, judge, reference)

@@ -193,7 +193,8 @@ def options_captions(sub) -> argparse.ArgumentParser:
 
 
 def cmd_captions_list(args):
-    with holdout.final_report():  # a listing for the user; no choice of ved's is made from it
+    # a listing for the user; no choice of ved's is made from it
+    with holdout.final_report(f"{args.family} captions of the {args.split} split, listed"):
         pool = captions.caption_pool(args.family, args.split, args.seed)
     if args.out:  # one caption a line, for --captions-file of ved sample and ved evaluate
         from .checkpoint import atomic_write_text
@@ -525,7 +526,8 @@ def cmd_evaluate(args):
     if args.captions_file:
         raise UsageError("--captions-file goes with --samples: the captions the images were drawn for")
     pipe = load(args.model, device=args.device)
-    with holdout.final_report():  # scores a finished model; its test rows read the test split
+    # scores a finished model; its test rows read the test split
+    with holdout.final_report(f"model {shown(str(args.model or DEFAULT_MODEL), 80)} scored by ved evaluate"):
         result = evaluate_model(
             pipe.model,
             pipe.config,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import holdout
+from .about import cache_dir
 from .files import atomic_write_bytes, read_bytes
 
 # sha256 over train images, train labels, test images, test labels (uint8, IDX order).
@@ -78,14 +79,6 @@ class MNIST:
         for name in IDX_NAMES:
             h.update(np.ascontiguousarray(getattr(self, name), dtype=np.uint8).tobytes())
         return h.hexdigest()
-
-
-def cache_dir() -> Path:
-    if os.environ.get("VED_CACHE"):
-        return Path(os.environ["VED_CACHE"])
-    import pooch
-
-    return Path(pooch.os_cache("ved"))
 
 
 def cache_path() -> Path:

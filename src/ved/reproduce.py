@@ -205,7 +205,8 @@ def reproduce(
         stage(f"train {name}")
         train_run(study, name, judge)
     # The models are chosen and trained: from here on the report reads the test split, and only here.
-    with holdout.final_report():
+    scored = ", ".join(runs) if len(runs) <= 8 else f"{len(runs)} runs"
+    with holdout.final_report(f"the study's evaluate and draw stages ({scored})", study.out / holdout.LEDGER):
         reference = metrics.References(judge, data, study.device)  # each split against its own digits
         for name in runs:
             stage(f"evaluate {name}")

@@ -78,7 +78,7 @@ def train_judge(
             checkpoint.save_model(Path(out), judge, config)
     # the choice is made: now, and only now, the test images
     judge.load_state_dict(checkpoint.load_weights(Path(out), device))
-    with holdout.final_report():
+    with holdout.final_report("the kept judge's accuracy on test images"):
         x_test, y_test = (torch.as_tensor(a).to(device) for a in data.split("test"))
     test_acc = (judge.predict(x_test.float() / 255) == y_test).float().mean().item()
     checkpoint.save_model(Path(out), judge, {**config, "test_accuracy": test_acc})
