@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_ved, ved_main
+from conftest import assert_one_line, run_ved, ved_main
 from safetensors.torch import load_file
 
 from ved import checkpoint, models, vocab
+from ved import config as configs
 from ved.pipeline import load_judge
+from ved.train import train
 
 TINY = str(Path(__file__).parent / "configs" / "tiny-label.toml")
+TINY_CVAE = str(Path(__file__).parent / "configs" / "tiny-cvae.toml")
 
 
 @pytest.fixture(scope="module")
@@ -324,4 +327,46 @@ def test_routed_configs_record_their_experts(tmp_path):
     checkpoint.save_model(tmp_path / "new", models.build(recorded["model"]), recorded)
     assert (
         type(load_generator(tmp_path / "new").caption_prior.encoder.experts[-1]).__name__ == "AttentionMean"
+    )
+
+
+def _collapse_run(tmp_path, name, model=None, sample=None):
+    config = configs.load(TINY_CVAE)
+    config["model"].update(model or {})
+    config["sample"].update(sample or {})
+    config["data"]["train_images"], config["train"]["max_epochs"] = 10_000, 2
+    path = tmp_path / f"{name}.toml"
+    path.write_text(toml_of(config))
+    return path
+
+
+def toml_of(config: dict) -> str:
+    """A resolved config as TOML (tables of scalars, lists and one nested table), for the CLI."""
+    lines = []
+    for table in ("model", "data", "train", "sample"):
+        lines.append(f"[{table}]")
+        for key, value in config[table].items():
+            if value is not None and not isinstance(value, dict):
+                lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_ved_train_says_when_a_run_ends_collapsed(tmp_path):
+    """Both faces of collapse end `ved train` with one line and exit 2, the weights kept to look at:
+    the right classes lost (no caption fit: the judge reads 10%, chance), and samples without variety
+    (one style per class: every sample of a digit the same image). A healthy run of the same config
+    passes (2 epochs on 10,000 images: measured 68% judged)."""
+    healthy = _collapse_run(tmp_path, "healthy")
+    code, stdout, err = ved_main("train", "--config", str(healthy), "--out", str(tmp_path / "ok"), "--quiet")
+    assert code == 0 and "collapsed" not in err, err
+    lost = _collapse_run(tmp_path, "lost", model={"caption_steps": 0})
+    code, _, err = ved_main("train", "--config", str(lost), "--out", str(tmp_path / "lost"), "--quiet")
+    assert_one_line(code, err, "the run collapsed: the judge reads 10% of its validation samples")
+    assert (tmp_path / "lost" / checkpoint.WEIGHTS).exists()
+    same = _collapse_run(tmp_path, "same", model={"style_components": 1}, sample={"temperature": 0.0})
+    result = train(
+        configs.load(same), tmp_path / "same", progress=False, judge=load_judge(), log=lambda m: None
+    )
+    assert result["collapsed"].startswith(
+        "the run collapsed: its samples of each digit barely vary (diversity 0.0"
     )

@@ -29,6 +29,10 @@ from .images import DEFAULT_N, check_image_count
 PNG_GRID = (500, 100)  # most captions and images a caption in a .png grid: matplotlib draws it whole
 
 
+class CollapsedRun(VedError):
+    """A run that trained to its end with a collapsed model (train.collapse_of)."""
+
+
 class UsageError(VedError):
     """Bad input the user can fix; printed as one line."""
 
@@ -306,6 +310,8 @@ def cmd_train(args):
             f"trained {s['epoch']} epochs in {s['seconds']:.1f}s; best epoch {s['best_epoch']} "
             f"(valid {config['train']['early_stop_on']} {s['best_valid']:.4f}) -> {out}"
         )
+        if result["collapsed"]:  # the weights are kept, for a look; nobody ships them unknowingly
+            raise CollapsedRun(f"{out}: {result['collapsed']}; its weights are kept there to inspect")
 
 
 MAX_CAPTIONS_FILE = 10 << 20

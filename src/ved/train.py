@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import about, captions, checkpoint, holdout, mnist
+from . import about, captions, checkpoint, holdout, mnist, vocab
 from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
-from .metrics import judged_accuracy, mean_losses
+from .metrics import judged_accuracy, mean_losses, mean_pairwise_distance
 from .precision import autocast_for
 from .precision import resolve as resolve_precision
 
@@ -222,9 +222,52 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
         _finish(model, out, last, cfg, train_set, state, device, log)
     if is_main and saved is not None:
         _adopt_sampling(model, out, cfg, device, log)
+    collapsed = collapse_of(out, cfg, train_set, loop.history, device) if is_main else None
+    if collapsed and is_main:
+        log(f"{out}: {collapsed}")
     if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
         dist.barrier()
-    return {"state": state, "history": loop.history}
+    return {"state": state, "history": loop.history, "collapsed": collapsed}
+
+
+CHANCE = 0.2  # a probe accuracy under this is chance (10%) with room for a lucky batch
+CHECK_IMAGES = 50  # samples per digit for the diversity check
+
+
+@torch.no_grad()
+def collapse_of(out: Path, cfg: dict, train_set, history: list, device) -> str | None:
+    """Why the kept model of a finished run is collapsed, or None: its judged probe at chance (the
+    right classes lost), or its samples of each digit without the variety its family should have
+    (one image per class: a posterior that ignores the style). The model is kept either way."""
+    accuracy = history[-1].get("valid_accuracy") if history else None
+    if accuracy is not None and accuracy < CHANCE:
+        return (
+            f"the run collapsed: the judge reads {accuracy:.0%} of its validation samples as their "
+            "caption's digit (chance is 10%); its caption side may have failed to fit"
+        )
+    model = configs.build(cfg).to(device)
+    if model.min_diversity is None:
+        return None
+    model.load_state_dict(checkpoint.load_weights(out, device))
+    model.eval()
+    pool = captions.pool_for(cfg["data"], "train")
+    digits = [d for d in range(10) if pool[d]]
+    tokens, lengths = vocab.encode([pool[d][0] for d in digits])
+    g = torch.Generator().manual_seed(0)
+    drawn = model.generate(tokens.to(device), lengths.to(device), CHECK_IMAGES, g, **cfg["sample"]).float()
+    images, labels = train_set.images.cpu(), train_set.labels.cpu()
+    ratios = []
+    for row, d in zip(drawn.cpu(), digits):
+        real = images[labels == d][:CHECK_IMAGES].float() / 255
+        ratios.append(mean_pairwise_distance(row) / mean_pairwise_distance(real))
+    diversity = sum(ratios) / len(ratios)
+    if diversity < model.min_diversity:
+        return (
+            f"the run collapsed: its samples of each digit barely vary (diversity {diversity:.2f} of real "
+            f"digits', where its family reaches {model.min_diversity} or more); its posterior may ignore "
+            "the style"
+        )
+    return None
 
 
 def _epoch(loop: Loop, state: dict, epoch: int) -> None:

@@ -33,6 +33,10 @@ class Generator(nn.Module, metaclass=ABCMeta):
         """[model] keys of this kind; a family without any keeps this empty one."""
 
     label = "a generative model"  # its name in the study's tables
+    # The least pixel diversity of its samples, relative to real digits', that a trained model of
+    # this family should reach: below it `ved train` calls the run collapsed (train.collapse_of).
+    # None for a family known to draw near-identical samples by design (the paper's VED).
+    min_diversity: float | None = 0.3
     likelihood = "bernoulli"  # of pixels: "bernoulli" (logits) or "mse"; validation reports it
 
     @abstractmethod
