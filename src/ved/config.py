@@ -27,7 +27,7 @@ from . import about, captions, checkpoint, files, models
 from .about import VERSION
 from .errors import ConfigError, is_number, is_whole, one_line, shown, shown_value
 from .precision import CHOICES as PRECISIONS
-from .rules import check_table, counts, number, one_of, texts, whole
+from .rules import check_table, counts, flag, number, one_of, texts, whole
 
 SHIPPED = Path(__file__).parent / "configs"
 
@@ -77,6 +77,9 @@ class Train:
     ema: float = number(
         0.0, 0.0, 1.0, below_high=True, what="a decay"
     )  # > 0: validate, keep and ship a moving average
+    # true: a run that ends collapsed (train.collapse_of) is refused by `ved train` (exit 2, the
+    # weights kept); false for smoke runs too short for any model to learn its digits
+    check_collapse: bool = flag(True)
 
 
 TABLES = {"data": Data, "train": Train}

@@ -222,7 +222,8 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
         _finish(model, out, last, cfg, train_set, state, device, log)
     if is_main and saved is not None:
         _adopt_sampling(model, out, cfg, device, log)
-    collapsed = collapse_of(out, cfg, train_set, loop.history, device) if is_main else None
+    checked = is_main and tcfg["check_collapse"]
+    collapsed = collapse_of(out, cfg, train_set, loop.history, device) if checked else None
     if collapsed and is_main:
         log(f"{out}: {collapsed}")
     if dist:  # every rank leaves together, after rank 0's last writes: none tears the group down early
@@ -383,7 +384,9 @@ def _finish(model, out: Path, last: Path, cfg: dict, train_set, state: dict, dev
 
 # [train] settings a resumed run may change: they decide when training stops and what it logs,
 # not what a step does
-CHANGEABLE_ON_RESUME = ("max_epochs", "max_seconds", "patience", "min_epochs", "eval_images", "threads")
+CHANGEABLE_ON_RESUME = (
+    "max_epochs", "max_seconds", "patience", "min_epochs", "eval_images", "threads", "check_collapse"
+)  # fmt: skip
 
 
 def _check_same_run(last: Path, cfg: dict) -> None:
