@@ -185,11 +185,23 @@ def test_reproduce_quick(tmp_path):
     assert "Finished before it, only resumed and scored: none." in report
     assert "batch 128, trained at most 2 epochs) on each caption" in report
 
-    # --runs trains and scores only the runs it names; their rows join the study, the rest are kept
-    code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), "--runs", "cvae-arithmetic-pairs")
+    # --runs trains and scores only the runs it names; their rows join the study, the rest are kept;
+    # --seeds 2 trains each at training seeds 0 and 1 and gives one row with the seeds' interval
+    args = ["--runs", "cvae-arithmetic-pairs", "--seeds", "2"]
+    code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), *args)
     assert code == 0, err[-2000:]
     merged = json.loads((tmp_path / "results.json").read_text())
-    assert merged["epochs_before_and_after"] == {"cvae-arithmetic-pairs": [0, 1]}  # no paper run again
+    assert merged["epochs_before_and_after"] == {  # no paper run again
+        "cvae-arithmetic-pairs": [0, 1],
+        "cvae-arithmetic-pairs-seed1": [0, 1],
+    }
+    pairs = merged["beyond_the_paper"]["cvae-arithmetic-pairs"]["arithmetic"]["test"]
+    assert [s["seed"] for s in pairs["per_seed"]] == [0, 1] and pairs["seeds"] == 2
+    assert pairs["accuracy"] == pytest.approx(sum(s["accuracy"] for s in pairs["per_seed"]) / 2)
+    lo, hi = pairs["accuracy_interval"]
+    assert lo <= pairs["accuracy"] <= hi and pairs["worst_seed"]["accuracy"] == min(
+        s["accuracy"] for s in pairs["per_seed"]
+    )
     assert merged["results"] == results["results"]
     assert merged["beyond_the_paper"]["cvae-arithmetic"] == results["beyond_the_paper"]["cvae-arithmetic"]
     assert merged["beyond_the_paper"]["cvae-arithmetic-pairs"]["arithmetic"]["test"]["images"] > 0
@@ -197,6 +209,7 @@ def test_reproduce_quick(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| arithmetic | test | conditional VAE |" in report  # the kept row, in the table still
     assert "| arithmetic-pairs | test | conditional VAE |" in report
+    assert f"worst {pairs['worst_seed']['accuracy']:.1%} |" in report
     kept = "Kept from an earlier invocation, not made by this one: the paper's four models, cvae-arithmetic."
     assert kept in report
     assert (tmp_path / "figures" / "samples_cvae-arithmetic-pairs.png").read_bytes()[:4] == b"\x89PNG"
@@ -376,3 +389,24 @@ def test_kid_is_unbiased_and_fd_judge_keeps_its_old_name_for_a_release(mnist_dat
         r["fd_judge_floor"],
     )
     assert metrics.kid_cell(r).count("±") == 1 and metrics.kid_cell({}) == "-"
+
+
+def test_over_seeds_gives_the_mean_its_95_percent_interval_and_the_worst_seed():
+    from ved import report
+
+    def result(accuracy, fd):
+        return {
+            "arithmetic": {"test": {"accuracy": accuracy, "fd_judge": fd, "diversity": 1.0, "by_digit": [1]}}
+        }
+
+    row = report.over_seeds({0: result(0.99, 9.0), 1: result(0.97, 11.0), 2: result(0.98, 10.0)})[
+        "arithmetic"
+    ]["test"]
+    assert row["accuracy"] == pytest.approx(0.98) and row["fd_judge"] == pytest.approx(10.0)
+    half = 4.303 * 0.01 / 3**0.5  # t(0.975, 2 df) x sd / sqrt(n)
+    assert row["accuracy_interval"] == pytest.approx([0.98 - half, 0.98 + half])
+    assert row["worst_seed"] == {"seed": 1, "accuracy": 0.97} and row["seeds"] == 3
+    assert [s["accuracy"] for s in row["per_seed"]] == [0.99, 0.97, 0.98] and row["by_digit"] == [1]
+    assert report.accuracy_cell(row) == f"98.0% [{0.98 - half:.1%}, {0.98 + half:.1%}], worst 97.0%"
+    one = report.over_seeds({0: result(0.99, 9.0)})["arithmetic"]["test"]
+    assert one["accuracy_interval"] is None and report.accuracy_cell(one) == "99.0%"

@@ -618,6 +618,14 @@ def options_reproduce(sub) -> argparse.ArgumentParser:
         "four models, and the runs --all and --peers train; default: off)",
     )
     s.add_argument(
+        "--seeds",
+        type=whole(1, 20),
+        default=1,
+        metavar="N",
+        help="train every run at training seeds 0..N-1; the tables give each run's mean, 95%% interval "
+        "and worst seed, results.json each seed's figures (default: 1)",
+    )
+    s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"
     )
     s.add_argument(
@@ -650,6 +658,7 @@ def cmd_reproduce(args):
         all_runs=args.all_runs,
         peers=args.peers,
         runs=args.runs,
+        seeds=args.seeds,
     )
     print(f"report: {path}")
 

@@ -314,7 +314,9 @@ def with_old_names(scores: dict) -> dict:
 def fd_cell(r: dict, digits: int = 1) -> str:
     """FD_judge with its held-out-real bar and floor, from a result of this release or an earlier."""
     fd, real, floor = (r.get(f"fd_judge{k}", r.get(f"fjd{k}")) for k in ("", "_real", "_floor"))
-    return f"{fd:.{digits}f} ({real:.{digits}f}; {floor:.{digits}f})"
+    spread = r.get("fd_judge_interval")  # over training seeds (report.over_seeds)
+    shown = f"{fd:.{digits}f}" + (f" [{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]" if spread else "")
+    return f"{shown} ({real:.{digits}f}; {floor:.{digits}f})"
 
 
 def kid_cell(r: dict) -> str:

@@ -39,6 +39,57 @@ def headline(results: dict, seconds: float | None = None) -> dict:
     return out
 
 
+# Student's t at 97.5% for n - 1 degrees of freedom (n seeds): the 95% interval of a mean of n seeds
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+PER_SEED = ("accuracy", "fd_judge", "kid_judge", "diversity", "precision", "recall")
+
+
+def interval(values: list[float]) -> list[float] | None:
+    """The 95% interval of the mean of these seeds' figures (Student's t), None for one seed."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
+    half = T_975.get(n - 1, 2.0) * sd / n**0.5
+    return [mean - half, mean + half]
+
+
+def over_seeds(per_seed: dict[int, dict]) -> dict:
+    """Results of one run at several training seeds ({seed: {family: {split: row}}}) as one result of
+    the same shape: each number the mean over seeds, the rest (confusion, by digit) the first seed's,
+    and beside them `per_seed` (each seed's headline figures, to recompute anything from), `seeds`,
+    the 95% intervals of accuracy and FD_judge, and the worst seed by accuracy."""
+    seeds = sorted(per_seed)
+    out: dict = {}
+    for family, splits in per_seed[seeds[0]].items():
+        for split, first in splits.items():
+            rows = [per_seed[s][family][split] for s in seeds]
+            row = dict(first)
+            for key, value in first.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[key] = sum(r[key] for r in rows) / len(rows)
+            row["per_seed"] = [
+                {"seed": s, **{k: r[k] for k in PER_SEED if k in r}} for s, r in zip(seeds, rows)
+            ]
+            row["seeds"] = len(seeds)
+            fd = [r.get("fd_judge", r.get("fjd")) for r in rows]
+            row["accuracy_interval"] = interval([r["accuracy"] for r in rows])
+            row["fd_judge_interval"] = interval(fd) if None not in fd else None
+            worst = min(zip(seeds, rows), key=lambda sr: sr[1]["accuracy"])
+            row["worst_seed"] = {"seed": worst[0], "accuracy": worst[1]["accuracy"]}
+            out.setdefault(family, {})[split] = row
+    return out
+
+
+def accuracy_cell(r: dict) -> str:
+    """Accuracy, and over several seeds its 95% interval and the worst seed's."""
+    if not r.get("accuracy_interval"):
+        return f"{r['accuracy']:.1%}"
+    lo, hi = r["accuracy_interval"]
+    return f"{r['accuracy']:.1%} [{lo:.1%}, {hi:.1%}], worst {r['worst_seed']['accuracy']:.1%}"
+
+
 def render(**values) -> str:
     """The report, its template's {fields} filled in."""
     return TEMPLATE.read_text(encoding="utf-8").format(**values)
@@ -61,7 +112,7 @@ def results_table(results: dict, published: dict, at_mean: dict) -> str:
             lines.append(
                 f"| {family} | {split} | {published_figure(family, split)} "
                 f"| {published[family][split]:.1%} | "
-                f"**{r['accuracy']:.1%}** | {at_mean[family][split]:.1%} | "
+                f"**{accuracy_cell(r)}** | {at_mean[family][split]:.1%} | "
                 f"{fd_cell(r)} | {kid_cell(r)} | {r['diversity']:.2f} "
                 f"| {precision_recall(r)} |"
             )
@@ -80,9 +131,9 @@ def headline_table(paper: dict, published: dict, comparison: dict, default: str 
     ]
     for family, splits in paper.items():
         mine = ours.get(family, {}).get("test")
-        shown = f"**{mine['accuracy']:.1%}** | {precision_recall(mine)}" if mine else "- | -"
+        shown = f"**{accuracy_cell(mine)}** | {precision_recall(mine)}" if mine else "- | -"
         lines.append(
-            f"| {family} | {published[family]['test']:.1%} | {splits['test']['accuracy']:.1%} | {shown} |"
+            f"| {family} | {published[family]['test']:.1%} | {accuracy_cell(splits['test'])} | {shown} |"
         )
     return "\n".join(lines)
 
@@ -96,7 +147,7 @@ QUALITY_HEADER = [
 
 def quality_row(captions_of: str, split: str, model: str, r: dict) -> str:
     return (
-        f"| {captions_of} | {split} | {model} | {r['accuracy']:.1%} | "
+        f"| {captions_of} | {split} | {model} | {accuracy_cell(r)} | "
         f"{fd_cell(r)} | {kid_cell(r)} | {r['diversity']:.2f} "
         f"| {precision_recall(r)} |"
     )

@@ -141,6 +141,25 @@ class Study:
     peer_results: dict = field(default_factory=dict)  # the default model and the peers: scores and costs
     seconds: dict = field(default_factory=dict)  # wall time of each kind of stage in this invocation
     epochs: dict = field(default_factory=dict)  # run -> (epochs done before this invocation, after it)
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds of every run (--seeds N: 0..N-1)
+    # what each training seed of a run scored, before write() gathers them into one row with intervals:
+    # run -> seed -> that run's results (the paper's VED: family -> seed -> its row, and its two replays)
+    by_seed: dict = field(default_factory=dict)
+
+    def units(self, names: list[str]) -> list[str]:
+        """The run folders of these runs at every seed of the study: seed by seed, run by run."""
+        return [unit_name(name, seed) for seed in self.seeds for name in names]
+
+
+def unit_name(name: str, seed: int) -> str:
+    """A run's folder at a training seed: its name at seed 0 (the study's runs before seeds), else
+    name-seedN."""
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+def run_and_seed(unit: str) -> tuple[str, int]:
+    name, _, seed = unit.rpartition("-seed")
+    return (name, int(seed)) if name in RUNS and seed.isdigit() else (unit, 0)
 
 
 def reproduce(
@@ -153,12 +172,15 @@ def reproduce(
     all_runs: bool = False,
     peers: bool = False,
     runs: list[str] | None = None,
+    seeds: int = 1,
 ) -> Path:
     """Each argument is the flag of its name: `all_runs` (--all-runs, or --all): every run of the
     study but the peers; `peers`: the peers beside the default model and beside ved's model on each
     systematic split (--quick: the default model's only); `runs` (--runs): those runs (and the ved
-    runs their peers are measured against), nothing else."""
+    runs their peers are measured against), nothing else; `seeds` (--seeds): every run trained at
+    training seeds 0..seeds-1, each table giving the mean, a 95% interval and the worst seed."""
     started = time.perf_counter()
+    named = runs is not None
     earlier = earlier_study(Path(out), quick)
     if runs is None:
         study = Study(Path(out), quick, str(device_of(device)), *chosen_runs(quick, all_runs, peers))
@@ -169,7 +191,8 @@ def reproduce(
         study.published = earlier.get("published_code_replay", {})
         study.at_mean = earlier.get("latent_mean_accuracy", {})
     study.earlier = earlier
-    runs = study.paper + study.beyond + study.peers
+    study.seeds = list(range(seeds))
+    runs = study.units(study.paper + study.beyond + study.peers)
     stages = [
         "MNIST",
         "judge",
@@ -197,7 +220,7 @@ def reproduce(
     judge = load_judge(judge_dir, study.device)
     study.judge_sha256 = hashlib.sha256((judge_dir / checkpoint.WEIGHTS).read_bytes()).hexdigest()
     if study.earlier.get("judge_sha256", study.judge_sha256) != study.judge_sha256:
-        if runs is not None:  # its kept rows and the new ones would not be on one scale
+        if named:  # its kept rows and the new ones would not be on one scale
             bar.close()  # the error is then the last line, not followed by the bar's
             raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
         study.earlier = {}
@@ -211,6 +234,7 @@ def reproduce(
         for name in runs:
             stage(f"evaluate {name}")
             evaluate_run(study, name, judge, data, reference)
+        gather(study)
         stage("draw")
         draw(study)
     stage("write")
@@ -284,13 +308,16 @@ def train_or_find_judge(study: Study, train_judge: bool) -> Path:
     return judge_dir
 
 
-def train_run(study: Study, name: str, judge) -> None:
-    """A shipped config, its epochs capped for the study (--quick: one or two); a peer's time instead
-    capped at its multiple of its ved run's training seconds in this study, on that run's data."""
+def train_run(study: Study, unit: str, judge) -> None:
+    """A shipped config at one training seed, its epochs capped for the study (--quick: one or two);
+    a peer's time instead capped at its multiple of its ved run's training seconds at the same seed in
+    this study, on that run's data."""
+    name, seed = run_and_seed(unit)
     run = RUNS[name]
-    source = run.measured_against
-    config = {**configs.load(run.config), "name": name}
+    source = unit_name(run.measured_against, seed) if run.measured_against else None
+    config = {**configs.load(run.config), "name": unit}
     config["data"].update(run.data)
+    config["train"]["seed"] += seed
     if source:
         config["data"] = configs.of_folder(study.runs[source])["data"]
     quick_epochs = 1 if name in study.beyond + study.peers else 2
@@ -302,11 +329,11 @@ def train_run(study: Study, name: str, judge) -> None:
         config["train"]["max_seconds"] = round(run.budget * train_seconds(study.runs[source]))
     # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)
     config["train"]["eval_images"] = min(config["train"]["eval_images"], 500 if study.quick else 1000)
-    study.runs[name] = study.out / "runs" / name
-    before = checkpoint.load_train_state(study.runs[name] / "last")
-    result = train(config, study.runs[name], study.device, resume=True, judge=judge, log=tqdm.write)
-    study.epochs[name] = (before["state"]["epoch"] if before else 0, result["state"]["epoch"])
-    if run.role == "paper":
+    study.runs[unit] = study.out / "runs" / unit
+    before = checkpoint.load_train_state(study.runs[unit] / "last")
+    result = train(config, study.runs[unit], study.device, resume=True, judge=judge, log=tqdm.write)
+    study.epochs[unit] = (before["state"]["epoch"] if before else 0, result["state"]["epoch"])
+    if run.role == "paper" and seed == 0:  # the figures' curves are seed 0's
         study.histories[run.captions] = result["history"]
 
 
@@ -370,17 +397,20 @@ def kept_scores(study: Study, name: str, count: int, score) -> dict:
     return results
 
 
-def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
-    pipe = load(study.runs[name], device=study.device)
+def evaluate_run(study: Study, unit: str, judge, data, reference) -> None:
+    """One run at one training seed, scored; its figures wait in study.by_seed for gather()."""
+    name, seed = run_and_seed(unit)
+    pipe = load(study.runs[unit], device=study.device)
     model, config = pipe.model, pipe.config
     samples = 1000 if study.quick else metrics.SAMPLES_PER_SPLIT
+    found = study.by_seed.setdefault(name, {})
     if name in study.beyond + study.peers:
         mixed = config["data"]["family"] == "mixed"
 
         def scores(count: int) -> dict:
             return kept_scores(
                 study,
-                name,
+                unit,
                 count,
                 lambda: metrics.evaluate_model(
                     model,
@@ -395,21 +425,21 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
             )
 
         if name in study.beyond:
-            study.comparison[name] = scores(samples)
+            found.setdefault("comparison", {})[seed] = scores(samples)
         measured_against = {RUNS[p].measured_against for p in study.peers}
         if name in study.peers or name in measured_against:
             count = min(samples, PEER_SAMPLES)
-            same = count == samples and name in study.comparison  # --quick: the scores just made
-            results = study.comparison[name] if same else scores(count)
+            same = count == samples and name in study.beyond  # --quick: the scores just made
+            results = found["comparison"][seed] if same else scores(count)
             group = RUNS[name].measured_against or name  # the ved run whose data it had
-            cost = costs(study, name, pipe)
-            study.peer_results[name] = {"results": results, "data_of": group, **cost}
+            cost = costs(study, unit, pipe)
+            found.setdefault("peers", {})[seed] = {"results": results, "data_of": group, **cost}
         return
     family = RUNS[name].captions
-    study.results[family] = metrics.evaluate_model(
+    row = metrics.evaluate_model(
         model, config, judge, samples=samples, progress=False, data=data, reference=reference
     )["results"][family]
-    study.published[family] = {
+    published = {
         s: metrics.published_code_accuracy(
             model,
             judge,
@@ -420,8 +450,8 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
         for s in ("valid", "test")
     }
     # Decoding the latent mean shows what the encoder knows, apart from the sampling noise.
-    at_mean = {**config["sample"], "temperature": 0.0}
-    study.at_mean[family] = {
+    settings = {**config["sample"], "temperature": 0.0}
+    at_mean = {
         s: metrics.score_pool(
             model,
             judge,
@@ -429,10 +459,33 @@ def evaluate_run(study: Study, name: str, judge, data, reference) -> None:
             reference[s],
             study.device,
             samples=200,
-            settings=at_mean,
+            settings=settings,
         )["accuracy"]
         for s in ("valid", "test")
     }
+    found.setdefault("paper", {})[seed] = {"row": row, "published": published, "at_mean": at_mean}
+
+
+def gather(study: Study) -> None:
+    """Each run's seeds as one row: the mean, a 95% interval and the worst seed (report.over_seeds),
+    the per-seed figures kept in it."""
+    for name, found in study.by_seed.items():
+        if "comparison" in found:
+            study.comparison[name] = report.over_seeds(found["comparison"])
+        if "peers" in found:
+            first = found["peers"][min(found["peers"])]  # costs are seed 0's (or the first seed's)
+            results = report.over_seeds({s: p["results"] for s, p in found["peers"].items()})
+            study.peer_results[name] = {**first, "results": results}
+        if "paper" in found:
+            family, seeds = RUNS[name].captions, found["paper"]
+            study.results[family] = report.over_seeds({s: {family: f["row"]} for s, f in seeds.items()})[
+                family
+            ]
+            for table, key in ((study.published, "published"), (study.at_mean, "at_mean")):
+                table[family] = {
+                    split: sum(f[key][split] for f in seeds.values()) / len(seeds)
+                    for split in ("valid", "test")
+                }
 
 
 def figure_rows(config: dict) -> list[str]:
