@@ -410,3 +410,15 @@ def test_over_seeds_gives_the_mean_its_95_percent_interval_and_the_worst_seed():
     assert report.accuracy_cell(row) == f"98.0% [{0.98 - half:.1%}, {0.98 + half:.1%}], worst 97.0%"
     one = report.over_seeds({0: result(0.99, 9.0)})["arithmetic"]["test"]
     assert one["accuracy_interval"] is None and report.accuracy_cell(one) == "99.0%"
+
+
+def test_a_models_cas_training_set_is_its_draws_for_training_captions(judge):
+    """CAS trains on what a model draws for its training captions, each image labelled with its
+    caption's digit: the default model's are read as that digit by the judge."""
+    from ved.pipeline import load
+
+    pipe = load("cvae-mixed")
+    images, digits = metrics.training_draws(pipe.model, pipe.config, per_digit=30)
+    assert images.dtype == torch.uint8 and images.shape == (300, 28, 28)
+    assert digits.tolist() == [d for d in range(10) for _ in range(30)]
+    assert (judge.predict(images.float() / 255) == digits).float().mean() >= 0.95

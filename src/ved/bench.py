@@ -86,10 +86,14 @@ def family_of(caption: str) -> str:
 
 
 @torch.no_grad()
-def score(images, caption_list, split: str = "test", judge=None, device="cpu", data=None) -> dict:
+def score(
+    images, caption_list, split: str = "test", judge=None, device="cpu", data=None, cas: bool = False
+) -> dict:
     """Score `images` (uint8 (captions, n, 28, 28), row i drawn for caption_list[i]) against the real
     digits of `split` ("test" or "valid"). Returns the overall figures, `by_family` (the same figures
-    for each family's rows) and `by_caption` (each caption's digit and accuracy). BenchError or
+    for each family's rows) and `by_caption` (each caption's digit and accuracy); with `cas`, also the
+    Classification Accuracy Score of these images (a classifier trained on them, tested on the split's
+    real digits; metrics.classification_accuracy_score), which trains two classifiers. BenchError or
     CaptionError in one line for input it cannot score."""
     if split not in ("test", "valid"):
         raise BenchError(f"split '{shown(split, 20)}': choose test or valid")
@@ -102,9 +106,15 @@ def score(images, caption_list, split: str = "test", judge=None, device="cpu", d
         if split == "test"
         else contextlib.nullcontext()
     )
+    data = data or mnist.load(progress=False)
     with opened:
-        reference = metrics.RealReference(judge, data or mnist.load(progress=False), device, split=split)
+        reference = metrics.RealReference(judge, data, device, split=split)
         result = metrics.score_images(x, caption_list, judge, reference)
+        if cas:
+            per_image = torch.tensor(digits).repeat_interleave(x.shape[1])
+            result.update(
+                metrics.classification_accuracy_score(x.reshape(-1, 28, 28), per_image, data, split)
+            )
         families = [family_of(c) for c in caption_list]
         result["by_family"] = {
             family: metrics.score_images(

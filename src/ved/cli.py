@@ -514,6 +514,13 @@ def options_evaluate(sub) -> argparse.ArgumentParser:
         "0 = background, row i drawn for line i of --captions-file",
     )
     samples_mode.add_argument("--captions-file", metavar="FILE", help="with --samples: one caption a line")
+    s.add_argument(
+        "--cas",
+        action="store_true",
+        help="also the Classification Accuracy Score: a classifier trained on the images (a model's: "
+        "50,000 drawn for its training captions) tested on the split's real digits, beside one trained "
+        "on as many real digits; trains two classifiers a split, minutes on a CPU (default: off)",
+    )
     s.add_argument("--json", help="also write the full results here")
     add_device(s)
     add_quiet(s)
@@ -541,6 +548,7 @@ def cmd_evaluate(args):
             families=args.family,
             splits=args.split,
             progress=not args.quiet,
+            cas=args.cas,
         )
     write_json(args.json, result)
     from .metrics import summary_table
@@ -579,12 +587,12 @@ def evaluate_samples(args):
         raise UsageError("--samples is scored against one split's real digits: --split test or --split valid")
     images = bench.read_samples(Path(args.samples))  # header checked first; never unpickled
     args.caption = []
-    result = bench.score(images, read_captions(args), split=splits[0], device=args.device)
+    result = bench.score(images, read_captions(args), split=splits[0], device=args.device, cas=args.cas)
     write_json(args.json, result)
     table = {family: {splits[0]: row} for family, row in result["by_family"].items()}
     if len(table) > 1:
         table["all"] = {splits[0]: result}
-    print(summary_table({"results": table}))
+    print(summary_table({"results": table, **({"cas": {splits[0]: result}} if args.cas else {})}))
 
 
 def options_reproduce(sub) -> argparse.ArgumentParser:

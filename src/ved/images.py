@@ -48,3 +48,10 @@ def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)  # small images: speed over a few bytes
     return buf.getvalue()
+
+
+def as_uint8(images):
+    """Float images (a torch tensor) in [0, 1] as uint8 in MNIST convention."""
+    import torch  # images.py is read without torch by the commands that start without it
+
+    return (images * 255).round().to(torch.uint8)

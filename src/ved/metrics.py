@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import captions, mnist
+from . import captions, mnist, vocab
 from .batches import CaptionedImages, CaptionPool
+from .images import as_uint8
 
 SAMPLES_PER_SPLIT = 5000  # generated images per family and split (about 500 per digit)
 # Bounded work whatever a caller hands in: the pairwise measures grow with n squared (40,000 images
@@ -306,6 +307,64 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
     }
 
 
+CAS_EPOCHS = 2  # the classifiers' epochs: enough to tell a useful training set from a poor one
+CAS_IMAGES_PER_DIGIT = 5000  # a model's CAS draws MNIST's training split's size: 50,000 images
+
+
+def classification_accuracy_score(
+    images, digits, data: mnist.MNIST, split: str, epochs: int = CAS_EPOCHS
+) -> dict:
+    """Classification Accuracy Score (Ravuri and Vinyals 2019): a classifier of the judge's
+    architecture trained only on these generated images (uint8 or [0, 1], (N, 28, 28)) labelled
+    with their captions' digits, tested on the real digits of `split`; beside it, `cas_real`, the same
+    classifier trained on as many real training digits of each digit (a seeded draw) and tested alike.
+    A generator whose digits are right, varied and real-looking trains one about as good."""
+    from .train_judge import fit_classifier  # the judge's own training loop
+
+    images = torch.as_tensor(images).reshape(-1, 28, 28)
+    images = images if images.dtype == torch.uint8 else as_uint8(images)
+    digits = torch.as_tensor(digits).long()
+    real_x, real_y = data.split(split)
+    train_x, train_y = data.split("train")
+    rng, picked = np.random.default_rng(0), []
+    for d in range(10):
+        pool, wanted = np.flatnonzero(train_y == d), int((digits == d).sum())
+        picked.append(rng.choice(pool, wanted, replace=wanted > len(pool)))
+    picked = np.concatenate(picked)
+    test_x = torch.as_tensor(real_x).float() / 255
+
+    def accuracy(x, y) -> float:
+        with torch.enable_grad():  # callers score under no_grad; this trains
+            classifier = fit_classifier(x, y, epochs, seed=0)
+        return (classifier.predict(test_x) == torch.as_tensor(real_y)).float().mean().item()
+
+    return {
+        "cas": accuracy(images, digits),
+        "cas_real": accuracy(torch.as_tensor(train_x[picked]), torch.as_tensor(train_y[picked])),
+        "cas_images": len(digits),
+        "cas_epochs": epochs,
+        "cas_split": split,
+    }
+
+
+@torch.no_grad()
+def training_draws(model, config: dict, per_digit: int = CAS_IMAGES_PER_DIGIT, seed: int = 0):
+    """`per_digit` images of each digit a model trained on `config` draws for its training captions
+    (100 seeded captions of each digit's pool, or all it has), with their digits: CAS's training set."""
+    pool = captions.pool_for(config["data"], "train")
+    device = next(model.parameters()).device
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    images, digits = [], []
+    for d in (d for d in range(10) if pool[d]):
+        chosen = rng.choice(len(pool[d]), min(100, per_digit), replace=len(pool[d]) < min(100, per_digit))
+        tokens, lengths = vocab.encode([pool[d][i] for i in chosen])
+        n = math.ceil(per_digit / len(chosen))
+        drawn = model.generate(tokens.to(device), lengths.to(device), n, g, **config["sample"]).float().cpu()
+        images.append(as_uint8(drawn.reshape(-1, 28, 28)[:per_digit]))
+        digits += [d] * per_digit
+    return torch.cat(images), torch.tensor(digits)
+
+
 def with_old_names(scores: dict) -> dict:
     """FD_judge's keys and, for one release, the same figures under their old names (fjd...)."""
     return {**scores, **{key.replace("fd_judge", "fjd"): value for key, value in scores.items()}}
@@ -349,9 +408,12 @@ def evaluate_model(
     progress: bool = True,
     data=None,
     reference=None,
+    cas: bool = False,
 ) -> dict:
     """Every metric for a loaded model and its resolved config (pipeline.load gives both), per family
-    and split (default: its own family; valid, test), sampled with the config's [sample] settings.
+    and split (default: its own family; valid, test), sampled with the config's [sample] settings;
+    with `cas`, the Classification Accuracy Score of its draws for its training captions on each
+    split (`cas`: split -> figures).
     Each split is scored against real digits of its own split (`references`): validation rows never
     read a test image, so they can choose settings; only test rows do."""
     device = next(model.parameters()).device
@@ -372,11 +434,15 @@ def evaluate_model(
             if model.likelihood == "bernoulli" and "kl" in losses:  # a VAE's bound, in nats
                 row["elbo_nats"] = -(losses["recon"] + losses["kl"])
         results.setdefault(family, {})[split] = row
-    return {"model": config.get("name", ""), "config": config, "results": results}
+    out = {"model": config.get("name", ""), "config": config, "results": results}
+    if cas:
+        images, digits = training_draws(model, config)
+        out["cas"] = {split: classification_accuracy_score(images, digits, data, split) for split in splits}
+    return out
 
 
 def summary_table(result: dict) -> str:
-    """A Markdown table of the headline numbers of evaluate_model's result."""
+    """A Markdown table of the headline numbers of evaluate_model's result (and its CAS lines)."""
     lines = [
         "| family | split | accuracy | FD_judge (held-out real; floor) | KID_judge | diversity "
         "| precision / recall | recon | KL |",
@@ -390,6 +456,11 @@ def summary_table(result: dict) -> str:
                 f"{r['diversity']:.2f} | {r['precision']:.2f} / {r['recall']:.2f} "
                 f"| {_number(r.get('recon'))} | {_number(r.get('kl'))} |"
             )
+    for split, c in result.get("cas", {}).items():
+        lines.append(
+            f"\nCAS ({split}): {c['cas']:.1%}, a classifier trained on {c['cas_images']:,} of these images; "
+            f"{c['cas_real']:.1%} trained on as many real training digits"
+        )
     return "\n".join(lines)
 
 

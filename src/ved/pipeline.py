@@ -29,7 +29,7 @@ from . import config as configs
 from .about import DEFAULT_MODEL, WEIGHTS_DIR, shipped_models  # noqa: F401 (pipeline.* for callers)
 from .checkpoint import ModelError
 from .errors import VedError, is_whole, one_line, shown, shown_value
-from .images import DEFAULT_N, check_image_count
+from .images import DEFAULT_N, as_uint8, check_image_count
 from .precision import CHOICES as PRECISIONS
 from .precision import autocast_for
 from .precision import resolve as resolve_precision
@@ -469,11 +469,6 @@ class Pipeline:
         except ValueError as e:
             raise ArgumentError(one_line(e)) from None
         return settings
-
-
-def as_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [0, 1] as uint8 in MNIST convention."""
-    return (images * 255).round().to(torch.uint8)
 
 
 def as_output(images: torch.Tensor, output_type: str):

@@ -29,6 +29,44 @@ def _shift(images: torch.Tensor, generator: torch.Generator, pixels: float = 2.0
     return F.grid_sample(images, grid, align_corners=False)
 
 
+def fit_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = False,
+    after_epoch=None,
+) -> models.Judge:
+    """A classifier of the judge's architecture and recipe (random shifts, Adam with a one-cycle
+    rate) fitted to uint8 `images` (N, 28, 28) and their `labels`, on their device; `after_epoch(model,
+    epoch)` runs in eval mode after each epoch. The judge and CAS (metrics.py) are both trained here."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    device = images.device
+    judge = models.Judge().to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(labels) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    for epoch in range(1, epochs + 1):
+        judge.train()
+        order = torch.randperm(len(labels), generator=g).to(device)
+        batches = range(0, len(order), batch_size)
+        for lo in tqdm(batches, desc=f"classifier epoch {epoch}", leave=False, disable=not progress):
+            idx = order[lo : lo + batch_size]
+            x = _shift(images[idx].unsqueeze(1).float() / 255, g)
+            loss = F.cross_entropy(judge(x), labels[idx].long())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        judge.eval()
+        if after_epoch is not None:
+            after_epoch(judge, epoch)
+    return judge
+
+
 def train_judge(
     out,
     device: str = "cpu",
@@ -41,29 +79,13 @@ def train_judge(
 ) -> dict:
     """Train the evaluator CNN on the 50k training split; keep the epoch best on validation. The test
     images are read once, after the choice, to report the kept judge's accuracy."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
     data = mnist.load(progress=progress, log=log)
     x_train, y_train = (torch.as_tensor(a).to(device) for a in data.split("train"))
     x_valid, y_valid = (torch.as_tensor(a).to(device) for a in data.split("valid"))
-    judge = models.Judge().to(device)
-    opt = torch.optim.Adam(judge.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(y_train) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     best, history = -1.0, []
-    for epoch in range(1, epochs + 1):
-        judge.train()
-        order = torch.randperm(len(y_train), generator=g).to(device)
-        batches = range(0, len(order), batch_size)
-        for lo in tqdm(batches, desc=f"judge epoch {epoch}", leave=False, disable=not progress):
-            idx = order[lo : lo + batch_size]
-            x = _shift(x_train[idx].unsqueeze(1).float() / 255, g)
-            loss = F.cross_entropy(judge(x), y_train[idx].long())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        judge.eval()
+
+    def after_epoch(judge, epoch):
+        nonlocal best, config
         valid_acc = (judge.predict(x_valid.float() / 255) == y_valid).float().mean().item()
         history.append({"epoch": epoch, "valid_accuracy": valid_acc})
         log(f"judge epoch {epoch}: valid accuracy {valid_acc:.4f}")
@@ -76,6 +98,9 @@ def train_judge(
                 "command": f"ved judge train --epochs {epochs} --seed {seed}",
             }
             checkpoint.save_model(Path(out), judge, config)
+
+    config: dict = {}
+    judge = fit_classifier(x_train, y_train, epochs, batch_size, lr, seed, progress, after_epoch)
     # the choice is made: now, and only now, the test images
     judge.load_state_dict(checkpoint.load_weights(Path(out), device))
     with holdout.final_report("the kept judge's accuracy on test images"):
