@@ -634,6 +634,18 @@ def options_reproduce(sub) -> argparse.ArgumentParser:
         "and worst seed, results.json each seed's figures (default: 1)",
     )
     s.add_argument(
+        "--cluster",
+        choices=("slurm", "local"),
+        help="train the runs as submitit jobs, all at once: on Slurm (run from a login node, --out on a "
+        "file system the nodes share), or as local processes; evaluation stays here (default: one "
+        "after another in this process; needs pip install 'ved[cluster]')",
+    )
+    s.add_argument("--slurm-partition", metavar="NAME", help="with --cluster slurm: the partition")
+    s.add_argument(
+        "--job-minutes", type=whole(1, 100_000), default=240, help="each job's time limit (default: 240)"
+    )
+    s.add_argument("--job-cpus", type=whole(1, 1024), default=2, help="CPUs for each job (default: 2)")
+    s.add_argument(
         "--train-judge", action="store_true", help="retrain the judge instead of using the shipped one"
     )
     s.add_argument(
@@ -667,8 +679,32 @@ def cmd_reproduce(args):
         peers=args.peers,
         runs=args.runs,
         seeds=args.seeds,
+        executor=cluster_executor(args),
     )
     print(f"report: {path}")
+
+
+def cluster_executor(args):
+    """The submitit executor --cluster asks for, or None: the runs train here, one after another."""
+    if args.cluster is None:
+        if args.slurm_partition:
+            raise UsageError("--slurm-partition goes with --cluster slurm")
+        return None
+    try:
+        import submitit
+    except ImportError:
+        raise UsageError("--cluster trains through submitit: pip install 'ved[cluster]'") from None
+    executor = submitit.AutoExecutor(folder=Path(args.out) / "jobs" / "%j", cluster=args.cluster)
+    device_gpus = 1 if str(args.device).startswith("cuda") else 0
+    executor.update_parameters(
+        name="ved-reproduce",
+        timeout_min=args.job_minutes,
+        cpus_per_task=args.job_cpus,
+        gpus_per_node=device_gpus,
+    )
+    if args.slurm_partition:
+        executor.update_parameters(slurm_partition=args.slurm_partition)
+    return executor
 
 
 def options_serve(sub) -> argparse.ArgumentParser:

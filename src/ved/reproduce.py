@@ -173,12 +173,14 @@ def reproduce(
     peers: bool = False,
     runs: list[str] | None = None,
     seeds: int = 1,
+    executor=None,
 ) -> Path:
     """Each argument is the flag of its name: `all_runs` (--all-runs, or --all): every run of the
     study but the peers; `peers`: the peers beside the default model and beside ved's model on each
     systematic split (--quick: the default model's only); `runs` (--runs): those runs (and the ved
     runs their peers are measured against), nothing else; `seeds` (--seeds): every run trained at
-    training seeds 0..seeds-1, each table giving the mean, a 95% interval and the worst seed."""
+    training seeds 0..seeds-1, each table giving the mean, a 95% interval and the worst seed;
+    `executor` (--cluster): a submitit executor that trains the runs as jobs (train_stage)."""
     started = time.perf_counter()
     named = runs is not None
     earlier = earlier_study(Path(out), quick)
@@ -224,9 +226,7 @@ def reproduce(
             bar.close()  # the error is then the last line, not followed by the bar's
             raise VedError(f"--runs: the study in {out} was scored by another judge; run it again in full")
         study.earlier = {}
-    for name in runs:
-        stage(f"train {name}")
-        train_run(study, name, judge)
+    train_stage(study, runs, judge, executor, stage)
     # The models are chosen and trained: from here on the report reads the test split, and only here.
     scored = ", ".join(runs) if len(runs) <= 8 else f"{len(runs)} runs"
     with holdout.final_report(f"the study's evaluate and draw stages ({scored})", study.out / holdout.LEDGER):
@@ -308,12 +308,46 @@ def train_or_find_judge(study: Study, train_judge: bool) -> Path:
     return judge_dir
 
 
-def train_run(study: Study, unit: str, judge) -> None:
+def train_stage(study: Study, units: list[str], judge, executor=None, stage=lambda name: None) -> None:
+    """Train every run folder: here, one after another, or as jobs of a submitit executor (Slurm, or
+    its local executor), all at once, the ved runs before the peers whose time budgets they set.
+    Either way each run resumes where its folder stands and trains the same weights."""
+    for unit in units:
+        study.runs[unit] = study.out / "runs" / unit
+    ved_runs = [u for u in units if RUNS[run_and_seed(u)[0]].role != "peer"]
+    for wave in (ved_runs, [u for u in units if u not in ved_runs]):
+        if executor is None:
+            for unit in wave:
+                stage(f"train {unit}")
+                record_training(study, unit, train_run(study, unit, *run_and_seed(unit), RUNS, judge))
+            continue
+        jobs = [
+            (unit, executor.submit(train_job, study, unit, *run_and_seed(unit), RUNS, study.judge_dir))
+            for unit in wave
+        ]
+        for unit, job in jobs:
+            stage(f"train {unit}")
+            record_training(study, unit, job.result())
+
+
+def train_job(study: Study, unit: str, name: str, seed: int, runs: dict, judge_dir: Path) -> dict:
+    """train_run as a job: in its own process, with its own judge (the runs travel with it, so that a
+    job needs nothing of the process that submitted it)."""
+    return train_run(study, unit, name, seed, runs, load_judge(judge_dir, study.device))
+
+
+def record_training(study: Study, unit: str, outcome: dict) -> None:
+    name, seed = run_and_seed(unit)
+    study.epochs[unit] = outcome["epochs"]
+    if RUNS[name].role == "paper" and seed == 0:  # the figures' curves are seed 0's
+        study.histories[RUNS[name].captions] = outcome["history"]
+
+
+def train_run(study: Study, unit: str, name: str, seed: int, runs: dict, judge) -> dict:
     """A shipped config at one training seed, its epochs capped for the study (--quick: one or two);
     a peer's time instead capped at its multiple of its ved run's training seconds at the same seed in
-    this study, on that run's data."""
-    name, seed = run_and_seed(unit)
-    run = RUNS[name]
+    this study, on that run's data. Returns its epochs before and after, and its history."""
+    run = runs[name]
     source = unit_name(run.measured_against, seed) if run.measured_against else None
     config = {**configs.load(run.config), "name": unit}
     config["data"].update(run.data)
@@ -329,12 +363,13 @@ def train_run(study: Study, unit: str, judge) -> None:
         config["train"]["max_seconds"] = round(run.budget * train_seconds(study.runs[source]))
     # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)
     config["train"]["eval_images"] = min(config["train"]["eval_images"], 500 if study.quick else 1000)
-    study.runs[unit] = study.out / "runs" / unit
-    before = checkpoint.load_train_state(study.runs[unit] / "last")
-    result = train(config, study.runs[unit], study.device, resume=True, judge=judge, log=tqdm.write)
-    study.epochs[unit] = (before["state"]["epoch"] if before else 0, result["state"]["epoch"])
-    if run.role == "paper" and seed == 0:  # the figures' curves are seed 0's
-        study.histories[run.captions] = result["history"]
+    folder = study.out / "runs" / unit
+    before = checkpoint.load_train_state(folder / "last")
+    result = train(config, folder, study.device, resume=True, judge=judge, log=tqdm.write)
+    return {
+        "epochs": (before["state"]["epoch"] if before else 0, result["state"]["epoch"]),
+        "history": result["history"],
+    }
 
 
 def train_seconds(run: Path) -> float:
