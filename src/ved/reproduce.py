@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import captions, card, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
+from . import about, captions, card, checkpoint, figures, files, holdout, metrics, mnist, report, vocab
 from . import config as configs
 from .errors import VedError, shown
 from .pipeline import DEFAULT_MODEL, WEIGHTS_DIR, Pipeline, device_of, load, load_judge
@@ -655,6 +655,10 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         json.dumps(
             {
                 "quick": study.quick,
+                # the code that wrote these rows (kept_from_earlier names rows an earlier code made)
+                "ved": about.VERSION,
+                "commit": about.commit(),
+                "seeds": study.seeds,
                 "judge_sha256": study.judge_sha256,
                 "kept_from_earlier": kept,
                 "results": study.results,
