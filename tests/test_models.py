@@ -421,3 +421,15 @@ def test_a_caption_fit_that_places_few_of_its_captions_starts_again_at_half_the_
     assert rate == 0.5 and placed > 0.9 and loss < 2
     loss, placed, rate = fit(0.1)
     assert placed < 0.5 and rate in (0.5, 0.25, 1)
+
+
+def test_model_kind_reads_its_older_name_for_a_release_and_refuses_both():
+    from ved import config as configs
+
+    assert configs.resolve({"model": {"family": "cvae"}})["model"]["kind"] == "cvae"
+    assert configs.resolve({"model": {"kind": "flow"}})["model"]["kind"] == "flow"
+    assert configs.resolve({})["model"]["kind"] == "paper_ved"  # the paper's model by default
+    with pytest.raises(ConfigError, match="both kind and family"):
+        configs.resolve({"model": {"kind": "cvae", "family": "cvae"}})
+    with pytest.raises(ConfigError, match=r"\[model\] kind = 'vae'; choose one of: paper_ved, cvae"):
+        configs.resolve({"model": {"kind": "vae"}})
