@@ -3,6 +3,7 @@ templates/report.md) and the README's marked blocks."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -44,15 +45,16 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 PER_SEED = ("accuracy", "fd_judge", "kid_judge", "diversity", "precision", "recall")
 
 
-def interval(values: list[float]) -> list[float] | None:
-    """The 95% interval of the mean of these seeds' figures (Student's t), None for one seed."""
+def interval(values: list[float], low: float = -math.inf, high: float = math.inf) -> list[float] | None:
+    """The 95% interval of the mean of these seeds' figures (Student's t), within [low, high] (an
+    accuracy's is within [0, 1]); None for one seed."""
     n = len(values)
     if n < 2:
         return None
     mean = sum(values) / n
     sd = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
     half = T_975.get(n - 1, 2.0) * sd / n**0.5
-    return [mean - half, mean + half]
+    return [max(low, mean - half), min(high, mean + half)]
 
 
 def over_seeds(per_seed: dict[int, dict]) -> dict:
@@ -74,7 +76,7 @@ def over_seeds(per_seed: dict[int, dict]) -> dict:
             ]
             row["seeds"] = len(seeds)
             fd = [r.get("fd_judge", r.get("fjd")) for r in rows]
-            row["accuracy_interval"] = interval([r["accuracy"] for r in rows])
+            row["accuracy_interval"] = interval([r["accuracy"] for r in rows], 0.0, 1.0)
             row["fd_judge_interval"] = interval(fd) if None not in fd else None
             worst = min(zip(seeds, rows), key=lambda sr: sr[1]["accuracy"])
             row["worst_seed"] = {"seed": worst[0], "accuracy": worst[1]["accuracy"]}
