@@ -60,6 +60,53 @@ def test_errors_are_one_line_and_name_the_problem(caption, fragment):
     assert "\n" not in str(e.value)
 
 
+# Each message whole, as a user reads it: what is wrong, where, and what is allowed. A mutation run
+# (mutmut, over the grammar's functions) found messages, both operators and the length limits
+# that no test pinned; these do.
+@pytest.mark.parametrize(
+    "caption,message",
+    [
+        ("", "caption '': empty caption: write e.g. 'five', 'three plus two' or 'min nine five seven'"),
+        (
+            "three minus",
+            "caption 'three minus': ends with the operator 'minus'; an operator needs a digit after it",
+        ),
+        (
+            "minus three",
+            "caption 'minus three': starts with the operator 'minus'; write 'd plus|minus d ...'",
+        ),
+        ("plus three", "caption 'plus three': starts with the operator 'plus'; write 'd plus|minus d ...'"),
+        ("one plus plus two", "caption 'one plus plus two': expected a digit word at word 3, got 'plus'"),
+        ("one plus two two", "caption 'one plus two two': expected 'plus' or 'minus' at word 4, got 'two'"),
+        (
+            "one or two",
+            "caption 'one or two': 'or' is in the paper's vocabulary but no caption family uses it",
+        ),
+        ("qqqq", "caption 'qqqq': unknown word 'qqqq': allowed words: zero one two three four five six"),
+        ("x" * 1025, "1,025 characters; at most 1024 are allowed"),
+        ("q" * 40, f"unknown word '{'q' * 27}...': allowed words"),  # a long word, shortened to 30
+        (" ".join(["one"] * 65), "65 words; at most 64 are allowed"),
+    ],
+)
+def test_each_refusal_reads_whole(caption, message):
+    with pytest.raises(CaptionError) as refused:
+        parse(caption)
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_length_limits_are_inclusive_and_other_families_are_refused_by_name():
+    assert parse("one" + " " * (captions.MAX_CHARS - 3)) == 1  # exactly MAX_CHARS characters
+    assert parse(" ".join(["one"] + ["plus zero"] * ((captions.MAX_TOKENS - 1) // 2))) == 1  # 63 words
+    assert len(captions.words(" ".join(["one"] * captions.MAX_TOKENS))) == captions.MAX_TOKENS
+    assert captions.check_caption("min three five", "mixed") == 3  # a mixed model reads every family
+    assert captions.check_caption("min three five", None) == 3
+    with pytest.raises(
+        CaptionError, match=r"^caption 'min three five' is a logic caption; this model was trai"
+    ):
+        captions.check_caption("min three five", "arithmetic")
+
+
 VOCAB_WORDS = st.sampled_from(captions.CAPTION_WORDS + ["fiv", "", "<start>", "PLUS", "nine9", "é"])
 
 
