@@ -404,10 +404,12 @@ def test_over_seeds_gives_the_mean_its_95_percent_interval_and_the_worst_seed():
     ]["test"]
     assert row["accuracy"] == pytest.approx(0.98) and row["fd_judge"] == pytest.approx(10.0)
     half = 4.303 * 0.01 / 3**0.5  # t(0.975, 2 df) x sd / sqrt(n)
-    assert row["accuracy_interval"] == pytest.approx([0.98 - half, 0.98 + half])
+    assert row["accuracy_interval"] == pytest.approx([0.98 - half, 1.0])  # a proportion's: at most 100%
     assert row["worst_seed"] == {"seed": 1, "accuracy": 0.97} and row["seeds"] == 3
     assert [s["accuracy"] for s in row["per_seed"]] == [0.99, 0.97, 0.98] and row["by_digit"] == [1]
-    assert report.accuracy_cell(row) == f"98.0% [{0.98 - half:.1%}, {0.98 + half:.1%}], worst 97.0%"
+    assert report.accuracy_cell(row) == f"98.0% [{0.98 - half:.1%}, 100.0%], worst 97.0%"
+    fd = row["fd_judge_interval"]  # not a proportion: not clipped
+    assert fd == pytest.approx([10.0 - 4.303 * 1.0 / 3**0.5, 10.0 + 4.303 * 1.0 / 3**0.5])
     one = report.over_seeds({0: result(0.99, 9.0)})["arithmetic"]["test"]
     assert one["accuracy_interval"] is None and report.accuracy_cell(one) == "99.0%"
 
