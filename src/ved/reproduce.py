@@ -195,25 +195,7 @@ def reproduce(
     study.earlier = earlier
     study.seeds = list(range(seeds))
     runs = study.units(study.paper + study.beyond + study.peers)
-    stages = [
-        "MNIST",
-        "judge",
-        *[f"train {n}" for n in runs],
-        *[f"evaluate {n}" for n in runs],
-        "draw",
-        "write",
-    ]
-    bar = tqdm(stages, desc="reproduce", bar_format="{desc}: {n}/{total} stages [{elapsed}]")
-
-    clock = [time.perf_counter(), "MNIST"]
-
-    def stage(name):
-        now = time.perf_counter()
-        kind = clock[1].split()[0]  # MNIST, judge, train, evaluate, draw: the report sums each kind
-        study.seconds[kind] = study.seconds.get(kind, 0.0) + now - clock[0]
-        clock[:] = [now, name]
-        bar.set_description(f"reproduce: {name}")
-        bar.update(1)
+    bar, stage = stages(study, runs)
 
     stage("MNIST")
     data = mnist.load(log=tqdm.write)
@@ -244,6 +226,31 @@ def reproduce(
             ship_run(study, name)
     bar.close()
     return path
+
+
+def stages(study: Study, runs: list[str]):
+    """The study's progress bar over its stages, and `stage(name)`, which starts the next one and
+    adds the time of the one before to its kind's (MNIST, judge, train, evaluate, draw) in the report."""
+    names = [
+        "MNIST",
+        "judge",
+        *[f"train {n}" for n in runs],
+        *[f"evaluate {n}" for n in runs],
+        "draw",
+        "write",
+    ]
+    bar = tqdm(names, desc="reproduce", bar_format="{desc}: {n}/{total} stages [{elapsed}]")
+    clock = [time.perf_counter(), "MNIST"]
+
+    def stage(name):
+        now = time.perf_counter()
+        kind = clock[1].split()[0]
+        study.seconds[kind] = study.seconds.get(kind, 0.0) + now - clock[0]
+        clock[:] = [now, name]
+        bar.set_description(f"reproduce: {name}")
+        bar.update(1)
+
+    return bar, stage
 
 
 def chosen_runs(quick: bool, all_runs: bool, peers: bool) -> tuple[list[str], list[str]]:
@@ -650,29 +657,7 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
         schedule=paper_schedule(study),
     )
     checkpoint.atomic_write_text(study.out / "report.md", text)
-    checkpoint.atomic_write_text(
-        study.out / "results.json",
-        json.dumps(
-            {
-                "quick": study.quick,
-                # the code that wrote these rows (kept_from_earlier names rows an earlier code made)
-                "ved": about.VERSION,
-                "commit": about.commit(),
-                "seeds": study.seeds,
-                "judge_sha256": study.judge_sha256,
-                "kept_from_earlier": kept,
-                "results": study.results,
-                "published_code_replay": study.published,
-                "latent_mean_accuracy": study.at_mean,
-                "beyond_the_paper": study.comparison,
-                "peers": study.peer_results,
-                "minutes": minutes,
-                "stage_minutes": {kind: seconds / 60 for kind, seconds in study.seconds.items()},
-                "epochs_before_and_after": study.epochs,
-            },
-            indent=2,
-        ),
-    )
+    write_results(study, kept, minutes)
     if readme:
         full = not study.quick and DEFAULT_MODEL in study.comparison  # --quick trains no default model
         headline = (
@@ -690,6 +675,28 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
             peers_table if not study.quick else None,
         )
     return study.out / "report.md"
+
+
+def write_results(study: Study, kept: list[str], minutes: float) -> None:
+    """OUT/results.json: every table's figures, each seed's too, and what made them."""
+    results = {
+        "quick": study.quick,
+        # the code that wrote these rows (kept_from_earlier names rows an earlier code made)
+        "ved": about.VERSION,
+        "commit": about.commit(),
+        "seeds": study.seeds,
+        "judge_sha256": study.judge_sha256,
+        "kept_from_earlier": kept,
+        "results": study.results,
+        "published_code_replay": study.published,
+        "latent_mean_accuracy": study.at_mean,
+        "beyond_the_paper": study.comparison,
+        "peers": study.peer_results,
+        "minutes": minutes,
+        "stage_minutes": {kind: seconds / 60 for kind, seconds in study.seconds.items()},
+        "epochs_before_and_after": study.epochs,
+    }
+    checkpoint.atomic_write_text(study.out / "results.json", json.dumps(results, indent=2))
 
 
 def run_config(study: Study, name: str) -> dict:
