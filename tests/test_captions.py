@@ -40,32 +40,16 @@ def test_paper_examples(caption, digit):
 @pytest.mark.parametrize(
     "caption,fragment",
     [
-        ("", "empty caption"),
         ("fiv", "did you mean 'five'"),
         ("three plus", "ends with the operator"),
         ("nine plus nine", "evaluates to 18"),
         ("one minus two", "evaluates to -1"),
         ("min five", "two or more"),
         ("plus one two", "starts with the operator"),
-        ("one plus plus two", "expected a digit word"),
         ("the five", "not a caption form"),
-        ("one or two", "'or'"),
-        (" ".join(["one"] * 65), "at most 64"),
-    ],
-)
-def test_errors_are_one_line_and_name_the_problem(caption, fragment):
-    with pytest.raises(CaptionError) as e:
-        parse(caption)
-    assert fragment in str(e.value)
-    assert "\n" not in str(e.value)
-
-
-# Each message whole, as a user reads it: what is wrong, where, and what is allowed. A mutation run
-# (mutmut, over the grammar's functions) found messages, both operators and the length limits
-# that no test pinned; these do.
-@pytest.mark.parametrize(
-    "caption,message",
-    [
+        # each message whole, as a user reads it: what is wrong, where, and what is allowed (a mutation
+        # run over the grammar's functions found messages, both operators and the length limits that
+        # no test pinned)
         ("", "caption '': empty caption: write e.g. 'five', 'three plus two' or 'min nine five seven'"),
         (
             "three minus",
@@ -88,11 +72,11 @@ def test_errors_are_one_line_and_name_the_problem(caption, fragment):
         (" ".join(["one"] * 65), "65 words; at most 64 are allowed"),
     ],
 )
-def test_each_refusal_reads_whole(caption, message):
-    with pytest.raises(CaptionError) as refused:
+def test_errors_are_one_line_and_name_the_problem(caption, fragment):
+    with pytest.raises(CaptionError) as e:
         parse(caption)
-    assert message in str(refused.value)
-    assert "\n" not in str(refused.value)
+    assert fragment in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_the_length_limits_are_inclusive_and_other_families_are_refused_by_name():

@@ -181,6 +181,11 @@ def _gives_value(family: Family, tokens: list[str]) -> bool:
         return False
 
 
+def first_per_digit(pool: dict[int, list[str]]) -> dict[int, str]:
+    """The first caption of each digit a pool has, digit by digit: one caption that names each."""
+    return {d: pool[d][0] for d in range(10) if pool.get(d)}
+
+
 def check_caption(caption: str, trained_on: str | None) -> int:
     """The caption's digit if a model trained on the family `trained_on` (None or mixed: any) reads
     it by its grammar; else CaptionError in one line naming the caption and why."""

@@ -118,11 +118,16 @@ def default_experts() -> dict[str, str]:
     return {name: family.expert for name, family in captions.REGISTRY.items()}
 
 
+def kind_of(table: dict):
+    """A [model] table's kind: `kind`, or `family` as configs of 0.1 named it; the paper's VED if neither."""
+    return table.get("kind", table.get("family", "paper_ved"))
+
+
 def model_class(table) -> type:
     """The model class a [model] table names by `kind` (`family`, its older name, read for one release)."""
     if not isinstance(table, dict):
         raise ConfigError(f"[model] must be a table of settings, got {type(table).__name__}")
-    kind = table.get("kind", table.get("family", "paper_ved"))
+    kind = kind_of(table)
     if not isinstance(kind, str) or kind not in models.GENERATORS:
         raise ConfigError(
             f"[model] kind = {shown_value(kind)}; choose one of: {', '.join(models.GENERATORS)}"
@@ -135,7 +140,7 @@ def check_model(table: dict) -> dict:
     cls = model_class(table)
     if "kind" in table and "family" in table:
         raise ConfigError("[model] has both kind and family; family is kind's older name, keep kind")
-    kind = table.get("kind", table.get("family", "paper_ved"))
+    kind = kind_of(table)
     values = {k: v for k, v in table.items() if k not in ("kind", "family")}
     for key in values:
         if key in cls.sample_defaults():

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from . import captions, mnist, vocab
 from .batches import CaptionedImages, CaptionPool
 from .images import as_uint8
+from .train_judge import fit_classifier  # the judge's own training loop: CAS trains one
 
 SAMPLES_PER_SPLIT = 5000  # generated images per family and split (about 500 per digit)
 # Bounded work whatever a caller hands in: the pairwise measures grow with n squared (40,000 images
@@ -319,8 +320,6 @@ def classification_accuracy_score(
     with their captions' digits, tested on the real digits of `split`; beside it, `cas_real`, the same
     classifier trained on as many real training digits of each digit (a seeded draw) and tested alike.
     A generator whose digits are right, varied and real-looking trains one about as good."""
-    from .train_judge import fit_classifier  # the judge's own training loop
-
     images = torch.as_tensor(images).reshape(-1, 28, 28)
     images = images if images.dtype == torch.uint8 else as_uint8(images)
     digits = torch.as_tensor(digits).long()
@@ -370,9 +369,14 @@ def with_old_names(scores: dict) -> dict:
     return {**scores, **{key.replace("fd_judge", "fjd"): value for key, value in scores.items()}}
 
 
+def fd_of(r: dict, part: str = "") -> float | None:
+    """FD_judge (or its `_real` or `_floor` bar) of a result of this release or an earlier one (fjd...)."""
+    return r.get(f"fd_judge{part}", r.get(f"fjd{part}"))
+
+
 def fd_cell(r: dict, digits: int = 1) -> str:
     """FD_judge with its held-out-real bar and floor, from a result of this release or an earlier."""
-    fd, real, floor = (r.get(f"fd_judge{k}", r.get(f"fjd{k}")) for k in ("", "_real", "_floor"))
+    fd, real, floor = (fd_of(r, part) for part in ("", "_real", "_floor"))
     spread = r.get("fd_judge_interval")  # over training seeds (report.over_seeds)
     shown = f"{fd:.{digits}f}" + (f" [{spread[0]:.{digits}f}, {spread[1]:.{digits}f}]" if spread else "")
     return f"{shown} ({real:.{digits}f}; {floor:.{digits}f})"

@@ -190,7 +190,7 @@ def digit_captions(config: dict | None) -> list[str]:
     """One training caption for each digit, 0 first, that names it to a model trained on `config`
     (bare digit words without one)."""
     pool = captions.pool_for(config["data"], "train") if config else captions.label_pool()
-    return [pool[d][0] for d in range(10) if pool[d]]
+    return list(captions.first_per_digit(pool).values())
 
 
 @torch.no_grad()

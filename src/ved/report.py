@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .errors import VedError
-from .metrics import fd_cell, kid_cell
+from .metrics import fd_cell, fd_of, kid_cell
 
 # What the paper's code logged for generated images: 0.13-0.15 in its arithmetic runs
 # (models/indep/VED_mnist-op_*_out.txt), on the captions it trained and validated on. It logged no
@@ -32,7 +32,7 @@ def headline(results: dict, seconds: float | None = None) -> dict:
     out = {
         "families": sorted(results),
         "test_accuracy": round(sum(r["accuracy"] for r in tests) / len(tests), 4),
-        "test_fd_judge": round(sum(r.get("fd_judge", r.get("fjd")) for r in tests) / len(tests), 2),
+        "test_fd_judge": round(sum(fd_of(r) for r in tests) / len(tests), 2),
         "test_diversity": round(sum(r["diversity"] for r in tests) / len(tests), 3),
     }
     if seconds is not None:
@@ -75,7 +75,7 @@ def over_seeds(per_seed: dict[int, dict]) -> dict:
                 {"seed": s, **{k: r[k] for k in PER_SEED if k in r}} for s, r in zip(seeds, rows)
             ]
             row["seeds"] = len(seeds)
-            fd = [r.get("fd_judge", r.get("fjd")) for r in rows]
+            fd = [fd_of(r) for r in rows]
             row["accuracy_interval"] = interval([r["accuracy"] for r in rows], 0.0, 1.0)
             row["fd_judge_interval"] = interval(fd) if None not in fd else None
             worst = min(zip(seeds, rows), key=lambda sr: sr[1]["accuracy"])

@@ -266,9 +266,8 @@ def with_measured_against(beyond: list[str], peers: list[str]) -> tuple[list[str
     return [*beyond, *(r for r in measured_against if r not in beyond)], peers
 
 
-PAPER_KEYWORD = (
-    "paper"  # --runs paper: the paper's four models, the study's base, trained and scored together
-)
+# --runs paper: the paper's four models, the study's base, trained and scored together
+PAPER_KEYWORD = "paper"
 NAMEABLE = [PAPER_KEYWORD, *BEYOND, *PEERS]  # what --runs may name
 
 
@@ -520,9 +519,8 @@ def gather(study: Study) -> None:
             study.peer_results[name] = {**first, "results": results}
         if "paper" in found:
             family, seeds = RUNS[name].captions, found["paper"]
-            study.results[family] = report.over_seeds({s: {family: f["row"]} for s, f in seeds.items()})[
-                family
-            ]
+            rows = {s: {family: f["row"]} for s, f in seeds.items()}
+            study.results[family] = report.over_seeds(rows)[family]
             for table, key in ((study.published, "published"), (study.at_mean, "at_mean")):
                 table[family] = {
                     split: sum(f[key][split] for f in seeds.values()) / len(seeds)
@@ -598,15 +596,13 @@ def paper_schedule(study: Study) -> str:
     if study.quick:
         return "at most 2 epochs"
     stops = []
-    for family in PAPER_FAMILIES:
+    for run in PAPER_RUNS:
         try:
-            saved = checkpoint.load_train_state(
-                study.out / "runs" / captions.REGISTRY[family].paper_config / "last"
-            )
+            saved = checkpoint.load_train_state(study.out / "runs" / run.name / "last")
         except checkpoint.ModelError:  # a damaged state: the report says nothing of that run's stop
             continue
         if saved is not None:
-            stops.append(f"{family} {saved['state']['epoch']} (best {saved['state']['best_epoch']})")
+            stops.append(f"{run.captions} {saved['state']['epoch']} (best {saved['state']['best_epoch']})")
     patience = configs.load(PAPER[0])["train"]["patience"]
     stopped = f"; epochs trained: {', '.join(stops)}" if stops else ""
     schedule = f"until the validation reconstruction had not improved for {patience} epochs, as the paper did"

@@ -246,14 +246,15 @@ def collapse_of(out: Path, cfg: dict, train_set, history: list, device) -> str |
             f"the run collapsed: the judge reads {accuracy:.0%} of its validation samples as their "
             "caption's digit (chance is 10%); its caption side may have failed to fit"
         )
-    model = configs.build(cfg).to(device)
-    if model.min_diversity is None:
+    least = configs.model_class(cfg["model"]).min_diversity
+    if least is None:
         return None
+    model = configs.build(cfg).to(device)
     model.load_state_dict(checkpoint.load_weights(out, device))
     model.eval()
-    pool = captions.pool_for(cfg["data"], "train")
-    digits = [d for d in range(10) if pool[d]]
-    tokens, lengths = vocab.encode([pool[d][0] for d in digits])
+    named = captions.first_per_digit(captions.pool_for(cfg["data"], "train"))
+    digits = list(named)
+    tokens, lengths = vocab.encode(list(named.values()))
     g = torch.Generator().manual_seed(0)
     drawn = model.generate(tokens.to(device), lengths.to(device), CHECK_IMAGES, g, **cfg["sample"]).float()
     images, labels = train_set.images.cpu(), train_set.labels.cpu()
@@ -262,10 +263,10 @@ def collapse_of(out: Path, cfg: dict, train_set, history: list, device) -> str |
         real = images[labels == d][:CHECK_IMAGES].float() / 255
         ratios.append(mean_pairwise_distance(row) / mean_pairwise_distance(real))
     diversity = sum(ratios) / len(ratios)
-    if diversity < model.min_diversity:
+    if diversity < least:
         return (
             f"the run collapsed: its samples of each digit barely vary (diversity {diversity:.2f} of real "
-            f"digits', where its family reaches {model.min_diversity} or more); its posterior may ignore "
+            f"digits', where its family reaches {least} or more); its posterior may ignore "
             "the style"
         )
     return None

@@ -55,7 +55,7 @@ class CaptionPrior(nn.Module):
 
     def __init__(self, config: CaptionFit):
         super().__init__()
-        c = self.config = config
+        c = config
         self.encoder = caption_encoders.build(c.encoder, hidden=c.hidden, width=c.width, experts=c.experts)
         self.to_point = nn.Linear(self.encoder.out_dim, c.dim)
         self.prototypes = nn.Parameter(torch.randn(c.classes, c.dim))
