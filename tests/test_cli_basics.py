@@ -1,4 +1,4 @@
-from conftest import run_ved
+from conftest import assert_one_line, run_ved, ved_main
 
 
 def test_captions_parse_prints_digits():
@@ -131,3 +131,19 @@ def test_a_bug_in_ved_is_a_traceback_and_a_request_to_report_it_not_bad_input():
     assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1
     loud = subprocess.run(refusal, capture_output=True, text=True, env={**os.environ, "VED_DEBUG": "1"})
     assert loud.returncode == 2 and "Traceback" in loud.stderr and "did you mean 'three'" in loud.stderr
+
+
+def test_reproduces_new_options_refuse_bad_values_in_one_line_and_write_nothing(tmp_path):
+    """--seeds, the job sizes and --slurm-partition are checked before anything runs or is written."""
+    out = tmp_path / "study"
+    cases = [
+        (["--seeds", "0"], "argument --seeds: 0 is out of range; allowed: 1 to 20"),
+        (["--seeds", "two"], "argument --seeds: 'two' is not a whole number"),
+        (["--job-minutes", "0"], "argument --job-minutes: 0 is out of range"),
+        (["--cluster", "ray"], "argument --cluster: invalid choice: 'ray'"),
+        (["--slurm-partition", "gpu"], "--slurm-partition goes with --cluster slurm"),
+    ]
+    for args, message in cases:
+        code, _, err = ved_main("reproduce", "--out", str(out), *args)
+        assert_one_line(code, err, message)
+        assert not out.exists()

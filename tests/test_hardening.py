@@ -169,6 +169,7 @@ def test_options_out_of_range_name_the_option(args, fragment):
         ("[model]\nkind = 'cvae'\nstyle = 'big'\n", "[model] style = 'big'; allowed: a whole number"),
         ("[model]\nkind = 'cvae'\ncaption_encoder = 'attention'\ncaption_width = 6\n", "divisible"),
         ("[model]\nkind = 'cvae'\ncaption_encoder = 7\n", "caption_encoder = 7; allowed: binary-gru, gru"),
+        ("[train]\ncheck_collapse = 'yes'\n", "[train] check_collapse = 'yes'; allowed: true or false"),
         ("train = 3\n", "[train] must be a table"),
         ("[train\n", "is not valid TOML"),
     ],
