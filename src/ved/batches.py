@@ -72,13 +72,18 @@ class CaptionedImages:
         return len(self.labels)
 
     def batch(self, index: torch.Tensor, caption_index: torch.Tensor, dedupe: bool = True) -> Batch:
-        """Images and captions; with dedupe each distinct caption is encoded once (pools are small)."""
-        if dedupe:
+        """Images and captions; with dedupe each distinct caption is encoded once (pools are small).
+        Off the CPU neither the dedupe nor the cut to the batch's longest caption is made: each reads
+        a value back from the device, and a step that waits for its GPU leaves it idle between
+        launches. Encoders mask padding, so a caption reads the same either way."""
+        on_cpu = self.device.type == "cpu"
+        if dedupe and on_cpu:
             rows, caption_of = torch.unique(caption_index, return_inverse=True)
         else:
             rows, caption_of = caption_index, torch.arange(len(caption_index), device=caption_index.device)
         tokens, lengths = self.pool.tokens[rows], self.pool.lengths[rows]
-        tokens = tokens[:, : int(lengths.max())]  # the pool pads to its longest caption
+        if on_cpu:
+            tokens = tokens[:, : int(lengths.max())]  # the pool pads to its longest caption
         images = self.images[index].unsqueeze(1).float().div_(255.0)
         classes = None if self.pool.classes is None else self.pool.classes[caption_index]
         return Batch(images, tokens, lengths, caption_of, self.pool.digits[caption_index], classes)

@@ -170,8 +170,11 @@ def check_optimizer_state(saved, optimizer: torch.optim.Optimizer) -> None:
     for group, want in zip(groups, fresh["param_groups"]):
         # a setting a newer torch added may be missing from an older run's state; none may differ
         known = isinstance(group, dict) and "params" in group and set(group) <= set(want)
-        if not known or any(_plain(group[k]) != _plain(want[k]) for k in group):
+        # the rate is the schedule's at the last step (train.learning_rate), which sets every step's
+        if not known or any(_plain(group[k]) != _plain(want[k]) for k in group if k != "lr"):
             raise ValueError("the optimiser's settings differ from this config's")
+        if not is_number(group.get("lr", 0), 0, 10):
+            raise ValueError("the optimiser's learning rate is not a number from 0 to 10")
     params = [p for group in optimizer.param_groups for p in group["params"]]
     state = saved["state"]
     if not isinstance(state, dict) or not all(is_whole(k, 0, len(params) - 1) for k in state):

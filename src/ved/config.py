@@ -58,6 +58,9 @@ class Data:
 class Train:
     batch_size: int = whole(128, 1, 50_000)
     lr: float = number(1e-3, 1e-8, 10.0)  # Adam
+    # the rate over the run's max_epochs: held ("constant"), or falling to 0 at the last step in a
+    # straight line ("linear") or a half cosine ("cosine")
+    schedule: str = one_of("constant", ("constant", "linear", "cosine"))
     max_epochs: int = whole(200, 1, 100_000)
     patience: int = whole(10, 1, 100_000)  # epochs without a better validation score before stopping
     early_stop_on: str = one_of(
@@ -77,6 +80,10 @@ class Train:
     ema: float = number(
         0.0, 0.0, 1.0, below_high=True, what="a decay"
     )  # > 0: validate, keep and ship a moving average
+    # true: the training step (forward and backward) through torch.compile, with CUDA graphs on a
+    # GPU, whose small steps otherwise wait on kernel launches; on 2 CPU cores it gained nothing
+    # (docs/speed.md), and the first steps of each batch size pay for compiling
+    compile: bool = flag(False)
     # true: a run that ends collapsed (train.collapse_of) is refused by `ved train` (exit 2, the
     # weights kept); false for smoke runs too short for any model to learn its digits
     check_collapse: bool = flag(True)

@@ -26,7 +26,7 @@ from . import about, captions, checkpoint, holdout, mnist, vocab
 from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
-from .metrics import judged_accuracy, mean_losses, mean_pairwise_distance
+from .metrics import judged_probe, mean_losses, mean_pairwise_distance
 from .precision import autocast_for
 from .precision import resolve as resolve_precision
 
@@ -73,6 +73,13 @@ def train_step(net, model, batch, optimizer, ema: EMA | None, autocast: dict) ->
     if ema is not None:
         ema.follow(model)
     return losses
+
+
+def learning_rate(tcfg: dict, step: int, total: int) -> float:
+    """[train] lr at `step` (from 0) of `total` under [train] schedule."""
+    done = min(step / max(total, 1), 1.0)
+    factor = {"constant": 1.0, "linear": 1 - done, "cosine": 0.5 * (1 + math.cos(math.pi * done))}
+    return tcfg["lr"] * factor[tcfg["schedule"]]
 
 
 def _rng_states(generator, dist=None):
@@ -207,8 +214,11 @@ def _train(config, out, device, resume, judge, progress, log, dist, overwrite) -
         except (RuntimeError, TypeError, AttributeError, KeyError) as e:
             raise checkpoint.ModelError(f"{last}: its moving average does not fit ({one_line(e)})") from None
     precision = resolve_precision(tcfg["precision"], device)
+    net = dist.wrap(model) if dist else model
+    if tcfg["compile"]:  # validation and the model's own fits stay eager: they run once an epoch
+        net = torch.compile(net, mode="reduce-overhead" if torch.device(device).type == "cuda" else None)
     loop = Loop(
-        cfg, out, model, ema.model if ema is not None else model, dist.wrap(model) if dist else model,
+        cfg, out, model, ema.model if ema is not None else model, net,
         optimizer, ema, generator, train_set, valid_set, judge, dist, progress,
         # epochs logged after the last checkpoint are dropped: the resumed run logs them again
         checkpoint.read_metrics(out / "metrics.jsonl", state["epoch"]),
@@ -287,7 +297,11 @@ def _epoch(loop: Loop, state: dict, epoch: int) -> None:
         leave=False,
         disable=not (loop.progress and loop.is_main),
     )
+    per_epoch = bar.total
     for batch in bar:
+        rate = learning_rate(tcfg, (epoch - 1) * per_epoch + steps, tcfg["max_epochs"] * per_epoch)
+        for group in loop.optimizer.param_groups:  # from the step's index: a resume continues it exactly
+            group["lr"] = rate
         losses = train_step(loop.net, loop.model, batch, loop.optimizer, loop.ema, loop.autocast)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.detach()  # read once, after the epoch: no sync per step
@@ -320,13 +334,15 @@ def _end_epoch(loop: Loop, state: dict, epoch: int, steps: int, train_losses: di
         "epoch": epoch,
         "seconds": round(state["seconds"], 3),
         "steps": steps,  # fewer than a whole epoch's where a time budget ended it
+        "lr": loop.optimizer.param_groups[0]["lr"],  # its last step's: [train] schedule
         "precision": loop.precision,
         **{f"train_{k}": v for k, v in train_losses.items()},
         **{f"valid_{k}": v for k, v in valid_losses.items()},
     }
     if loop.judge is not None:  # mean_losses left the model in eval mode
         for split, probe in zip(("train", "valid"), loop.probes):
-            row[f"{split}_accuracy"] = judged_accuracy(loop.kept, loop.judge, probe, loop.cfg["sample"])
+            judged = judged_probe(loop.kept, loop.judge, probe, loop.cfg["sample"], fd=split == "valid")
+            row.update({f"{split}_{name}": value for name, value in judged.items()})
     loop.history.append(row)
     improved = valid_losses[tcfg["early_stop_on"]] < state["best_valid"]
     if improved:
@@ -398,7 +414,9 @@ def _check_same_run(last: Path, cfg: dict) -> None:
     for table in ("model", "data", "train"):
         for key in sorted(set(trained[table]) | set(cfg[table])):
             was, now = trained[table].get(key), cfg[table].get(key)
-            if was != now and not (table == "train" and key in CHANGEABLE_ON_RESUME):
+            # a falling rate is laid out over max_epochs: more epochs would bend the rest of its line
+            scheduled = key == "max_epochs" and cfg["train"]["schedule"] != "constant"
+            if was != now and (scheduled or not (table == "train" and key in CHANGEABLE_ON_RESUME)):
                 raise checkpoint.ModelError(
                     f"{last.parent} was trained with [{table}] {key} = {was!r}, and this config has "
                     f"{now!r}; resume with the config it was trained with, or delete the folder "
