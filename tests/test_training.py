@@ -125,7 +125,7 @@ def test_training_learns_and_logs_metrics(tiny_run):
     for key in ("train_recon", "train_kl", "valid_recon", "valid_kl", "train_accuracy", "valid_accuracy"):
         assert all(np.isfinite(r[key]) for r in rows), key
     assert rows[-1]["valid_recon"] < rows[0]["valid_recon"]
-    # Label captions, each image judged against its own digit: chance is 10%; this run reaches ~47%
+    # Label captions, each image judged against its own digit: chance is 10%; this run reaches ~45%
     # (the paper's loss keeps the latent noise near 1, so sampled digits stay blurred early on).
     assert rows[-1]["valid_accuracy"] >= 0.35 and rows[-1]["valid_accuracy"] > rows[0]["valid_accuracy"] + 0.2
     config = json.loads((tiny_run / "config.json").read_text())
@@ -167,37 +167,23 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_kill_then_resume_ends_with_the_same_weights(tiny_run, tmp_path):
+    """TINY's rate falls along a half cosine (`[train] schedule`): each epoch logs its last step's
+    rate, on the curve over the run's steps, and a run killed after its second epoch resumes on it
+    to the same weights. A resume may not change max_epochs, which would bend the rest of the curve."""
     straight, broken = tiny_run, tmp_path / "broken"
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    steps = 4 * rows[0]["steps"]  # 50,000 images in batches of 500: 100 steps an epoch
+    for row in rows:
+        last = row["epoch"] * row["steps"] - 1
+        assert row["lr"] == pytest.approx(6e-3 * 0.5 * (1 + np.cos(np.pi * last / steps)))
     kill_after_epoch(TINY, broken, 2)
+    code, _, err = run_ved("train", "--config", TINY, "--out", str(broken), "--resume", "--epochs", "5")
+    assert_one_line(code, err, "was trained with [train] max_epochs = 4, and this config has 5")
     code, out, err = run_ved("train", "--config", TINY, "--out", str(broken), "--resume", "--quiet")
     assert code == 0, err
     assert_same_weights(straight, broken)
     rows = [json.loads(line) for line in (broken / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
-
-
-def test_a_killed_run_resumes_on_its_learning_rate_schedule(tmp_path):
-    """`[train] schedule = "cosine"`: each epoch logs the rate of its last step, on the half cosine
-    over the run's steps, and a run killed after its second epoch resumes to the same weights. A
-    resume may not change max_epochs, which would bend the rest of the curve."""
-    config = tmp_path / "cosine.toml"
-    config.write_text(Path(TINY).read_text().replace("lr = 3e-3", 'lr = 3e-3\nschedule = "cosine"'))
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
-    code, _, err = run_ved("train", "--config", str(config), "--out", str(straight), "--quiet")
-    assert code == 0, err
-    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
-    steps = 4 * rows[0]["steps"]  # 50,000 images in batches of 500: 100 steps an epoch
-    for row in rows:
-        last = row["epoch"] * row["steps"] - 1
-        assert row["lr"] == pytest.approx(3e-3 * 0.5 * (1 + np.cos(np.pi * last / steps)))
-    kill_after_epoch(str(config), broken, 2)
-    code, out, err = run_ved(
-        "train", "--config", str(config), "--out", str(broken), "--resume", "--epochs", "5"
-    )
-    assert_one_line(code, err, "was trained with [train] max_epochs = 4, and this config has 5")
-    code, out, err = run_ved("train", "--config", str(config), "--out", str(broken), "--resume", "--quiet")
-    assert code == 0, err
-    assert_same_weights(straight, broken)
 
 
 def test_resume_refuses_another_config_but_takes_new_sampling_settings(tiny_run, tmp_path):
@@ -208,10 +194,10 @@ def test_resume_refuses_another_config_but_takes_new_sampling_settings(tiny_run,
     shutil.copytree(tiny_run, run)
     before = (run / checkpoint.CONFIG).read_text()
     other = tmp_path / "other.toml"
-    other.write_text(Path(TINY).read_text().replace("lr = 3e-3", "lr = 1e-3"))
+    other.write_text(Path(TINY).read_text().replace("lr = 6e-3", "lr = 1e-3"))
     code, _, err = ved_main("train", "--config", str(other), "--out", str(run), "--resume")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert "[train] lr = 0.003" in err and "0.001" in err, err
+    assert "[train] lr = 0.006" in err and "0.001" in err, err
     assert (run / checkpoint.CONFIG).read_text() == before
     colder = tmp_path / "colder.toml"
     colder.write_text(Path(TINY).read_text() + "\n[sample]\ntemperature = 0.5\n")
