@@ -101,18 +101,17 @@ def recipe_of(rev: str, name: str, folder: Path) -> str:
 def variant_of(text: str, config: str, folder: Path) -> tuple[str, str]:
     """`--variant "LABEL: TABLE.KEY=VALUE ..."` -> (LABEL, the path of the changed config)."""
     from ved import config as configs
-    from ved import files
+    from ved.errors import ConfigError
 
     label, sep, changes = text.partition(":")
     if not (sep and label.strip() and changes.split()):
         sys.exit(f"train_recipe: --variant {text!r}: expected 'LABEL: TABLE.KEY=VALUE ...'")
     changed = configs.load(config)
-    for change in changes.split():
-        key, sep, value = change.partition("=")
-        table, dot, name = key.partition(".")
-        if not (sep and dot and isinstance(changed.get(table), dict)):
-            sys.exit(f"train_recipe: --variant {change!r}: expected TABLE.KEY=VALUE, e.g. train.lr=4e-3")
-        changed[table][name] = files.parse_toml(f"v = {value}", f"--variant {change!r}")["v"]
+    try:
+        for change in changes.split():
+            configs.override(changed, change)
+    except ConfigError as e:
+        sys.exit(f"train_recipe: --variant {e}")
     path = folder / f"variant-{len(list(folder.glob('variant-*')))}.toml"
     lines = [f"name = {toml_value(changed['name'])}"]
     for table in ("model", "data", "train", "sample"):

@@ -18,8 +18,9 @@ import time
 
 import torch
 
-from ved import captions, content, files, mnist, vocab
+from ved import captions, content, mnist, vocab
 from ved import config as configs
+from ved.errors import ConfigError
 from ved.train import make_split
 
 
@@ -30,9 +31,11 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [model] key")
     args = parser.parse_args()
     config = configs.load(args.config)
-    for text in args.set:
-        key, _, value = text.partition("=")
-        config["model"][key] = files.parse_toml(f"v = {value}", f"--set {text!r}")["v"]
+    try:
+        for text in args.set:
+            configs.override(config, f"model.{text}")
+    except ConfigError as e:
+        raise SystemExit(f"caption_fit_seeds: --set {e}") from None
     data = mnist.load(progress=False)
     train = make_split(data, config["data"], "train", "cpu")
     families = captions.pool_families(config["data"], "train")

@@ -18,8 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from ved import captions, files, metrics, mnist, report
+from ved import captions, metrics, mnist, report
 from ved import config as configs
+from ved.errors import ConfigError
 from ved.pipeline import load, load_judge
 from ved.train import train
 
@@ -33,15 +34,17 @@ def main():
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE")
     parser.add_argument("--tag", help="names the variant's folders and summary (default: none)")
     args = parser.parse_args()
-    overrides = [override(text) for text in args.set]
     name = args.config + (f"-{args.tag}" if args.tag else "")
     data, judge = mnist.load(progress=False), load_judge()
     references = metrics.References(judge, data)
     per_seed, seconds, collapsed = {}, {}, {}
     for seed in args.seeds:
         config = configs.load(args.config)
-        for table, key, value in overrides:
-            config[table][key] = value
+        try:
+            for text in args.set:
+                configs.override(config, text)
+        except ConfigError as e:
+            raise SystemExit(f"seed_spread: --set {e}") from None
         config["train"]["seed"] = seed
         folder = args.out / f"{name}-seed{seed}"
         t0 = time.perf_counter()
@@ -74,15 +77,6 @@ def main():
     out = args.out / f"{name}-seeds.json"
     summary = {"set": args.set, "seconds": seconds, "collapsed": collapsed, "results": gathered}
     out.write_text(json.dumps(summary, indent=1))
-
-
-def override(text: str) -> tuple[str, str, object]:
-    """`model.channels=16` -> ("model", "channels", 16): the value read as TOML reads it."""
-    name, sep, value = text.partition("=")
-    table, dot, key = name.partition(".")
-    if not (sep and dot and key):
-        raise SystemExit(f"--set {text!r}: expected TABLE.KEY=VALUE, e.g. model.channels=16")
-    return table, key, files.parse_toml(f"v = {value}", f"--set {text!r}")["v"]
 
 
 if __name__ == "__main__":

@@ -454,3 +454,22 @@ def test_the_compiled_training_step_trains_as_the_eager_one(tmp_path):
         losses[compiled] = {k: row[k] for k in ("train_loss", "train_recon", "valid_loss", "valid_recon")}
     for key, eager in losses[False].items():
         assert losses[True][key] == pytest.approx(eager, rel=1e-2), key
+
+
+def test_a_recipe_variant_changes_one_key_or_is_refused_in_one_line():
+    """configs.override, what the experiments' --set and the benchmark's --variant apply."""
+    config = configs.load("cvae-mixed")
+    configs.override(config, "model.channels=16")
+    configs.override(config, 'train.schedule="linear"')
+    assert config["model"]["channels"] == 16 and config["train"]["schedule"] == "linear"
+    for bad, message in (
+        ("channels=16", "expected TABLE.KEY=VALUE"),
+        ("model.channels", "expected TABLE.KEY=VALUE"),
+        ("nowhere.channels=16", "expected TABLE.KEY=VALUE"),
+        ("model.=16", "expected TABLE.KEY=VALUE"),
+        ("train.schedule=linear", "is not valid TOML"),
+    ):
+        with pytest.raises(configs.ConfigError, match=message) as refused:
+            configs.override(config, bad)
+        assert "\n" not in str(refused.value)
+    assert config["model"]["channels"] == 16  # a refused change leaves the config as it was

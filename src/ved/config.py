@@ -188,6 +188,17 @@ def build(config: dict) -> models.Generator:
     return model
 
 
+def override(config: dict, change: str) -> None:
+    """`model.channels=16`: config["model"]["channels"] = 16, the value read as TOML reads it (the
+    experiments' and benchmarks' variants of a recipe); ConfigError in one line otherwise. The
+    changed config is checked where it is built or trained."""
+    key, sep, value = change.partition("=")
+    table, dot, name = key.partition(".")
+    if not (sep and dot and name and isinstance(config.get(table), dict)):
+        raise ConfigError(f"{shown(change, 80)!r}: expected TABLE.KEY=VALUE, e.g. model.channels=16")
+    config[table][name] = files.parse_toml(f"v = {value}", repr(shown(change, 80)), ConfigError)["v"]
+
+
 def load(path_or_name) -> dict:
     """A TOML config file, or a shipped config by name (`cvae-arithmetic`), resolved and checked, its
     model built once to run the model's own checks; ValueError in one line naming the file otherwise."""
