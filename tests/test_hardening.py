@@ -170,6 +170,8 @@ def test_options_out_of_range_name_the_option(args, fragment):
         ("[model]\nkind = 'cvae'\ncaption_encoder = 'attention'\ncaption_width = 6\n", "divisible"),
         ("[model]\nkind = 'cvae'\ncaption_encoder = 7\n", "caption_encoder = 7; allowed: binary-gru, gru"),
         ("[train]\ncheck_collapse = 'yes'\n", "[train] check_collapse = 'yes'; allowed: true or false"),
+        ("[train]\nschedule = 'step'\n", "[train] schedule = 'step'; allowed: constant, linear, cosine"),
+        ("[train]\ncompile = 1\n", "[train] compile = 1; allowed: true or false"),
         ("train = 3\n", "[train] must be a table"),
         ("[train\n", "is not valid TOML"),
     ],
