@@ -172,6 +172,7 @@ def test_options_out_of_range_name_the_option(args, fragment):
         ("[train]\ncheck_collapse = 'yes'\n", "[train] check_collapse = 'yes'; allowed: true or false"),
         ("[train]\nschedule = 'step'\n", "[train] schedule = 'step'; allowed: constant, linear, cosine"),
         ("[train]\ncompile = 1\n", "[train] compile = 1; allowed: true or false"),
+        ("[train]\nwarmup_steps = -1\n", "[train] warmup_steps = -1; allowed: a whole number from 0"),
         ("train = 3\n", "[train] must be a table"),
         ("[train\n", "is not valid TOML"),
     ],

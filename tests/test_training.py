@@ -412,12 +412,20 @@ def test_a_training_step_reads_nothing_back_from_its_device(mnist_data):
 
 
 def test_the_learning_rate_schedules():
-    """`[train] schedule`: the rate of each step from its index, so a resumed run continues it exactly."""
-    tcfg = {"lr": 1e-2}
+    """`[train] schedule` and `warmup_steps`: the rate of each step from its index, so a resumed run
+    continues it exactly."""
+    tcfg = {"lr": 1e-2, "warmup_steps": 0}
     for step, constant, linear, cosine in ((0, 1e-2, 1e-2, 1e-2), (50, 1e-2, 5e-3, 5e-3), (100, 1e-2, 0, 0)):
         for name, rate in (("constant", constant), ("linear", linear), ("cosine", cosine)):
             assert learning_rate({**tcfg, "schedule": name}, step, 100) == pytest.approx(rate, abs=1e-12)
     assert learning_rate({**tcfg, "schedule": "cosine"}, 25, 100) == pytest.approx(1e-2 * (1 + 0.5**0.5) / 2)
+    warm = {
+        **tcfg,
+        "warmup_steps": 10,
+    }  # from lr / 10 at the first step to lr at the tenth, then the schedule's
+    for step, constant, linear in ((0, 1e-3, 1e-3), (4, 5e-3, 4.8e-3), (9, 1e-2, 9.1e-3), (50, 1e-2, 5e-3)):
+        assert learning_rate({**warm, "schedule": "constant"}, step, 100) == pytest.approx(constant)
+        assert learning_rate({**warm, "schedule": "linear"}, step, 100) == pytest.approx(linear)
 
 
 def test_a_saved_optimiser_state_may_hold_any_scheduled_rate_but_no_damaged_one():
@@ -473,3 +481,40 @@ def test_a_recipe_variant_changes_one_key_or_is_refused_in_one_line():
             configs.override(config, bad)
         assert "\n" not in str(refused.value)
     assert config["model"]["channels"] == 16  # a refused change leaves the config as it was
+
+
+def encoder_channels_alive(config: dict, seed: int, steps: int, train_set) -> float:
+    """The share of the image encoder's second-convolution channels that answer any of 2,000 training
+    images after the recipe's first `steps` steps at training seed `seed`."""
+    from ved.precision import autocast_for
+
+    tcfg = configs.resolve({**config, "train": {**config["train"], "seed": seed}})["train"]
+    torch.manual_seed(seed)
+    model = configs.build(config)
+    optimizer, generator = model.optimizer(tcfg["lr"]), torch.Generator().manual_seed(seed)
+    for step, batch in zip(range(steps), train_set.batches(tcfg["batch_size"], generator)):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(tcfg, step, steps * 100)
+        train_step(model, model, batch, optimizer, None, autocast_for(tcfg["precision"], "cpu"))
+    with torch.no_grad():
+        second = model.image_encoder[:4](train_set.images[:2000].unsqueeze(1).float() / 255)
+    return (second.amax((2, 3)) > 0).any(0).float().mean().item()
+
+
+def test_the_image_encoder_survives_the_first_steps_at_every_seed(mnist_data):
+    """The posterior collapse cvae-logic once ended in (KL 0.001 nats, its critic at chance, every
+    sample its class's blurry mean) starts in the first steps: Adam moves every weight by about the
+    full rate whatever its gradient, and before the decoder uses the style nothing but the KL's pull
+    towards the prior steers the encoder, so its second convolution's channels fall silent on every
+    image. A silent ReLU gets no gradient, so the encoder never returns. Measured after 25 steps at
+    seeds 0-9: 94-100% of the channels answer with the shipped warm-up, 0-81% without it (seed 3:
+    none). The classes are the digits, as content.discover finds them up to their order
+    (docs/conditional-vae.md)."""
+    config = configs.load("cvae-logic")
+    assert config["train"]["warmup_steps"] >= 100
+    train_set = make_split(mnist_data, config["data"], "train", "cpu")
+    train_set.pool.classes = train_set.pool.digits
+    for seed in range(3):
+        assert encoder_channels_alive(config, seed, 25, train_set) >= 0.9, seed
+    cold = {**config, "train": {**config["train"], "warmup_steps": 0}}
+    assert encoder_channels_alive(cold, 3, 25, train_set) <= 0.1

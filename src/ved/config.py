@@ -61,6 +61,10 @@ class Train:
     # the rate over the run's max_epochs: held ("constant"), or falling to 0 at the last step in a
     # straight line ("linear") or a half cosine ("cosine")
     schedule: str = one_of("constant", ("constant", "linear", "cosine"))
+    # the rate rising in a straight line from lr / warmup_steps to the schedule's over the first steps:
+    # Adam's first steps move every weight by about lr whatever its gradient, and at full rate they
+    # killed the image encoder of a conditional VAE (docs/conditional-vae.md)
+    warmup_steps: int = whole(0, 0, 10_000_000)
     max_epochs: int = whole(200, 1, 100_000)
     patience: int = whole(10, 1, 100_000)  # epochs without a better validation score before stopping
     early_stop_on: str = one_of(

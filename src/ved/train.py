@@ -76,10 +76,12 @@ def train_step(net, model, batch, optimizer, ema: EMA | None, autocast: dict) ->
 
 
 def learning_rate(tcfg: dict, step: int, total: int) -> float:
-    """[train] lr at `step` (from 0) of `total` under [train] schedule."""
+    """[train] lr at `step` (from 0) of `total` under [train] schedule, times (step + 1) / warmup_steps
+    over the first warmup_steps."""
     done = min(step / max(total, 1), 1.0)
     factor = {"constant": 1.0, "linear": 1 - done, "cosine": 0.5 * (1 + math.cos(math.pi * done))}
-    return tcfg["lr"] * factor[tcfg["schedule"]]
+    warm = min(1.0, (step + 1) / tcfg["warmup_steps"]) if tcfg["warmup_steps"] else 1.0
+    return tcfg["lr"] * factor[tcfg["schedule"]] * warm
 
 
 def _rng_states(generator, dist=None):
