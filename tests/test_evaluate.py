@@ -172,8 +172,9 @@ def test_reproduce_quick(tmp_path):
     assert "## Beyond the paper" in report and "| arithmetic | test | conditional VAE |" in report
     assert (tmp_path / "figures" / "samples_cvae-arithmetic.png").read_bytes()[:4] == b"\x89PNG"
     results = json.loads((tmp_path / "results.json").read_text())
-    # one epoch of cvae-arithmetic on 10,000 images: measured 98.9% (valid and test) on 1,000 samples
-    assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] >= 0.97
+    # one epoch of cvae-arithmetic on 10,000 images, its warm-up over as many images as the recipe's
+    # (50 steps of 32): measured 97.2% (valid), 97.5% (test) on 1,000 samples
+    assert results["beyond_the_paper"]["cvae-arithmetic"]["arithmetic"]["test"]["accuracy"] >= 0.95
     assert results["minutes"] > 0  # recorded; how long it takes is benchmarks' business, not a test's
     # the report says what this invocation did: time by stage, and which runs it trained
     assert {"MNIST", "judge", "train", "evaluate", "draw"} <= results["stage_minutes"].keys()
