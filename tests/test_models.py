@@ -433,4 +433,3 @@ def test_model_kind_reads_its_older_name_for_a_release_and_refuses_both():
         configs.resolve({"model": {"kind": "cvae", "family": "cvae"}})
     with pytest.raises(ConfigError, match=r"\[model\] kind = 'vae'; choose one of: paper_ved, cvae"):
         configs.resolve({"model": {"kind": "vae"}})
-
