@@ -21,23 +21,12 @@ import torch
 from ved import config as configs
 from ved import content, mnist
 from ved.errors import ConfigError
+from ved.models.base import units_answering
 from ved.precision import autocast_for
 from ved.precision import resolve as resolve_precision
 from ved.train import learning_rate, make_split, train_step
 
 SHOWN = (1, 10, 25, 50, 100, 200, 300, 500, 1000, 2000)
-
-
-def alive(encoder: torch.nn.Sequential, images: torch.Tensor) -> list[float]:
-    """Per ReLU of the encoder, the share of its units (a channel: any pixel) that answer any image."""
-    shares, x = [], images
-    with torch.no_grad():
-        for layer in encoder:
-            x = layer(x)
-            if isinstance(layer, torch.nn.ReLU):
-                peak = x.amax((2, 3)) if x.dim() == 4 else x
-                shares.append((peak > 0).any(0).float().mean().item())
-    return shares
 
 
 def main():
@@ -75,7 +64,7 @@ def main():
                 losses = train_step(model, model, batch, optimizer, None, autocast)
                 step += 1
                 if step in SHOWN or step == args.steps:
-                    shares = " / ".join(f"{s:.0%}" for s in alive(model.image_encoder, probe))
+                    shares = " / ".join(f"{s:.0%}" for s in units_answering(model.image_encoder, probe))
                     critic = losses["critic"].item() if "critic" in losses else float("nan")
                     kl = losses["kl"].item()
                     print(f"| {seed} | {step} | {kl:.4f} | {critic:.2f} | {shares} |", flush=True)

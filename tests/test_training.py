@@ -419,10 +419,8 @@ def test_the_learning_rate_schedules():
         for name, rate in (("constant", constant), ("linear", linear), ("cosine", cosine)):
             assert learning_rate({**tcfg, "schedule": name}, step, 100) == pytest.approx(rate, abs=1e-12)
     assert learning_rate({**tcfg, "schedule": "cosine"}, 25, 100) == pytest.approx(1e-2 * (1 + 0.5**0.5) / 2)
-    warm = {
-        **tcfg,
-        "warmup_steps": 10,
-    }  # from lr / 10 at the first step to lr at the tenth, then the schedule's
+    # a warm-up from lr / 10 at the first step to lr at the tenth, then the schedule's
+    warm = {**tcfg, "warmup_steps": 10}
     for step, constant, linear in ((0, 1e-3, 1e-3), (4, 5e-3, 4.8e-3), (9, 1e-2, 9.1e-3), (50, 1e-2, 5e-3)):
         assert learning_rate({**warm, "schedule": "constant"}, step, 100) == pytest.approx(constant)
         assert learning_rate({**warm, "schedule": "linear"}, step, 100) == pytest.approx(linear)
@@ -486,19 +484,19 @@ def test_a_recipe_variant_changes_one_key_or_is_refused_in_one_line():
 def encoder_channels_alive(config: dict, seed: int, steps: int, train_set) -> float:
     """The share of the image encoder's second-convolution channels that answer any of 2,000 training
     images after the recipe's first `steps` steps at training seed `seed`."""
-    from ved.precision import autocast_for
+    from ved.models.base import units_answering
+    from ved.precision import autocast_for, resolve
 
     tcfg = configs.resolve({**config, "train": {**config["train"], "seed": seed}})["train"]
     torch.manual_seed(seed)
     model = configs.build(config)
     optimizer, generator = model.optimizer(tcfg["lr"]), torch.Generator().manual_seed(seed)
+    autocast = autocast_for(resolve(tcfg["precision"], "cpu"), "cpu")
     for step, batch in zip(range(steps), train_set.batches(tcfg["batch_size"], generator)):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, step, steps * 100)
-        train_step(model, model, batch, optimizer, None, autocast_for(tcfg["precision"], "cpu"))
-    with torch.no_grad():
-        second = model.image_encoder[:4](train_set.images[:2000].unsqueeze(1).float() / 255)
-    return (second.amax((2, 3)) > 0).any(0).float().mean().item()
+        train_step(model, model, batch, optimizer, None, autocast)
+    return units_answering(model.image_encoder, train_set.images[:2000].unsqueeze(1).float() / 255)[1]
 
 
 def test_the_image_encoder_survives_the_first_steps_at_every_seed(mnist_data):

@@ -365,9 +365,9 @@ def train_run(study: Study, unit: str, name: str, seed: int, runs: dict, judge) 
         config["train"]["max_epochs"] = quick_epochs
         config["data"]["train_images"] = QUICK_TRAIN_IMAGES
         # the warm-up over as many images as the recipe's: 200 steps of 32 would spend most of the one epoch
-        warmup = config["train"].get("warmup_steps", 0)
-        config["train"]["warmup_steps"] = warmup * QUICK_BATCH // config["train"]["batch_size"]
-        config["train"]["batch_size"] = QUICK_BATCH
+        tcfg = config["train"]
+        tcfg["warmup_steps"] = tcfg["warmup_steps"] * QUICK_BATCH // tcfg["batch_size"]
+        tcfg["batch_size"] = QUICK_BATCH
     elif name in study.peers:
         config["train"]["max_seconds"] = round(run.budget * train_seconds(study.runs[source]))
     # per-epoch curves; the tables use 5,000 samples (a peer's config may ask for fewer: 40 U-Net passes each)

@@ -120,6 +120,20 @@ def image_encoder(channels: int, hidden: int) -> nn.Sequential:
     )
 
 
+@torch.no_grad()
+def units_answering(encoder: nn.Sequential, images: torch.Tensor) -> list[float]:
+    """Per ReLU of an image_encoder, the share of its units (a channel: any of its pixels) that answer
+    any of `images` (N, 1, 28, 28). A unit that answers none gets no gradient and never answers again:
+    with none left in a layer, the encoder is silent for good (docs/conditional-vae.md)."""
+    shares, x = [], images
+    for layer in encoder:
+        x = layer(x)
+        if isinstance(layer, nn.ReLU):
+            peak = x.amax((2, 3)) if x.dim() == 4 else x
+            shares.append((peak > 0).any(0).float().mean().item())
+    return shares
+
+
 def image_decoder(inputs: int, channels: int, hidden: int) -> nn.Sequential:
     """`inputs` features -> 28x28 pixel logits, mirroring image_encoder."""
     return nn.Sequential(
