@@ -8,7 +8,7 @@ import torch
 from conftest import ved_main
 from torch.utils.data import DataLoader
 
-from ved import bench, captions, holdout
+from ved import bench, captions, holdout, metrics
 from ved.data import CaptionedMNIST
 
 
@@ -125,23 +125,24 @@ def test_evaluate_samples_refuses_bad_files_in_one_line(tmp_path):
 
 def test_cas_of_real_digits_matches_real_training_and_wrong_labels_fall_to_chance(mnist_data, tmp_path):
     """CAS (Ravuri and Vinyals 2019) through `ved evaluate --samples --cas`: 2,000 real training digits
-    train a classifier about as good as 2,000 other real training digits (measured 79.8% against
-    77.6% on validation digits after one epoch of the judge's recipe: a few points apart at this
-    size), and the same images under shuffled captions train one at chance (11.6%)."""
+    train a classifier about as good as 2,000 other real training digits (measured 93.5% against
+    93.3% on validation digits after the judge's recipe for two epochs), and the same images under
+    shifted labels train one at chance."""
     images, labels = mnist_data.split("train")
     rows = np.stack([images[labels == d][:200] for d in range(10)])  # (10, 200, 28, 28)
     np.save(tmp_path / "real.npy", rows)
     (tmp_path / "right.txt").write_text("\n".join(captions.DIGIT_WORDS) + "\n")
-    (tmp_path / "wrong.txt").write_text("\n".join(captions.DIGIT_WORDS[1:] + captions.DIGIT_WORDS[:1]) + "\n")
-    scores = {}
-    for name in ("right", "wrong"):
-        files = ["--samples", str(tmp_path / "real.npy"), "--captions-file", str(tmp_path / f"{name}.txt")]
-        out = tmp_path / f"{name}.json"
-        code, stdout, err = ved_main("evaluate", *files, "--split", "valid", "--cas", "--json", str(out))
-        assert code == 0, err
-        scores[name] = json.loads(out.read_text())
-        assert "CAS (valid): " in stdout
-    right, wrong = scores["right"], scores["wrong"]
+    files = ["--samples", str(tmp_path / "real.npy"), "--captions-file", str(tmp_path / "right.txt")]
+    code, stdout, err = ved_main(
+        "evaluate", *files, "--split", "valid", "--cas", "--json", str(tmp_path / "o.json")
+    )
+    assert code == 0, err
+    assert "CAS (valid): " in stdout
+    right = json.loads((tmp_path / "o.json").read_text())
     assert right["cas_images"] == 2000 and right["cas_split"] == "valid"
     assert right["cas"] > 0.6 and abs(right["cas"] - right["cas_real"]) < 0.08
+    # the same images, each labelled as the next digit (what `ved evaluate` reads from a shifted
+    # captions file): the classifier learns the wrong names, the real-trained one is unchanged
+    shifted = np.repeat((np.arange(10) + 1) % 10, 200)
+    wrong = metrics.classification_accuracy_score(rows.reshape(-1, 28, 28), shifted, mnist_data, "valid")
     assert wrong["cas"] < 0.2 and wrong["cas_real"] == right["cas_real"]

@@ -349,6 +349,7 @@ def classification_accuracy_score(
     def accuracy(x, y) -> float:
         with torch.enable_grad():  # callers score under no_grad; this trains
             classifier = fit_classifier(x, y, epochs, seed=0)
+        classifier.to(memory_format=torch.channels_last)  # the judge's layout: twice as fast to read 10,000
         return (classifier.predict(test_x) == torch.as_tensor(real_y)).float().mean().item()
 
     return {
