@@ -254,7 +254,7 @@ def test_reproduce_quick(tmp_path):
     # --runs trains and scores only the runs it names; their rows replace theirs, the rest are kept;
     # --seeds 2 adds training seed 1 beside the seed 0 already trained, and gives one row with the
     # seeds' interval
-    code, _, err = run_ved(
+    code, _, err = ved_main(  # in this process: the command line itself ran above
         "reproduce", "--quick", "--out", str(tmp_path), "--runs", "cvae-arithmetic", "--seeds", "2"
     )
     assert code == 0, err[-2000:]
@@ -277,11 +277,13 @@ def test_reproduce_quick(tmp_path):
     assert "| arithmetic | test | conditional VAE |" in report
     assert f"worst {row['worst_seed']['accuracy']:.1%} |" in report
     assert "Kept from an earlier invocation, not made by this one: the paper's four models." in report
+    assert "Trained in this invocation: cvae-arithmetic-seed1 (epoch 1)" in report
+    assert "Finished before it, only resumed and scored: cvae-arithmetic." in report
     assert all(f"| {family} | test |" in report for family in results["results"])  # the kept rows, shown
     assert "![cvae-arithmetic](figures/samples_cvae-arithmetic.png)" in report
 
     # --runs paper: the paper's four, the study's base, scored again (here finished, so only resumed)
-    code, _, err = run_ved("reproduce", "--quick", "--out", str(tmp_path), "--runs", "paper")
+    code, _, err = ved_main("reproduce", "--quick", "--out", str(tmp_path), "--runs", "paper")
     assert code == 0, err[-2000:]
     again = json.loads((tmp_path / "results.json").read_text())
     assert again["epochs_before_and_after"] == {f"paper-{f}": [2, 2] for f in results["results"]}

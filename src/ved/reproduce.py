@@ -627,7 +627,11 @@ def write(study: Study, judge_info: dict, minutes: float, readme: Path | None) -
     beyond_table = report.comparison_table(study.results, rows)
     peers_table = report.peers_table(study.peer_results) if study.peer_results else None
     stage_minutes = ", ".join(f"{kind} {seconds / 60:.1f}" for kind, seconds in study.seconds.items())
-    trained = [f"{n} (epochs {a + 1}-{b})" for n, (a, b) in study.epochs.items() if b > a]
+    trained = [
+        f"{n} ({f'epoch {b}' if b == a + 1 else f'epochs {a + 1}-{b}'})"
+        for n, (a, b) in study.epochs.items()
+        if b > a
+    ]
     resumed = [n for n, (a, b) in study.epochs.items() if b == a]
     runs_line = (
         f"Trained in this invocation: {', '.join(trained) or 'none'}. "
