@@ -162,6 +162,52 @@ def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference, t
     assert confusion.sum() == r["images"] and np.trace(confusion) / confusion.sum() >= 0.99
 
 
+def test_score_images_reports_each_figure_as_its_definition_gives_it(mnist_data, judge, reference):
+    """Real validation digits under captions of three kinds, one of them drawn wrong (fours for a five):
+    each breakdown equals what the judge's own readings give, counted here; KID's figure and its
+    spread are the mean over the digits drawn of each subset's estimate, and its spread over subsets;
+    the same images score the same twice (every draw inside is seeded)."""
+    images, labels = mnist_data.split("valid")
+    rows = {"three": 3, "one plus two": 3, "two plus two plus one": 4, "eight": 8}  # caption: digit drawn
+    drawn = torch.stack([torch.as_tensor(images[labels == d][:60]) for d in rows.values()])
+    r = metrics.score_images(drawn, list(rows), judge, reference)
+    again = metrics.score_images(drawn, list(rows), judge, reference)
+    assert json.dumps(again, sort_keys=True) == json.dumps(r, sort_keys=True)  # NaN written alike
+    feats, read = metrics.judge_images(judge, drawn.reshape(-1, 28, 28), "cpu")
+    read, meant = read.view(4, 60), torch.tensor([3, 3, 5, 8])
+    right = (read == meant[:, None]).float()
+    assert r["accuracy"] == pytest.approx(right.mean().item())
+    assert r["by_operations"] == pytest.approx(
+        {0: right[[0, 3]].mean().item(), 1: right[1].mean().item(), 2: 0.0}
+    )
+    by_digit = [right[meant == d].mean().item() if d in (3, 5, 8) else float("nan") for d in range(10)]
+    assert r["by_digit"] == pytest.approx(by_digit, nan_ok=True) and r["by_digit"][5] == 0.0
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (meant[:, None].expand(4, 60).numpy(), read.numpy()), 1)
+    assert r["confusion"] == confusion.tolist()
+    assert [np.isnan(fd) for fd in r["fd_judge_by_digit"]] == [d not in (3, 5, 8) for d in range(10)]
+    per_digit = {d: feats.view(4, 60, -1)[meant == d].reshape(-1, feats.shape[-1]).numpy() for d in (3, 5, 8)}
+    kid = np.mean(
+        [
+            metrics.kernel_distances(f, reference.digit_features(d), reference.seed + d)
+            for d, f in per_digit.items()
+        ],
+        axis=0,
+    )
+    assert (r["kid_judge"], r["kid_judge_std"]) == pytest.approx((kid.mean(), kid.std()))
+    assert r["kid_judge_std"] > 0
+    assert (r["reference_split"], r["captions"], r["images"]) == (reference.split, 4, 240)
+    # more images of a digit than precision and recall take: a seeded draw of them, the same each time
+    many = torch.as_tensor(np.resize(images[labels == 3], (metrics.PRECISION_RECALL_IMAGES + 100, 28, 28)))[
+        None
+    ]
+    once, twice = (metrics.score_images(many, ["three"], judge, reference) for _ in range(2))
+    assert (once["precision"], once["recall"]) == (twice["precision"], twice["recall"])
+    # two images are the fewest a covariance, and so a Frechet distance, needs
+    two = metrics.score_images(drawn[:1, :2], ["three"], judge, reference)
+    assert np.isfinite(two["fd_judge_by_digit"][3])
+
+
 def test_wrong_digit_generator_scores_zero(mnist_data, judge, reference):
     pool = captions.caption_pool("sentence", "valid")
     r = metrics.score_pool(RealImageOracle(mnist_data, offset=1), judge, pool, reference, samples=1000)
