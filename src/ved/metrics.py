@@ -16,6 +16,7 @@ row by row, and never re-sorted apart.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -243,6 +244,14 @@ def judge_images(judge, images: torch.Tensor, device) -> tuple[torch.Tensor, tor
     return torch.cat(feats), torch.cat(predicted)
 
 
+def defined_mean(values, axis=None):
+    """np.nanmean, quietly NaN where no value is defined (a digit drawn too few times for a figure):
+    a user scoring a handful of images reads NaN in the table, not numpy's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
 def at_most(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
     """`rows` as they are if there are at most `count`, else a seeded sample of `count` of them (from
     every caption of a digit, not the first caption's alone)."""
@@ -281,7 +290,7 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
         for d, f in enumerate(per_digit)
     ]
     # per subset, the mean over the digits drawn: its spread over subsets is KID's uncertainty
-    kid = np.nanmean(
+    kid = defined_mean(
         [
             kernel_distances(f, reference.digit_features(d), reference.seed + d)
             for d, f in enumerate(per_digit)
@@ -305,7 +314,7 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
         "confusion": confusion.tolist(),
         **with_old_names(
             {
-                "fd_judge": float(np.nanmean(fd)),
+                "fd_judge": float(defined_mean(fd)),
                 "fd_judge_by_digit": fd,
                 "fd_judge_floor": float(np.mean(reference.floor)),
                 "fd_judge_real": reference.held_out_fd([len(f) for f in per_digit]),
@@ -313,9 +322,9 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
         ),
         "kid_judge": float(np.mean(kid)),
         "kid_judge_std": float(np.std(kid)),
-        "diversity": float(np.nanmean(diversity)),
-        "precision": float(np.nanmean([p for p, _ in prec_rec])),  # per digit, averaged
-        "recall": float(np.nanmean([r for _, r in prec_rec])),
+        "diversity": float(defined_mean(diversity)),
+        "precision": float(defined_mean([p for p, _ in prec_rec])),  # per digit, averaged
+        "recall": float(defined_mean([r for _, r in prec_rec])),
         "reference_split": reference.split,  # the split of the real digits it was scored against
         "captions": len(caption_list),
         "images": int(predicted.numel()),
