@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import run_ved
+from conftest import run_ved, ved_main
 
 import ved
 
@@ -43,7 +43,7 @@ def test_cli_png_grid_and_captions_file(tmp_path):
     captions.write_text("seven\nmin nine five seven\n\n")
     out = tmp_path / "grid.png"
     args = ["sample", "-n", "4", "--seed", "0", "--captions-file", str(captions)]
-    code, _, err = run_ved(*args, "--out", str(out), "two")
+    code, _, err = ved_main(*args, "--out", str(out), "two")
     assert code == 0, err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
@@ -52,7 +52,7 @@ def test_cli_png_grid_and_captions_file(tmp_path):
 
     # the PNG shows the very images the .npy holds: its dark mosaic, cropped and compared with them
     array = tmp_path / "grid.npy"
-    code, _, err = run_ved(*args, "--out", str(array), "two")
+    code, _, err = ved_main(*args, "--out", str(array), "two")
     assert code == 0, err
     mosaic = grid_image(np.load(array)).astype(float) / 255
     assert np.load(array).shape == (3, 4, 28, 28)
@@ -72,7 +72,7 @@ def test_cli_png_grid_and_captions_file(tmp_path):
 )
 def test_bad_caption_writes_nothing(tmp_path, caption, fragment):
     out = tmp_path / "x.npy"
-    code, stdout, err = run_ved("sample", "--out", str(out), "five", caption)
+    code, stdout, err = ved_main("sample", "--out", str(out), "five", caption)
     assert code == 2 and fragment in err and err.count("\n") == 1 and "Traceback" not in err
     assert f"caption '{caption}'" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -80,14 +80,14 @@ def test_bad_caption_writes_nothing(tmp_path, caption, fragment):
 
 def test_a_wrong_precision_writes_nothing(tmp_path):
     out = tmp_path / "x.npy"
-    code, _, err = run_ved("sample", "--precision", "fp16", "--out", str(out), "five")
+    code, _, err = ved_main("sample", "--precision", "fp16", "--out", str(out), "five")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "--precision: invalid choice: 'fp16' (choose from 'fp32', 'bf16', 'auto')" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_model_lists_the_shipped_ones(tmp_path):
-    code, _, err = run_ved("sample", "--model", "paper-poetry", "--out", str(tmp_path / "x.npy"), "five")
+    code, _, err = ved_main("sample", "--model", "paper-poetry", "--out", str(tmp_path / "x.npy"), "five")
     assert code == 2 and "paper-arithmetic" in err
 
 

@@ -177,9 +177,9 @@ def test_kill_then_resume_ends_with_the_same_weights(tiny_run, tmp_path):
         last = row["epoch"] * row["steps"] - 1
         assert row["lr"] == pytest.approx(6e-3 * 0.5 * (1 + np.cos(np.pi * last / steps)))
     kill_after_epoch(TINY, broken, 2)
-    code, _, err = run_ved("train", "--config", TINY, "--out", str(broken), "--resume", "--epochs", "5")
+    code, _, err = ved_main("train", "--config", TINY, "--out", str(broken), "--resume", "--epochs", "5")
     assert_one_line(code, err, "was trained with [train] max_epochs = 4, and this config has 5")
-    code, out, err = run_ved("train", "--config", TINY, "--out", str(broken), "--resume", "--quiet")
+    code, out, err = ved_main("train", "--config", TINY, "--out", str(broken), "--resume", "--quiet")
     assert code == 0, err
     assert_same_weights(straight, broken)
     rows = [json.loads(line) for line in (broken / "metrics.jsonl").read_text().splitlines()]
@@ -201,7 +201,7 @@ def test_resume_refuses_another_config_but_takes_new_sampling_settings(tiny_run,
     assert (run / checkpoint.CONFIG).read_text() == before
     colder = tmp_path / "colder.toml"
     colder.write_text(Path(TINY).read_text() + "\n[sample]\ntemperature = 0.5\n")
-    code, _, err = run_ved("train", "--config", str(colder), "--out", str(run), "--resume", "--quiet")
+    code, _, err = ved_main("train", "--config", str(colder), "--out", str(run), "--resume", "--quiet")
     assert code == 0, err
     assert checkpoint.load_config(run)["sample"] == {"temperature": 0.5}
     assert checkpoint.load_config(run)["train"] == json.loads(before)["train"]
@@ -253,10 +253,10 @@ def test_bernoulli_switch_trains_and_reports_the_elbo_in_nats(tmp_path):
         .replace('kind = "paper_ved"', 'kind = "paper_ved"\nlikelihood = "bernoulli"')
         .replace("max_epochs = 4", "max_epochs = 2")
     )
-    code, _, err = run_ved("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    code, _, err = ved_main("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
     assert code == 0, err
     out = tmp_path / "r.json"
-    code, _, err = run_ved(
+    code, _, err = ved_main(
         "evaluate", "--model", str(tmp_path / "run"), "--split", "valid", "--json", str(out), "--quiet"
     )
     assert code == 0, err
@@ -278,10 +278,10 @@ def test_cvae_trains_and_resumes_to_the_same_weights(tmp_path):
     stricter = tmp_path / "stricter.toml"
     stricter.write_text(Path(tiny).read_text().replace("accept = 0.5", "accept = 0.95"))
     straight, broken = tmp_path / "straight", tmp_path / "broken"
-    code, _, err = run_ved("train", "--config", tiny, "--out", str(straight), "--quiet")
+    code, _, err = ved_main("train", "--config", tiny, "--out", str(straight), "--quiet")
     assert code == 0, err
-    assert run_ved("train", "--config", tiny, "--out", str(broken), "--epochs", "2", "--quiet")[0] == 0
-    code, out, err = run_ved("train", "--config", str(stricter), "--out", str(broken), "--resume", "--quiet")
+    assert ved_main("train", "--config", tiny, "--out", str(broken), "--epochs", "2", "--quiet")[0] == 0
+    code, out, err = ved_main("train", "--config", str(stricter), "--out", str(broken), "--resume", "--quiet")
     assert code == 0, err
     assert checkpoint.load_config(broken)["sample"]["accept"] == 0.95
     a, b = weights(straight), weights(broken)
@@ -318,7 +318,7 @@ def test_precision_auto_follows_the_hardware_and_a_wrong_one_is_refused(tmp_path
     assert training_precision("fp32", "cpu") == "fp32" and training_precision("bf16", "cpu") == "bf16"
     config = tmp_path / "half.toml"
     config.write_text(Path(TINY).read_text().replace("[train]", '[train]\nprecision = "fp16"'))
-    code, _, err = run_ved("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
+    code, _, err = ved_main("train", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "precision" in err and "fp32, bf16, auto" in err, err
 
