@@ -5,6 +5,7 @@ path, one after another in this process."""
 import json
 
 import submitit  # a dev dependency (ved[cluster]): installed by `make test`
+import torch
 from safetensors.torch import load_file
 
 from ved import checkpoint, reproduce
@@ -27,7 +28,9 @@ def rows(folder):
 
 
 def test_a_seeded_sweep_on_submitit_trains_what_the_local_path_trains(tmp_path, monkeypatch):
+    threads = torch.get_num_threads()
     here = sweep(tmp_path / "here", None, monkeypatch)
+    assert torch.get_num_threads() == threads  # tiny-fast's `threads = 1` held for its runs only
     executor = submitit.AutoExecutor(folder=tmp_path / "jobs" / "%j", cluster="local")
     executor.update_parameters(timeout_min=10)
     there = sweep(tmp_path / "there", executor, monkeypatch)

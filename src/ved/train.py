@@ -116,8 +116,12 @@ def train(
     `overwrite` (remove its run files first). Everything it chooses (early stopping, the kept
     weights) sees training and validation data only: it runs sealed, so a read of the test split
     anywhere inside raises."""
-    with holdout.sealed():
-        return _train(config, out, device, resume, judge, progress, log, dist, overwrite)
+    threads = torch.get_num_threads()
+    try:
+        with holdout.sealed():
+            return _train(config, out, device, resume, judge, progress, log, dist, overwrite)
+    finally:
+        torch.set_num_threads(threads)  # `[train] threads` is this run's, not the caller's process's
 
 
 RUN_FILES = (checkpoint.WEIGHTS, checkpoint.CONFIG, "metrics.jsonl", "last", ".last.old")
