@@ -142,6 +142,21 @@ def test_validation_reference_reads_no_test_image_and_its_halves_are_alike(mnist
     assert reference.held_out_fd([500] * 10) < np.mean(reference.floor)
     with pytest.raises(ValueError, match="'test' or 'valid'"):
         metrics.RealReference(judge, mnist_data, split="train")
+    # the rest, step by step from its seed: the held-out half's features at pixels / 255, each digit's
+    # spread over 200 distinct images of it, and its floor, its images' two halves against each other
+    assert reference.split == "valid" and len(reference.held_out) == 10
+    held = np.sort(np.random.default_rng(reference.seed).permutation(len(images))[len(images) // 2 :])
+    held_features = metrics.features(judge, torch.as_tensor(images[held]).float().div(255)).numpy()
+    assert all(np.array_equal(reference.held_out[d], held_features[labels[held] == d]) for d in range(10))
+    g = np.random.default_rng(reference.seed)
+    for d in range(10):
+        idx = np.flatnonzero(reference.labels.numpy() == d)
+        spread = metrics.mean_pairwise_distance(reference.images[g.choice(idx, size=200, replace=False)])
+        half = g.permutation(idx)
+        floor = metrics.frechet_distance(
+            reference.features[half[: len(half) // 2]], reference.features[half[len(half) // 2 :]]
+        )
+        assert (reference.spread[d], reference.floor[d]) == (spread, floor), d
 
 
 def test_perfect_generator_scores_like_real_data(mnist_data, judge, reference, test_split):
