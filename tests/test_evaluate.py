@@ -223,7 +223,9 @@ def test_score_images_reports_each_figure_as_its_definition_gives_it(mnist_data,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # too few for precision and recall: NaN in the table, no warning
         two = metrics.score_images(drawn[:1, :2], ["three"], judge, reference)
+        one = metrics.score_images(drawn[:1, :1], ["three"], judge, reference)  # no figure but accuracy
     assert np.isfinite(two["fd_judge_by_digit"][3]) and np.isnan(two["precision"])
+    assert np.isnan(one["fd_judge"]) and np.isnan(one["fd_judge_real"]) and np.isnan(one["diversity"])
 
 
 def test_wrong_digit_generator_scores_zero(mnist_data, judge, reference):

@@ -184,7 +184,7 @@ class RealReference:
         are) against the test digits d."""
         g = np.random.default_rng(self.seed)
         return float(
-            np.nanmean(  # a digit no generated image shows has no bar
+            defined_mean(  # a digit no generated image shows has no bar
                 [
                     frechet_distance(g.permutation(self.held_out[d])[: counts[d]], self.digit_features(d))
                     if counts[d] > 1
