@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ved"
 LAYERS = [
     ["ved.errors", "ved.files", "ved.images", "ved.distributed", "ved.about", "ved.holdout", "ved.precision",
      "ved.card", "ved.rules"],
-    ["ved.captions", "ved.vocab", "ved.checkpoint", "ved.mnist", "ved.batches", "ved.content", "ved.data"],
+    ["ved.captions", "ved.vocab", "ved.checkpoint", "ved.mnist", "ved.batches", "ved.content", "ved.data",
+     "ved.strips"],
     ["ved.models"],  # and every module under it: a new model family needs no line here
     ["ved.config"],
     ["ved.metrics", "ved.figures", "ved.report", "ved.train", "ved.train_judge", "ved.pipeline", "ved.bench"],

@@ -62,7 +62,8 @@ class CaptionPool:
 class CaptionedImages:
     """One split of MNIST with a caption pool; yields shuffled batches as tensors."""
 
-    def __init__(self, images, labels, pool: CaptionPool, device="cpu"):
+    def __init__(self, images, labels, pool: CaptionPool, device="cpu", numbers=None):
+        self.numbers = numbers  # strips.NumberCaptions: captions of numbers past nine, if the data has them
         self.images = torch.as_tensor(images).to(device)  # uint8 stays uint8 until a batch is cut
         self.labels = torch.as_tensor(labels).long().to(device)
         self.pool = pool

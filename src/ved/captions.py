@@ -58,6 +58,10 @@ TEMPLATES = [
     "that is a black <label> with a white background",
     "this is a black <label> on a white background",
 ]
+# The largest arithmetic result a numbers model draws, as a strip of one digit cell per place: what
+# the arithmetic test's longest captions (five operations) reach with a plus b up to 45. Fitted up to
+# 99, the caption side placed a third of its own captions (docs/numbers.md).
+MAX_NUMBER = 45
 MAX_TOKENS = 64
 MAX_CHARS = 1024  # 64 words of at most 10 letters fit with room to spare; longer text is refused unread
 SPLITS = ("train", "valid", "test")
@@ -74,7 +78,27 @@ def words(caption: str) -> list[str]:
 
 def parse(caption: str) -> int:
     """The digit a caption means, or CaptionError in one line naming the caption and what is wrong."""
-    return _named(caption, lambda c: _value(_words(c)), caption)
+    return _named(caption, lambda c: _within(_value(_words(c)), 9), caption)
+
+
+def number(caption: str) -> int:
+    """The number 0..MAX_NUMBER a caption means: `parse` for the numbers past nine that arithmetic
+    captions reach (`seven plus eight` is 15), which a model trained with `[data] numbers` draws."""
+    return _named(caption, lambda c: _within(_value(_words(c)), MAX_NUMBER), caption)
+
+
+def _within(value: int, most: int) -> int:
+    if not 0 <= value <= most:
+        allowed = f"a number 0..{most}" if most > 9 else "a digit 0..9"
+        if most == 9 and value > 9:
+            allowed += f" (models trained with [data] numbers draw up to {MAX_NUMBER})"
+        raise CaptionError(f"evaluates to {value}; the result must be {allowed}")
+    return value
+
+
+def digits_of(value: int) -> list[int]:
+    """The digits a number is written with, most significant first: the cells of its strip."""
+    return [int(c) for c in str(value)]
 
 
 def _named(caption, step, *args):
@@ -160,16 +184,14 @@ def _evaluate_chain(tokens: list[str]) -> int:
         if expect_digit:
             v = DIGIT_VALUE[w]
             value = v if value is None else (value + v if tokens[i - 1] == "plus" else value - v)
-    if not 0 <= value <= 9:
-        raise CaptionError(f"evaluates to {value}; the result must be a digit 0..9")
-    return value
+    return value  # parse and number say which values they take
 
 
-def families_of(caption: str) -> list[str]:
+def families_of(caption: str, numbers: bool = False) -> list[str]:
     """The caption families whose grammar gives this caption a value, in FAMILIES order (a bare
     digit word is a label, the first sentence template and the arithmetic pool's own digit); or
     CaptionError when none does. It judges captions; models never call it."""
-    parse(caption)
+    number(caption) if numbers else parse(caption)
     tokens = caption.lower().split()
     return [name for name, family in REGISTRY.items() if _gives_value(family, tokens)]
 
@@ -186,11 +208,12 @@ def first_per_digit(pool: dict[int, list[str]]) -> dict[int, str]:
     return {d: pool[d][0] for d in range(10) if pool.get(d)}
 
 
-def check_caption(caption: str, trained_on: str | None) -> int:
+def check_caption(caption: str, trained_on: str | None, numbers: bool = False) -> int:
     """The caption's digit if a model trained on the family `trained_on` (None or mixed: any) reads
-    it by its grammar; else CaptionError in one line naming the caption and why."""
-    digit = parse(caption)
-    families = families_of(caption)
+    it by its grammar (`numbers`: a model that draws numbers past nine, up to MAX_NUMBER); else
+    CaptionError in one line naming the caption and why."""
+    digit = number(caption) if numbers else parse(caption)
+    families = families_of(caption, numbers)
     if trained_on not in (None, "mixed") and trained_on not in families:
         kinds = ", ".join(families[:-1]) + " or " + families[-1] if len(families) > 1 else families[0]
         article = "an" if kinds[0] in "aeiou" else "a"
@@ -348,6 +371,81 @@ def arithmetic_pool(
     return pools
 
 
+def number_pool(
+    split: str,
+    seed: int = 0,
+    hold_out_numbers: tuple[int, ...] = (),
+    per_number: int = 50,
+    most: int = MAX_NUMBER,
+) -> dict[int, list[str]]:
+    """Arithmetic captions of the numbers 10..MAX_NUMBER: {number: [caption, ...]}, for `[data] numbers`.
+
+    Each number gets `per_number` distinct captions of `d plus|minus d ...`, with as many operands as
+    reach it and up to three more (a quarter of the operators `minus`), and a seeded hash splits them
+    8:1:1 into the three splits, as the logic captions are. The paper's one-operation training
+    captions reach 18 at most, so numbers past that need longer captions in training too.
+
+    `hold_out_numbers`: no training or validation caption evaluates to these, while each of their
+    tens and ones digits is written in another training number; the test split is every caption of
+    theirs, and theirs only (the numbers' held-out-results split).
+    """
+    held = _check_held_out_numbers(hold_out_numbers, most)
+    if split == "test":
+        holdout.require("test captions")
+    rng = random.Random(f"numbers:{seed}")
+    pools: dict[int, list[str]] = {}
+    for number in range(10, most + 1):  # `most`: another largest number, for experiments
+        found: set[str] = set()
+        least = max(1, -(-number // 9) - 1)  # operators needed to reach it with plus alone
+        for _ in range(per_number * 400):
+            if len(found) >= per_number:
+                break
+            found.update(_caption_reaching(number, rng.randint(least, least + 3), rng))
+        if number in held:  # every caption of a held-out number is a test caption
+            pools[number] = sorted(found) if split == "test" else []
+        elif held and split == "test":  # and the held-out numbers are the whole test
+            pools[number] = []
+        else:
+            pools[number] = sorted(c for c in found if _split_of(c, seed) == split)
+    return pools
+
+
+def _caption_reaching(number: int, operators: int, rng: random.Random) -> list[str]:
+    """One caption of `operators` operators that evaluates to `number`, or none if this draw misses:
+    each operand near the mean that the rest still needs, the last one whatever is left."""
+    signs = ["minus" if rng.random() < 0.25 else "plus" for _ in range(operators)]
+    operands, total = [], 0
+    for i in range(operators):  # all operands but the last
+        sign = +1 if i == 0 or signs[i - 1] == "plus" else -1
+        pluses_left = 1 + sum(s == "plus" for s in signs[i:])
+        wanted = (number - total) / pluses_left if sign > 0 else rng.randint(0, 3)
+        v = min(9, max(0, round(rng.gauss(wanted, 2.0))))
+        operands.append(v)
+        total += sign * v
+    last = number - total if signs[-1] == "plus" else total - number
+    if not 0 <= last <= 9:
+        return []
+    operands.append(last)
+    return [DIGIT_WORDS[operands[0]] + "".join(f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, operands[1:]))]
+
+
+def _check_held_out_numbers(numbers, most: int) -> set[int]:
+    numbers = list(numbers or ())
+    for n in numbers:
+        if not (isinstance(n, int) and not isinstance(n, bool) and 10 <= n <= most):
+            raise CaptionError(f"hold_out_numbers: {n!r}; allowed: whole numbers 10 to {most}")
+    held = set(numbers)
+    kept = [n for n in range(10, most + 1) if n not in held]
+    for n in sorted(held):
+        tens, ones = divmod(n, 10)
+        if not any(k // 10 == tens for k in kept) or not any(k % 10 == ones for k in kept):
+            raise CaptionError(
+                f"hold_out_numbers: {n}'s tens digit {tens} or ones digit {ones} is in no training "
+                "number; a held-out number must be written with digits seen in those places"
+            )
+    return held
+
+
 def _check_arithmetic_split(train_max_ops, hold_out_pairs, hold_out_captions, add_primitive, hold_out_result):
     if not 1 <= train_max_ops <= 4:
         raise CaptionError(f"train_max_ops = {train_max_ops}; allowed: 1 to 4 (tests go up to 5 operations)")
@@ -452,6 +550,16 @@ def pool_for(data: dict, split: str) -> dict[int, list[str]]:
         data.get("hold_out_pairs", 0),
         **{k: data[k] for k in ARITHMETIC_SPLITS if data.get(k) is not None},
     )
+
+
+def number_pool_for(data: dict, split: str) -> dict[int, list[str]]:
+    """The captions of numbers past nine that a config's [data] table gives a split ({} without
+    `numbers`)."""
+    if not data.get("numbers"):
+        return {}
+    if data["family"] not in ("arithmetic", "mixed"):
+        raise CaptionError(f"numbers = true needs arithmetic captions; got family = '{data['family']}'")
+    return number_pool(split, data.get("caption_seed", 0), tuple(data.get("hold_out_numbers") or ()))
 
 
 def pool_families(data: dict, split: str) -> list[str]:

@@ -27,7 +27,7 @@ from . import about, captions, checkpoint, files, models
 from .about import VERSION
 from .errors import ConfigError, is_number, is_whole, one_line, shown, shown_value
 from .precision import CHOICES as PRECISIONS
-from .rules import check_table, counts, flag, number, one_of, texts, whole
+from .rules import check_table, counts, flag, number, one_of, texts, whole, wholes
 
 SHIPPED = Path(__file__).parent / "configs"
 
@@ -50,6 +50,9 @@ class Data:
     add_primitive: str | None = one_of(None, captions.DIGIT_WORDS, optional=True)
     # a digit no training caption but its word evaluates to
     hold_out_result: int | None = field(default=None, metadata={"whole": (0, 9), "optional": True})
+    # arithmetic or mixed: numbers 10-99 too, drawn as strips of digit cells (captions.number_pool)
+    numbers: bool = flag(False)
+    hold_out_numbers: list | None = wholes(10, captions.MAX_NUMBER)  # no training caption makes these
     # 0: all 50,000 training images; N: the first N only, for smoke runs (ved reproduce --quick, tests)
     train_images: int = whole(0, 0, 50_000)
 

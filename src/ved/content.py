@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from . import strips as strips_module
 from .batches import CaptionedImages
 
 
@@ -74,3 +75,20 @@ def discover(train: CaptionedImages, k: int, seed: int = 0) -> torch.Tensor:
     centres = kmeans(means[seen], counts[seen], k, g)
     train.pool.classes = torch.cdist(means, centres).argmin(1)
     return centres
+
+
+def discover_cells(
+    numbers, train: CaptionedImages, centres: torch.Tensor, seed: int = 0, draws: int = 20
+) -> torch.Tensor:
+    """Give every caption of a number past nine its content: which class each cell of its strips
+    shows, found as `discover` finds a digit's (the nearest centre to the cell's mean image over
+    `draws` strips). Stored as `numbers.classes`, one index per caption: (first cell's class + 1) x k
+    + last cell's class, so that a one-cell caption's index is its class (models/caption_prior.py)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    sums = torch.zeros(len(numbers), 2, 28 * 28, device=centres.device)
+    for _ in range(draws):
+        strips = strips_module.compose(train.images, train.labels, numbers.numbers, g, 2).float() / 255
+        sums += strips.view(-1, 28, 2, 28).permute(0, 2, 1, 3).reshape(len(numbers), 2, -1)
+    first, last = (torch.cdist(sums[:, i] / draws, centres).argmin(1) for i in (0, 1))
+    numbers.classes = (first + 1) * len(centres) + last
+    return numbers.classes

@@ -44,6 +44,11 @@ def texts():
     return field(default=None, metadata={"texts": True})
 
 
+def wholes(low: int, high: int):
+    """None, or a non-empty list of whole numbers from low to high."""
+    return field(default=None, metadata={"wholes": (low, high)})
+
+
 def names():
     """None, or a table of names to names (a routed caption encoder's experts)."""
     return field(default=None, metadata={"names": True})
@@ -62,7 +67,7 @@ def check_table(table: str, schema, values: dict) -> dict:
 
 
 def check_rule(where: str, value, rule: dict) -> None:
-    if value is None and (rule.get("optional") or "texts" in rule or "names" in rule or "range" in rule):
+    if value is None and (rule.get("optional") or {"texts", "names", "range", "wholes"} & set(rule)):
         return
     if "texts" in rule:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
@@ -72,6 +77,10 @@ def check_rule(where: str, value, rule: dict) -> None:
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise ConfigError(f"{where}; allowed: a table of names")
+    elif "wholes" in rule:
+        low, high = rule["wholes"]
+        if not isinstance(value, list) or not value or not all(is_whole(v, low, high) for v in value):
+            raise ConfigError(f"{where}; allowed: a list of whole numbers from {low} to {high}")
     elif "flag" in rule:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}; allowed: true or false")

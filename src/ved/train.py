@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import about, captions, checkpoint, holdout, mnist, vocab
+from . import about, captions, checkpoint, holdout, mnist, strips, vocab
 from . import config as configs
 from .batches import CaptionedImages, CaptionPool
 from .errors import one_line
@@ -35,7 +35,14 @@ def make_split(data: mnist.MNIST, data_cfg: dict, split: str, device) -> Caption
     images, labels = data.split(split)
     if split == "train" and data_cfg.get("train_images"):
         images, labels = images[: data_cfg["train_images"]], labels[: data_cfg["train_images"]]
-    return CaptionedImages(images, labels, CaptionPool(captions.pool_for(data_cfg, split), device), device)
+    numbers = captions.number_pool_for(data_cfg, split)
+    return CaptionedImages(
+        images,
+        labels,
+        CaptionPool(captions.pool_for(data_cfg, split), device),
+        device,
+        strips.NumberCaptions(numbers, device) if numbers else None,
+    )
 
 
 def fixed_batch(dataset: CaptionedImages, size: int, seed: int):
@@ -273,6 +280,7 @@ def collapse_of(out: Path, cfg: dict, train_set, history: list, device) -> str |
     tokens, lengths = vocab.encode(list(named.values()))
     g = torch.Generator().manual_seed(0)
     drawn = model.generate(tokens.to(device), lengths.to(device), CHECK_IMAGES, g, **cfg["sample"]).float()
+    drawn = strips.one_cell(drawn)[0]
     images, labels = train_set.images.cpu(), train_set.labels.cpu()
     ratios = []
     for row, d in zip(drawn.cpu(), digits):

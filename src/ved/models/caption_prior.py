@@ -9,6 +9,18 @@ the prototypes settle along a line, so captions longer than any in training
 land on the right class; with `attention`, logic captions with more
 distractors than trained do; `routed` gives each family of the `mixed`
 captions its own of these and learns which reads a caption.
+
+Numbers past nine (cells = 2) have a class per cell of their strip, and
+their prototypes are sums: first cell j's vector plus last cell k's,
+
+    prototype(j, k) = leading_j + prototypes_k,   j = 0 for no first cell,
+
+so a number no training caption makes still has its point, from cells seen
+in other numbers, and on the line the sums lay out it sits where its value
+does. The fit weighs only the contents seen in training (a held-out number
+pushed away by every step's cross-entropy would never be drawn); drawing
+picks among every first-cell class seen in a first cell and every last-cell
+class, held-out numbers included.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ class CaptionFit:
     lr: float = 1e-2
     rest_steps: int = 0  # a routed fit's second stage; 0: as `steps`
     rest_lr: float = 0.0  # 0: as `lr`
+    cells: int = 1  # 2: numbers past nine, a class for each of two cells (below)
 
 
 class CaptionPrior(nn.Module):
@@ -59,6 +72,10 @@ class CaptionPrior(nn.Module):
         self.encoder = caption_encoders.build(c.encoder, hidden=c.hidden, width=c.width, experts=c.experts)
         self.to_point = nn.Linear(self.encoder.out_dim, c.dim)
         self.prototypes = nn.Parameter(torch.randn(c.classes, c.dim))
+        self.cells = c.cells
+        if c.cells == 2:  # only then: the shipped one-cell models' weights keep their keys
+            self.leading = nn.Parameter(torch.randn(c.classes + 1, c.dim))
+            self.register_buffer("drawable", torch.ones((c.classes + 1) * c.classes, dtype=torch.bool))
         self.pull, self.steps = c.pull, c.steps
         self.rest_steps = c.rest_steps or c.steps  # a routed fit's second stage
         self.balanced, self.gate_penalty, self.lr = c.balanced, c.gate_penalty, c.lr
@@ -74,9 +91,33 @@ class CaptionPrior(nn.Module):
         h = self.encoder(tokens, lengths) if routes is None else self.encoder(tokens, lengths, routes)
         return self.to_point(h)
 
+    def all_prototypes(self) -> torch.Tensor:
+        """One row per content: a class, or with cells = 2 a pair of classes (first + 1) x k + last."""
+        if self.cells == 1:
+            return self.prototypes
+        return (self.leading[:, None] + self.prototypes[None]).flatten(0, 1)
+
     def forward(self, tokens, lengths, routes=None):
-        """Logits of p(k | caption): minus the squared distance from the caption's point to each prototype."""
-        return -torch.cdist(self.point(tokens, lengths, routes), self.prototypes).pow(2)
+        """Logits of p(k | caption): minus the squared distance from the caption's point to each
+        prototype (a content that cannot be drawn: -inf)."""
+        logits = -torch.cdist(self.point(tokens, lengths, routes), self.all_prototypes()).pow(2)
+        return logits if self.cells == 1 else logits.masked_fill(~self.drawable, -torch.inf)
+
+    def cells_of(self, content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A content index -> (first cell's class or -1 for none, last cell's class)."""
+        k = len(self.prototypes)
+        return content // k - 1, content % k
+
+    @torch.no_grad()
+    def _weigh_seen(self, classes) -> torch.Tensor | None:
+        """Before a two-cell fit, only the contents of `classes` compete; returns the contents that
+        drawing may pick afterwards (every first-cell class seen first x every last-cell class)."""
+        if self.cells == 1:
+            return None
+        k = len(self.prototypes)
+        seen = torch.bincount(classes, minlength=(k + 1) * k).view(k + 1, k) > 0
+        self.drawable.copy_(seen.flatten())
+        return (seen.any(1)[:, None] & seen.any(0)[None]).flatten()
 
     def loss(self, logits, k):
         """Cross-entropy over the distances plus the pull to k's prototype, measured in units of the
@@ -88,10 +129,10 @@ class CaptionPrior(nn.Module):
         caption, and the caption is read as it is read inside sums; the cross-entropy, which pays
         for any distance from the other classes, had pushed that lone prototype off the line the
         sums follow (docs/conditional-vae.md)."""
-        spread = torch.pdist(self.prototypes).pow(2).mean()
+        spread = torch.pdist(self.all_prototypes()).pow(2).mean()
         pulled = -logits.gather(1, k[:, None])[:, 0]
         if self.balanced:
-            counts = torch.bincount(k, minlength=len(self.prototypes)).float()
+            counts = torch.bincount(k, minlength=logits.shape[1]).float()
             pull = (pulled / counts[k]).sum() / (counts > 0).sum()
         else:
             pull, spread = pulled.mean(), spread.detach()
@@ -117,7 +158,18 @@ class CaptionPrior(nn.Module):
         add up to them: it placed 58-64% of unseen 2-5-operation captions right instead of 100%. At
         a constant rate the second stage ended once with the logic expert off its classes (46% of
         its own captions), once right. `rate` scales the learning rates."""
-        point_map = [*self.to_point.parameters(), self.prototypes]
+        drawable = self._weigh_seen(classes)
+        try:
+            return self._fit_weighed(tokens, lengths, classes, families, progress, rate)
+        finally:
+            if drawable is not None:
+                self.drawable.copy_(drawable)
+
+    def _fit_weighed(self, tokens, lengths, classes, families, progress, rate) -> float:
+        point_map = [
+            *self.to_point.parameters(),
+            *([self.prototypes] + ([self.leading] if self.cells == 2 else [])),
+        ]
         if not isinstance(self.encoder, caption_encoders.Routed):
             params = [*self.encoder.parameters(), *point_map]
             return self._fit(tokens, lengths, classes, None, params, self.steps, progress, self.lr * rate)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import content
+from .. import content, vocab
 from ..errors import ConfigError
 from ..rules import flag, names, number, one_of, whole
 from . import caption_encoders
@@ -70,13 +70,16 @@ class ConditionalVAE(Generator):
         caption_lr: float = number(1e-2, 1e-8, 10)
         caption_rest_steps: int = whole(0, 0)  # a routed fit's second stage; 0: as caption_steps
         caption_rest_lr: float = number(0.0, 0, 10)  # a routed fit's second stage; 0: as caption_lr
+        # 2: numbers past nine (to captions.MAX_NUMBER) as strips of two digit cells, one style for
+        # both; needs [data] numbers
+        cells: int = whole(1, 1, 2)
 
         def caption_fit(self) -> CaptionFit:
             return CaptionFit(
                 self.caption_encoder, self.caption_hidden, self.caption_width, self.experts,
                 self.content_classes, self.content_dim, self.pull, self.caption_steps,
                 self.caption_balanced, self.caption_gate_penalty, self.caption_lr,
-                self.caption_rest_steps, self.caption_rest_lr,
+                self.caption_rest_steps, self.caption_rest_lr, self.cells,
             )  # fmt: skip
 
     def __init__(self, config: Config | None = None):
@@ -110,16 +113,30 @@ class ConditionalVAE(Generator):
     # ------------------------------------------------------------ training hooks (models/base.py)
 
     def prepare(self, train, seed, fresh, families, progress=False):
-        content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same classes
-        note = self._fit_caption_prior(train.pool, families, progress) if fresh else None
+        centres = content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same
+        numbers = train.numbers
+        if (numbers is not None) != (self.config.cells == 2):
+            raise ConfigError(
+                "[model] cells = 2 draws numbers past nine and needs [data] numbers = true, and the "
+                f"other way round; got cells = {self.config.cells}, numbers = {numbers is not None}"
+            )
+        if numbers is not None:
+            content.discover_cells(numbers, train, centres, seed=seed)
+        note = self._fit_caption_prior(train.pool, numbers, families, progress) if fresh else None
         # The image steps leave the caption side as fitted; frozen, it is also no parameter whose
         # gradient DDP waits for under torchrun.
         self.caption_prior.requires_grad_(False)
         return note
 
-    def _fit_caption_prior(self, pool, families, progress) -> str:
+    def _fit_caption_prior(self, pool, numbers, families, progress) -> str:
+        tokens, lengths, classes = pool.tokens, pool.lengths, pool.classes
+        if numbers is not None:  # one fit over both, so that numbers and digits share one line
+            tokens, lengths = vocab.encode(pool.captions + numbers.captions)
+            tokens, lengths = tokens.to(classes.device), lengths.to(classes.device)
+            classes = torch.cat([classes, numbers.classes])
+            families = None if families is None else [*families, *["arithmetic"] * len(numbers)]
         loss, placed, rate = self.caption_prior.fit_checked(
-            pool.tokens, pool.lengths, pool.classes, families, progress=progress
+            tokens, lengths, classes, families, progress=progress
         )
         note = f"caption classes fitted: loss {loss:.3f}, {placed:.1%} of training captions on their class"
         if placed < self.caption_prior.PLACED:
@@ -172,7 +189,8 @@ class ConditionalVAE(Generator):
             k = batch.classes
         else:
             with torch.no_grad():
-                k = batch.per_image(self.class_logits(batch.tokens, batch.lengths)).argmax(1)
+                content = batch.per_image(self.class_logits(batch.tokens, batch.lengths)).argmax(1)
+                k = self.caption_prior.cells_of(content)[1]  # an image is one cell: its last
         h = self.image_encoder(batch.images)
         mean, logvar = self.style_posterior(h, k)
         s = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
@@ -269,22 +287,48 @@ class ConditionalVAE(Generator):
         # The caption's likeliest class: its probabilities are fitted on training captions only, and
         # drawing from them would spend their leftover 1-4% on other digits.
         with torch.autocast(tokens.device.type, enabled=False):  # a bf16 draw keeps the fp32 class
-            k = self.class_logits(tokens, lengths).argmax(1).repeat_interleave(n)
+            first, k = self.caption_prior.cells_of(self.class_logits(tokens, lengths).argmax(1))
+        cells = 2 if bool((first >= 0).any()) else 1
+        first, k = first.repeat_interleave(n), k.repeat_interleave(n)
         rows = torch.arange(len(tokens)).repeat_interleave(n)  # the caption of each image
 
-        def draw(k, rows):
+        def draw(k, first, rows):
             styles = self.style_prior.draw(k, temperature, generator, rows)
-            return torch.sigmoid(sharpness * in_buckets(self.decode, styles, k))
+            last = torch.sigmoid(sharpness * in_buckets(self.decode, styles, k))
+            return (
+                last if cells == 1 else torch.cat([self._first_cells(styles, k, first, sharpness), last], -1)
+            )
 
-        images = draw(k, rows)
+        images = draw(k, first, rows)
         if accept:
-            doubted = torch.nonzero(in_buckets(self.critic_belief, images, k) < accept)[:, 0]
+            doubted = torch.nonzero(self._strip_belief(images, k, first) < accept)[:, 0]
             for _ in range(self.REDRAWS):  # only the redrawn images need the critic again
                 if not len(doubted):
                     break
-                images[doubted] = draw(k[doubted], rows[doubted.cpu()])
-                doubted = doubted[in_buckets(self.critic_belief, images[doubted], k[doubted]) < accept]
-        return images.view(len(tokens), n, 28, 28)
+                images[doubted] = draw(k[doubted], first[doubted], rows[doubted.cpu()])
+                doubted = doubted[self._strip_belief(images[doubted], k[doubted], first[doubted]) < accept]
+        return images.view(len(tokens), n, 28, 28 * cells)
+
+    def _first_cells(self, styles, k, first, sharpness):
+        """A strip's first cells in the hand of its last: the last cell's style, standardised in its
+        class's p(s | k) taken as one Gaussian, through the first cell's class's (as same_style
+        writes every digit in one hand); blank where a number has one digit."""
+        mean, scale = self.style_prior.overall()
+        shown = first.clamp_min(0)
+        with torch.autocast(styles.device.type, enabled=False):  # a triangular solve is fp32 work
+            z = torch.linalg.solve_triangular(scale[k], (styles.float() - mean[k])[..., None], upper=False)
+            moved = mean[shown] + (scale[shown] @ z)[..., 0]
+        cell = torch.sigmoid(sharpness * in_buckets(self.decode, moved, shown))
+        return cell * (first >= 0).to(cell.dtype)[:, None, None, None]
+
+    def _strip_belief(self, images, k, first):
+        """The critic's least belief in any cell of a strip (a blank cell is not asked)."""
+        belief = in_buckets(self.critic_belief, images[..., -28:].contiguous(), k)
+        if images.shape[-1] == 28:
+            return belief
+        shown = first.clamp_min(0)
+        lead = in_buckets(self.critic_belief, images[..., :28].contiguous(), shown)
+        return torch.where(first >= 0, torch.minimum(belief, lead), belief)
 
     @torch.no_grad()
     def same_style(self, tokens, lengths, n, generator=None, **settings):
@@ -295,13 +339,20 @@ class ConditionalVAE(Generator):
         and slant instead. `accept` is not used, as a redraw would change the handwriting."""
         settings = {**self.sample_defaults(), **settings}
         temperature, sharpness = settings["temperature"], settings["sharpness"]
-        k = self.class_logits(tokens, lengths).argmax(1)
+        first, k = self.caption_prior.cells_of(self.class_logits(tokens, lengths).argmax(1))
         mean, scale = self.style_prior.overall()
         device = generator.device if generator else "cpu"
         eps = temperature * torch.randn((n, mean.shape[1]), generator=generator, device=device).to(k.device)
-        styles = mean[k][None] + (scale[k][None] @ eps[:, None, :, None])[..., 0]  # (n, captions, style)
-        logits = self.decode(styles.flatten(0, 1), k.repeat(n))
-        return torch.sigmoid(sharpness * logits).view(n, len(k), 28, 28)
+
+        def cell(k):  # (n, captions, 28, 28): row i's noise through each caption's class
+            styles = mean[k][None] + (scale[k][None] @ eps[:, None, :, None])[..., 0]
+            return torch.sigmoid(sharpness * self.decode(styles.flatten(0, 1), k.repeat(n))).view(
+                n, len(k), 28, 28
+            )
+
+        if not bool((first >= 0).any()):
+            return cell(k)
+        return torch.cat([cell(first.clamp_min(0)) * (first >= 0)[None, :, None, None], cell(k)], -1)
 
     def critic_belief(self, images, k):
         """q(k | x) of the model's own critic for each image's class."""
