@@ -59,11 +59,20 @@ def test_every_option_says_what_it_does():
     assert not bare, bare
 
 
-def test_same_style_refuses_captions_in_one_line(tmp_path):
-    out = tmp_path / "styles.png"
-    code, _, err = run_ved("sample", "--same-style", "five", "--out", str(out))
+def test_same_style_writes_the_captions_given_and_refuses_one_outside_the_grammar(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "styles.npy"
+    code, _, err = run_ved("sample", "--same-style", "seven plus eight", "five", "--out", str(out))
     assert code == 2 and err.count("\n") == 1 and "--same-style" in err and "Traceback" not in err
-    assert not out.exists()
+    assert "evaluates to 15" in err and not out.exists()
+    code, _, err = run_ved(
+        "sample", "--same-style", "five", "two plus five", "-n", "3", "--seed", "1", "--out", str(out)
+    )
+    assert code == 0, err
+    rows = np.load(out)
+    assert rows.shape == (3, 2, 28, 28) and rows.dtype == np.uint8
+    assert not np.array_equal(rows[0, 0], rows[1, 0])  # each row its own handwriting
 
 
 def test_commands_that_draw_nothing_start_without_torch():

@@ -189,30 +189,38 @@ def options_captions(sub) -> argparse.ArgumentParser:
     c.add_argument(
         "--out", help="write the captions here, one a line, in the same stable order (default: print them)"
     )
+    numbers = "numbers past nine too, as models trained with [data] numbers draw them (default: digits only)"
+    c.add_argument("--numbers", action="store_true", help=f"arithmetic captions of {numbers}")
     c.set_defaults(run=cmd_captions_list)
     c = csub.add_parser("parse", help="print the digit each caption means")
     c.add_argument("caption", nargs="+", help="one caption per argument (quote it)")
+    c.add_argument("--numbers", action="store_true", help=f"read {numbers}")
     c.set_defaults(run=cmd_captions_parse)
     return s
 
 
 def cmd_captions_list(args):
     # a listing for the user; no choice of ved's is made from it
+    if args.numbers and args.family != "arithmetic":
+        raise UsageError(f"--numbers lists arithmetic captions; got --family {args.family}")
     with holdout.final_report(f"{args.family} captions of the {args.split} split, listed"):
         pool = captions.caption_pool(args.family, args.split, args.seed)
+        if args.numbers:
+            pool = {**pool, **captions.number_pool(args.split, args.seed)}
     if args.out:  # one caption a line, for --captions-file of ved sample and ved evaluate
         from .checkpoint import atomic_write_text
 
-        chosen = [c for d in range(10) for c in pool[d]][: args.n]
+        chosen = [c for d in sorted(pool) for c in pool[d]][: args.n]
         atomic_write_text(writable_file(Path(args.out), "--out"), "".join(c + "\n" for c in chosen))
         print(f"{len(chosen)} captions -> {args.out}")
         return
-    lines = [f"{c}\t{d}" for d in range(10) for c in pool[d]]
+    lines = [f"{c}\t{d}" for d in sorted(pool) for c in pool[d]]
     sys.stdout.write("".join(line + "\n" for line in lines[: args.n]))
 
 
 def cmd_captions_parse(args):
-    digits = [captions.check_caption(c, None) for c in args.caption]  # all or nothing: a bad one stops first
+    # all or nothing: a bad one stops first
+    digits = [captions.check_caption(c, None, numbers=args.numbers) for c in args.caption]
     print("\n".join(map(str, digits)))
 
 
@@ -342,7 +350,8 @@ def options_sample(sub) -> argparse.ArgumentParser:
     s.add_argument(
         "--same-style",
         action="store_true",
-        help="instead of captions: N rows, each one handwriting drawn as each of the ten digits",
+        help="N rows, each one handwriting drawn as each of the ten digits, or as each caption given "
+        "(a numbers model writes every number in it)",
     )
     add_quiet(s)
     s.add_argument(
@@ -378,14 +387,13 @@ def read_captions(args) -> list[str]:
 def cmd_sample(args):
     from .pipeline import StrictRefusal, load
 
-    caption_list = [] if args.same_style else read_captions(args)
-    if args.same_style and (args.caption or args.captions_file):
-        raise UsageError("--same-style draws the ten digits itself; give no captions with it")
+    given = bool(args.caption or args.captions_file)
+    caption_list = read_captions(args) if given or not args.same_style else []
     out = Path(args.out)
     if out.suffix not in (".npy", ".png"):
         raise UsageError(f"--out must end in .npy or .png, got '{shown(out.name, 60)}'")
     rows = args.n if args.same_style else len(caption_list)
-    columns = 10 if args.same_style else args.n
+    columns = (len(caption_list) or 10) if args.same_style else args.n
     check_image_count(rows, columns, UsageError)
     if out.suffix == ".png" and (rows > PNG_GRID[0] or columns > PNG_GRID[1]):
         raise UsageError(
@@ -397,7 +405,10 @@ def cmd_sample(args):
     settings = pipe.resolve_settings(args.settings)  # every one checked before any work
     strict = not args.no_strict
     if args.same_style:
-        images = pipe.same_style(args.n, generator=args.seed, **settings)
+        try:
+            images = pipe.same_style(args.n, generator=args.seed, prompt=caption_list or None, **settings)
+        except StrictRefusal as e:
+            raise StrictRefusal(f"{e}; --same-style draws captions in the model's grammar only") from None
         labels = [f"style {i + 1}" for i in range(args.n)]
     else:
         try:  # every caption, before any work: the first refused one stops it all

@@ -22,23 +22,25 @@ def check_image_count(captions: int, n: int, error: type[Exception]) -> None:
 
 
 def grid_image(images: np.ndarray, pad: int = 1) -> np.ndarray:
-    """(rows, n, 28, 28) -> one mosaic; `pad` grey pixels around each digit."""
-    rows, n = images.shape[:2]
-    cell = 28 + 2 * pad
-    mosaic = np.full((rows * cell, n * cell), 40, dtype=np.uint8)
+    """(rows, n, 28, w) -> one mosaic; `pad` grey pixels around each digit (or strip of digits)."""
+    rows, n, height, width = images.shape
+    tall, wide = height + 2 * pad, width + 2 * pad
+    mosaic = np.full((rows * tall, n * wide), 40, dtype=np.uint8)
     for r in range(rows):
         for c in range(n):
-            mosaic[r * cell + pad : r * cell + pad + 28, c * cell + pad : c * cell + pad + 28] = images[r, c]
+            mosaic[r * tall + pad : r * tall + pad + height, c * wide + pad : c * wide + pad + width] = (
+                images[r, c]
+            )
     return mosaic
 
 
 def wrapped_grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
-    """(n, 28, 28) -> one row-major mosaic, up to `columns` digits a row, blank cells black."""
+    """(n, 28, w) -> one row-major mosaic, up to `columns` digits (or strips) a row, blank cells black."""
     cols = min(columns, len(images))
     rows = -(-len(images) // cols)
-    cells = np.zeros((rows * cols, 28, 28), dtype=np.uint8)
+    cells = np.zeros((rows * cols, *images.shape[1:]), dtype=np.uint8)
     cells[: len(images)] = images
-    return grid_image(cells.reshape(rows, cols, 28, 28), pad=0)
+    return grid_image(cells.reshape(rows, cols, *images.shape[1:]), pad=0)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

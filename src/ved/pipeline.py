@@ -205,9 +205,9 @@ def canary_draw(model, config: dict, folder: Path) -> None:
     why = None
     if not torch.isfinite(images).all():
         why = "non-finite pixels (NaN or inf)"
-    elif images.shape[-2:] != (28, 28) or (images.amin() < 0) or (images.amax() > 1):
-        why = "images that are not 28x28 pixels in [0, 1]"
-    elif (images.amax((-2, -1)) - images.amin((-2, -1)) < 1 / 255).any():
+    elif images.shape[-2] != 28 or images.shape[-1] not in (28, 56) or images.amin() < 0 or images.amax() > 1:
+        why = "images that are not 28x28 pixels (or 28x56 strips) in [0, 1]"
+    elif (images[..., -28:].amax((-2, -1)) - images[..., -28:].amin((-2, -1)) < 1 / 255).any():
         why = "blank images (one shade of grey)"
     if why:
         raise ModelError(
@@ -313,7 +313,7 @@ class Pipeline:
         for c in caption_list:
             captions.words(c)
             try:
-                captions.check_caption(c, self.family)
+                captions.check_caption(c, self.family, numbers=self.numbers)
             except captions.CaptionError as e:
                 if strict:
                     raise StrictRefusal(str(e)) from None
@@ -382,14 +382,24 @@ class Pipeline:
             caption_list, n, g, settings, floats=output_type in ("np", "pt"), progress=progress
         )
         refused = {c for c, _ in loose}
-        digits = [None if c in refused else captions_module.parse(c) for c in caption_list]
+        value = captions_module.number if self.numbers else captions_module.parse
+        digits = [None if c in refused else value(c) for c in caption_list]
         images = as_output(images, output_type)
         return VedPipelineOutput(images, digits, self.last_seed) if return_dict else (images, digits)
 
+    @property
+    def numbers(self) -> bool:
+        """Whether the model draws numbers past nine (as strips of digit cells, 28 x 56)."""
+        return bool(self.config.get("data", {}).get("numbers"))
+
     def _draw(self, caption_list: list[str], n: int, g, settings: dict, floats: bool, progress: bool):
-        """(captions, n, 28, 28): uint8 as each chunk comes (a large job holds a quarter as much),
-        or float32 in [0, 1] when floats are asked for."""
-        images = torch.zeros((len(caption_list), n, 28, 28), dtype=torch.float32 if floats else torch.uint8)
+        """(captions, n, 28, 28 x cells): uint8 as each chunk comes (a large job holds a quarter as
+        much), or float32 in [0, 1] when floats are asked for. A numbers model's chunks may come
+        narrower than the widest (one-digit captions only): right-aligned, blank to the left."""
+        width = 28 * (2 if self.numbers else 1)
+        images = torch.zeros(
+            (len(caption_list), n, 28, width), dtype=torch.float32 if floats else torch.uint8
+        )
         step = max(1, CHUNK_IMAGES // n)  # captions per forward pass
         per_pass = min(n, CHUNK_IMAGES)  # n > CHUNK_IMAGES: a caption's images in several passes
         chunks = [(lo, j) for lo in range(0, len(caption_list), step) for j in range(0, n, per_pass)]
@@ -403,7 +413,11 @@ class Pipeline:
                     tokens.to(self.device), lengths.to(self.device), m, chunk_g, **settings
                 )
             drawn = drawn.float().cpu()
-            images[lo : lo + step, j : j + m] = drawn if floats else as_uint8(drawn)
+            images[lo : lo + step, j : j + m, :, width - drawn.shape[-1] :] = (
+                drawn if floats else as_uint8(drawn)
+            )
+        if self.numbers and not images[..., : width - 28].any():  # one-digit captions only: one cell
+            images = images[..., width - 28 :].contiguous()
         return images
 
     def generate(
@@ -421,15 +435,18 @@ class Pipeline:
         n: int = 1,
         generator: int | torch.Generator | None = None,
         output_type: str = "mnist",
+        prompt=None,
         **settings,
     ):
         """Same handwriting, every digit: `n` rows, each one style drawn as each of the ten digits:
         (n, 10, 28, 28) uint8 for "mnist", a row's ten images one after another for the other output
         types. A model whose latent does not part style from content (the paper's) shows each digit's
-        latent mean. The digits are named by one training caption each."""
+        latent mean. The digits are named by one training caption each; `prompt` names others
+        instead (a numbers model's strips, (n, captions, 28, 56), write every number in one hand)."""
         n, output_type = check_n(n), check_output_type(output_type)
+        caption_list = digit_captions(self.config) if prompt is None else self.check(prompt)[0]
         g, settings = self._generator(generator), self.resolve_settings(settings)
-        tokens, lengths = vocab.encode(digit_captions(self.config))
+        tokens, lengths = vocab.encode(caption_list)
         images = self.generator_module.same_style(
             tokens.to(self.device), lengths.to(self.device), n, g, **settings
         )
@@ -472,19 +489,19 @@ class Pipeline:
 
 
 def as_output(images: torch.Tensor, output_type: str):
-    """(rows, n, 28, 28) images, floats in [0, 1] or uint8 already, as the output type asks:
+    """(rows, n, 28, 28 x cells) images, floats in [0, 1] or uint8 already, as the output type asks:
     "mnist" uint8 (rows, n, 28, 28); as diffusers has them, a row's images one after another,
     "np" float32 (images, 28, 28, 1), "pt" float32 (images, 1, 28, 28), "pil" PIL images."""
     if output_type in ("np", "pt"):
         floats = images.float() / 255 if images.dtype == torch.uint8 else images
-        flat = floats.reshape(-1, 1, 28, 28)
+        flat = floats.reshape(-1, 1, *floats.shape[-2:])
         return flat if output_type == "pt" else flat.permute(0, 2, 3, 1).numpy()
     array = (images if images.dtype == torch.uint8 else as_uint8(images)).numpy()
     if output_type == "mnist":
         return array
     from PIL import Image  # matplotlib's dependency; only this output needs it
 
-    return [Image.fromarray(im) for im in array.reshape(-1, 28, 28)]  # uint8, 2-D: mode "L"
+    return [Image.fromarray(im) for im in array.reshape(-1, *array.shape[-2:])]  # uint8, 2-D: mode "L"
 
 
 @dataclass

@@ -79,10 +79,11 @@ class Job:
     seed: int
     settings: dict
     future: asyncio.Future
+    prompt: list[str] | None = None  # a same-style request's captions (None: the ten digits)
 
     @property
     def images(self) -> int:
-        return self.n * (10 if self.caption is None else 1)
+        return self.n * ((len(self.prompt) if self.prompt else 10) if self.caption is None else 1)
 
     @property
     def group(self) -> tuple:
@@ -110,15 +111,18 @@ class Batcher:
         """The request's (n, 28, 28) images, and how many requests shared their forward pass."""
         return await self._queue(pipe, caption, n, seed, settings)
 
-    async def same_style(self, pipe: Pipeline, n: int, seed: int, settings: dict) -> np.ndarray:
-        """(n, 10, 28, 28): a same-style request waits in the same queue, under the same limit."""
-        return (await self._queue(pipe, None, n, seed, settings))[0]
+    async def same_style(
+        self, pipe: Pipeline, n: int, seed: int, settings: dict, prompt: list[str] | None = None
+    ) -> np.ndarray:
+        """(n, 10, 28, 28), or (n, captions, 28, w) for `prompt`: a same-style request waits in the
+        same queue, under the same limit."""
+        return (await self._queue(pipe, None, n, seed, settings, prompt))[0]
 
-    async def _queue(self, pipe, caption, n, seed, settings):
+    async def _queue(self, pipe, caption, n, seed, settings, prompt=None):
         if len(self.waiting) >= self.max_waiting:
             raise Busy
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append(Job(pipe, caption, n, seed, settings, future))
+        self.waiting.append(Job(pipe, caption, n, seed, settings, future, prompt))
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self.run())
         return await future
@@ -143,7 +147,11 @@ class Batcher:
             with warnings.catch_warnings():  # each request said its own warning already
                 warnings.simplefilter("ignore")
                 if first.caption is None:
-                    drawn = [first.pipe.same_style(first.n, generator=first.seed, **first.settings)]
+                    drawn = [
+                        first.pipe.same_style(
+                            first.n, generator=first.seed, prompt=first.prompt, **first.settings
+                        )
+                    ]
                 else:
                     drawn = first.pipe(
                         [j.caption for j in jobs],
@@ -154,12 +162,19 @@ class Batcher:
                         strict=False,
                         **first.settings,
                     )[0]
-            results = [(j.future, (drawn[i], len(jobs)), None) for i, j in enumerate(jobs)]
+            results = [(j.future, (one_cell_if_blank(drawn[i]), len(jobs)), None) for i, j in enumerate(jobs)]
         except Exception as e:  # the requests' own error handlers answer it
             results = [(j.future, None, e) for j in jobs]
         for future, images, err in results:
             if not future.done():  # a client that hung up cancelled its future
                 future.set_exception(err) if err else future.set_result(images)
+
+
+def one_cell_if_blank(images: np.ndarray) -> np.ndarray:
+    """A request's strips as it alone would get them: a numbers model draws a one-digit caption in
+    one cell, and in a batch beside two-digit ones its strips come with a blank first cell (a drawn
+    cell always has ink)."""
+    return images[..., 28:] if images.shape[-1] > 28 and not images[..., :28].any() else images
 
 
 class GenerateRequest(BaseModel):
@@ -191,11 +206,23 @@ class SameStyleRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     model: str | None = Field(None, max_length=64, description="a shipped model name (no paths)")
     settings: dict[str, int | float] | None = Field(None, max_length=8, description="as in /api/generate")
+    captions: list[str] | None = Field(
+        None, min_length=1, max_length=10, description="written in each row's hand (default: the ten digits)"
+    )
 
     @field_validator("model")
     @classmethod
     def text_only(cls, text: str | None) -> str | None:
         return GenerateRequest.text_only(text)
+
+    @field_validator("captions")
+    @classmethod
+    def texts_only(cls, texts: list[str] | None) -> list[str] | None:
+        for text in texts or []:
+            if len(text) > MAX_CAPTION_CHARS:
+                raise ValueError(f"a caption of at most {MAX_CAPTION_CHARS} characters")
+            GenerateRequest.text_only(text)
+        return texts
 
 
 class SafeJSON(JSONResponse):
@@ -420,22 +447,29 @@ def add_drawing_routes(app: FastAPI, pipeline, batcher: Batcher, default_name: s
 
     @app.post("/api/same-style")
     async def same_style(request: SameStyleRequest):
-        """Same handwriting, every digit: `n` rows of the ten digits, each row one style."""
+        """Same handwriting, every digit: `n` rows of the ten digits (or of `captions`, a numbers
+        model's strips among them), each row one style."""
         pipe = pipeline(request.model)
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
         settings = pipe.resolve_settings(request.settings or {})  # 422 before it queues
+        prompt = pipe.check(request.captions)[0] if request.captions else None  # 400 before it queues
         try:
-            rows = await batcher.same_style(pipe, request.n, seed, settings)
+            rows = await batcher.same_style(pipe, request.n, seed, settings, prompt)
         except Busy:
             return error(503, "the server is busy; retry in a moment", headers={"Retry-After": "1"})
-        images = [[base64.b64encode(png_bytes(im)).decode() for im in row] for row in rows]
+        images = [[base64.b64encode(png_bytes(one_cell_if_blank(im))).decode() for im in row] for row in rows]
         return SafeJSON(
             {"n": request.n, "seed": seed, "model": request.model or default_name, "images": images}
         )
 
     @app.get("/api/parse")
-    def parse(caption: str = Query(max_length=MAX_CAPTION_CHARS)):
-        return {"caption": caption, "digit": captions.check_caption(caption, None)}
+    def parse(
+        caption: str = Query(max_length=MAX_CAPTION_CHARS), model: str | None = Query(None, max_length=64)
+    ):
+        """The caption's value under the grammar: a digit, or for a model that draws numbers past
+        nine (`model`, default the server's), a number up to captions.MAX_NUMBER."""
+        numbers = pipeline(model).numbers
+        return {"caption": caption, "digit": captions.check_caption(caption, None, numbers=numbers)}
 
     # async: the batcher draws on the event loop, which is cheaper than a thread pool for a few ms
     @app.post("/api/generate")
@@ -446,7 +480,8 @@ def add_drawing_routes(app: FastAPI, pipeline, batcher: Batcher, default_name: s
         except StrictRefusal as e:
             raise StrictRefusal(f'{e}; send "strict": false to draw it anyway') from None
         warning = f"drawn outside the model's grammar (strict: false): {loose[0][1]}" if loose else None
-        digit = None if loose else captions.parse(request.caption)
+        value = captions.number if pipe.numbers else captions.parse
+        digit = None if loose else value(request.caption)  # a number past nine for a numbers model
         seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(2**31))
         settings = pipe.resolve_settings(request.settings or {})  # 422 before it queues
         try:

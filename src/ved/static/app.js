@@ -80,14 +80,15 @@ function permalink(data, strict) {
   return "/?" + params.toString();
 }
 
-// The grid as one PNG (28 px a digit, 2 px apart, a row per eight), for the download link.
+// The grid as one PNG (28 px a digit or 56 a strip of two, 2 px apart, a row per eight), for the download link.
 async function sheet(images) {
   const columns = Math.min(8, images.length), rows = Math.ceil(images.length / columns);
   const canvas = $("sheet"), context = canvas.getContext("2d");
-  canvas.width = columns * 30 + 2; canvas.height = rows * 30 + 2;
-  context.fillStyle = "#282828"; context.fillRect(0, 0, canvas.width, canvas.height);
   await Promise.all(images.map(img => img.decode()));
-  images.forEach((img, i) => context.drawImage(img, 2 + (i % columns) * 30, 2 + Math.floor(i / columns) * 30));
+  const wide = images[0].naturalWidth + 2, tall = images[0].naturalHeight + 2;
+  canvas.width = columns * wide + 2; canvas.height = rows * tall + 2;
+  context.fillStyle = "#282828"; context.fillRect(0, 0, canvas.width, canvas.height);
+  images.forEach((img, i) => context.drawImage(img, 2 + (i % columns) * wide, 2 + Math.floor(i / columns) * tall));
   const blob = await new Promise(done => canvas.toBlob(done, "image/png"));
   if (downloadUrl) URL.revokeObjectURL(downloadUrl);
   downloadUrl = URL.createObjectURL(blob);
@@ -123,6 +124,8 @@ async function draw(strict = true) {
     const images = data.images.map((png, i) =>
       picture(png, `"${data.caption}" (${meaning}), sample ${i + 1} of ${data.n}`));
     grid.replaceChildren(...images);
+    await Promise.all(images.map(img => img.decode()));
+    grid.classList.toggle("strips", images[0].naturalWidth > images[0].naturalHeight);  // numbers past nine
     if (data.warning) { status.className = "warning"; status.textContent = data.warning; }
     else { status.className = ""; status.textContent = `"${data.caption}" means ${data.digit}`; }
     $("seed-shown").textContent = data.seed;
