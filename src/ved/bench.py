@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from . import captions, holdout, metrics, mnist
+from . import captions, holdout, metrics, mnist, strips
 from .errors import VedError, shown
 from .images import MAX_IMAGES, check_image_count
 from .pipeline import load_judge
@@ -30,25 +30,31 @@ class BenchError(VedError):
     """Images or captions the benchmark cannot score."""
 
 
+IMAGE_SIZES = ((28, 28), (28, 56))
+SHAPES = "(captions, n, 28, 28), or (captions, n, 28, 56) for strips of numbers past nine"
+
+
 def check_images(images, count: int) -> torch.Tensor:
-    """uint8 (captions, n, 28, 28), one row per caption and n >= 2, as a uint8 tensor (scored a chunk
-    at a time: floats of every image at once would take four times the memory)."""
+    """uint8 (captions, n, 28, 28) or strips (captions, n, 28, 56), one row per caption and n >= 2,
+    as a uint8 tensor (scored a chunk at a time: floats of every image at once would take four times
+    the memory)."""
     array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if array.dtype != np.uint8:
         raise BenchError(f"images must be uint8 (0 = background, 255 = ink), got {array.dtype}")
-    if array.ndim != 4 or array.shape[2:] != (28, 28):
-        raise BenchError(f"images must have the shape (captions, n, 28, 28), got {tuple(array.shape)}")
+    if array.ndim != 4 or array.shape[2:] not in IMAGE_SIZES:
+        raise BenchError(f"images must have the shape {SHAPES}, got {tuple(array.shape)}")
     if array.shape[0] != count:
         raise BenchError(f"images have {array.shape[0]} rows for {count} captions; give one row per caption")
     if array.shape[1] < 2:
         raise BenchError("give at least 2 images per caption: diversity compares a caption's images")
-    check_image_count(array.shape[0], array.shape[1], BenchError)
+    check_image_count(array.shape[0], array.shape[1] * (array.shape[3] // 28), BenchError)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def read_samples(path) -> np.ndarray:
-    """A .npy file of uint8 images (captions, n, 28, 28), its header checked before anything is
-    allocated: the shape it claims must fit MAX_IMAGES and the bytes the file holds. Never unpickled."""
+    """A .npy file of uint8 images (captions, n, 28, 28) or strips (captions, n, 28, 56), its header
+    checked before anything is allocated: the shape it claims must fit MAX_IMAGES and the bytes the
+    file holds. Never unpickled."""
     where = f"--samples '{shown(path, 200)}'"
     try:
         with open(path, "rb") as f:
@@ -59,12 +65,12 @@ def read_samples(path) -> np.ndarray:
             shape, fortran, dtype = read_header(f, max_header_size=10_000)
             offset = f.tell()
             size = os.fstat(f.fileno()).st_size
-            if dtype != np.uint8 or len(shape) != 4 or tuple(shape[2:]) != (28, 28) or fortran:
+            if dtype != np.uint8 or len(shape) != 4 or tuple(shape[2:]) not in IMAGE_SIZES or fortran:
                 raise BenchError(
-                    f"{where} is not a .npy array of uint8 images (captions, n, 28, 28), 0 = background: "
+                    f"{where} is not a .npy array of uint8 images {SHAPES}, 0 = background: "
                     f"it holds {dtype} {tuple(shape)}"
                 )
-            count = int(np.prod(shape, dtype=np.int64)) // 784
+            count = int(np.prod(shape, dtype=np.int64)) // 784  # 28 x 28 cells
             if count > MAX_IMAGES:
                 raise BenchError(f"{where} holds {count:,} images; at most {MAX_IMAGES:,} are scored at once")
             if size - offset != count * 784:
@@ -98,16 +104,13 @@ def score(
     if split not in ("test", "valid"):
         raise BenchError(f"split '{shown(split, 20)}': choose test or valid")
     caption_list = [str(c) for c in caption_list]
-    digits = [captions.parse(c) for c in caption_list]  # CaptionError names a caption with no digit
     x = check_images(images, len(caption_list))
+    if x.shape[-1] > 28:
+        return _score_strips(x, caption_list, split, judge or load_judge(device=device), device, data, cas)
+    digits = [captions.parse(c) for c in caption_list]  # CaptionError names a caption with no digit
     judge = judge or load_judge(device=device)
-    opened = (
-        holdout.final_report(f"{len(images)} captions' images scored by ved.bench")
-        if split == "test"
-        else contextlib.nullcontext()
-    )
     data = data or mnist.load(progress=False)
-    with opened:
+    with _opened(split, f"{len(images)} captions' images"):
         reference = metrics.RealReference(judge, data, device, split=split)
         result = metrics.score_images(x, caption_list, judge, reference)
         if cas:
@@ -130,5 +133,32 @@ def score(
         {"caption": c, "digit": d, "accuracy": (row == d).float().mean().item()}
         for c, d, row in zip(caption_list, digits, predicted)
     ]
+    result["split"] = split
+    return result
+
+
+def _opened(split: str, what: str):
+    return (
+        holdout.final_report(f"{what} scored by ved.bench") if split == "test" else contextlib.nullcontext()
+    )
+
+
+def _score_strips(x, caption_list, split, judge, device, data, cas) -> dict:
+    """score() for strips of numbers past nine (metrics.score_strips); with `cas`, a classifier
+    trained on their drawn cells, each labelled with its digit."""
+    for c in caption_list:
+        captions.number(c)  # CaptionError names a caption with no number
+    data = data or mnist.load(progress=False)
+    with _opened(split, f"{len(x)} captions' strips"):
+        reference = metrics.RealReference(judge, data, device, split=split)
+        result = metrics.score_strips(x, caption_list, judge, reference)
+        if cas:
+            numbers = torch.tensor([captions.number(c) for c in caption_list]).repeat_interleave(x.shape[1])
+            digits = strips.place_digits(numbers, x.shape[-1] // 28).flatten()
+            cells = strips.cells(x.flatten(0, 1)).flatten(0, 1)
+            result.update(
+                metrics.classification_accuracy_score(cells[digits >= 0], digits[digits >= 0], data, split)
+            )
+    result["by_family"] = {"arithmetic": {k: v for k, v in result.items() if k != "by_caption"}}
     result["split"] = split
     return result

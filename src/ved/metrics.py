@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import captions, mnist, vocab
+from . import captions, mnist, strips, vocab
 from .batches import CaptionedImages, CaptionPool
 from .images import as_uint8
 from .train_judge import fit_classifier  # the judge's own training loop: CAS trains one
@@ -67,8 +67,8 @@ def judged_probe(model, judge, batch, settings: dict | None = None, seed: int = 
     distance is biased upward at small sizes, and the digits are pooled), so it compares epochs and
     recipes, not the study's tables."""
     g = torch.Generator().manual_seed(seed)
-    images = model.generate(batch.tokens, batch.lengths, 1, g, **(settings or {}))[:, 0]
-    out = {"accuracy": (judge.predict(images) == batch.digits).float().mean().item()}
+    images, one = strips.one_cell(model.generate(batch.tokens, batch.lengths, 1, g, **(settings or {}))[:, 0])
+    out = {"accuracy": ((judge.predict(images) == batch.digits) & one).float().mean().item()}
     if fd:
         drawn = features(judge, images.float()).cpu().double().numpy()
         real = features(judge, batch.images[:, 0]).cpu().double().numpy()
@@ -223,8 +223,11 @@ def score_pool(
         tokens, lengths = caption_pool.tokens[rows], caption_pool.lengths[rows]
         images.append(
             model.generate(tokens[:, : int(lengths.max())], lengths, per_caption, g, **(settings or {})).cpu()
-        )  # (C, n, 28, 28)
-    return score_images(torch.cat(images), caption_pool.captions, judge, reference)
+        )  # (C, n, 28, 28), or strips from a numbers model that reads a caption as a number past nine
+    widest = max(im.shape[-1] for im in images)
+    images = torch.cat([torch.nn.functional.pad(im, (widest - im.shape[-1], 0)) for im in images])
+    images, one = strips.one_cell(images)
+    return score_images(images, caption_pool.captions, judge, reference, drawn_as_one=one)
 
 
 def as_floats(images: torch.Tensor) -> torch.Tensor:
@@ -261,11 +264,14 @@ def at_most(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def score_images(images: torch.Tensor, caption_list: list[str], judge, reference: RealReference) -> dict:
+def score_images(
+    images: torch.Tensor, caption_list: list[str], judge, reference: RealReference, drawn_as_one=None
+) -> dict:
     """Score images of any generator, (captions, n, 28, 28) uint8 or in [0, 1], row i drawn for
-    caption i: accuracy (overall, by operations, by digit), confusion matrix, FD_judge and KID_judge
-    per digit against the reference's digits (FD_judge with the held-out-real bar beside it),
-    precision and recall, diversity.
+    caption i (`drawn_as_one` (captions, n): False where a numbers model drew a strip with a first
+    cell for it, which is wrong whatever its last cell, strips.one_cell): accuracy (overall, by
+    operations, by digit), confusion matrix, FD_judge and KID_judge per digit against the reference's
+    digits (FD_judge with the held-out-real bar beside it), precision and recall, diversity.
     Memory grows with the images' count only through their features (512 bytes each)."""
     device = reference.images.device
     digits = torch.tensor([captions.parse(c) for c in caption_list])
@@ -274,7 +280,8 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
     predicted = predicted.view(len(images), per_caption)  # row i belongs to caption i
     generated_features = feats.view(len(images), per_caption, -1)
     spread = [mean_pairwise_distance(as_floats(row[:DIVERSITY_IMAGES])) for row in images]
-    correct = (predicted == digits[:, None]).float()
+    correct = predicted == digits[:, None]
+    correct = (correct if drawn_as_one is None else correct & drawn_as_one.to(correct.device)).float()
     ops = torch.tensor([captions.operation_count(c) for c in caption_list])
     confusion = torch.zeros(10, 10, dtype=torch.long)
     confusion.index_put_(
@@ -331,6 +338,43 @@ def score_images(images: torch.Tensor, caption_list: list[str], judge, reference
     }
 
 
+STRIP_FIGURES = (
+    "fd_judge", "fd_judge_real", "fd_judge_floor", "kid_judge", "kid_judge_std",
+    "diversity", "precision", "recall",
+)  # fmt: skip
+
+
+def score_strips(images: torch.Tensor, caption_list: list[str], judge, reference: RealReference) -> dict:
+    """Score strips of numbers past nine, (captions, n, 28, 28 x cells) uint8 or in [0, 1], row i
+    drawn for caption i: `accuracy` the share of strips whose every cell the judge reads as its
+    digit, the cells left of the number blank (strips.read); each drawn cell also scored as an image
+    of its digit (score_images, each cell captioned by its digit's word): `cell_accuracy`, FD_judge,
+    KID_judge and diversity per cell, and `by_caption`."""
+    numbers = torch.tensor([captions.number(c) for c in caption_list])
+    per_caption = images.shape[1]
+    right = strips.read(judge, images.flatten(0, 1), numbers.repeat_interleave(per_caption))
+    right = right.view(len(caption_list), per_caption).float()
+    cells, digits = strips.cells(images), strips.place_digits(numbers, images.shape[-1] // strips.CELL)
+    shown = digits >= 0
+    per_cell = score_images(
+        cells.transpose(1, 2)[shown],  # (drawn cells, n, 28, 28)
+        [captions.DIGIT_WORDS[d] for d in digits[shown].tolist()],
+        judge,
+        reference,
+    )
+    return {
+        "accuracy": right.mean().item(),
+        "cell_accuracy": per_cell["accuracy"],
+        **{key: per_cell[key] for key in STRIP_FIGURES},
+        "by_caption": [
+            {"caption": c, "number": int(n), "accuracy": r.mean().item()}
+            for c, n, r in zip(caption_list, numbers, right)
+        ],
+        "captions": len(caption_list),
+        "images": right.numel(),
+    }
+
+
 CAS_EPOCHS = 2  # the classifiers' epochs: enough to tell a useful training set from a poor one
 CAS_IMAGES_PER_DIGIT = 5000  # a model's CAS draws MNIST's training split's size: 50,000 images
 
@@ -383,6 +427,7 @@ def training_draws(model, config: dict, per_digit: int = CAS_IMAGES_PER_DIGIT, s
         tokens, lengths = vocab.encode([pool[d][i] for i in chosen])
         n = math.ceil(per_digit / len(chosen))
         drawn = model.generate(tokens.to(device), lengths.to(device), n, g, **config["sample"]).float().cpu()
+        drawn = strips.one_cell(drawn)[0]  # a numbers model's strip for a digit: its last cell
         images.append(as_uint8(drawn.reshape(-1, 28, 28)[:per_digit]))
         digits += [d] * per_digit
     return torch.cat(images), torch.tensor(digits)
