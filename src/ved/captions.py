@@ -58,9 +58,9 @@ TEMPLATES = [
     "that is a black <label> with a white background",
     "this is a black <label> on a white background",
 ]
-# The largest arithmetic result a numbers model draws, as a strip of one digit cell per place: what
-# the arithmetic test's longest captions (five operations) reach with a plus b up to 45. Fitted up to
-# 99, the caption side placed a third of its own captions (docs/numbers.md).
+# The largest arithmetic result a numbers model draws, as a strip of one digit cell per place: five
+# nines added up. Its caption side places every caption up to 45; fitted up to 99 (captions of up to
+# 14 operands), it placed 89% of its own (docs/numbers.md).
 MAX_NUMBER = 45
 MAX_TOKENS = 64
 MAX_CHARS = 1024  # 64 words of at most 10 letters fit with room to spare; longer text is refused unread

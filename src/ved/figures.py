@@ -25,11 +25,10 @@ def save_figure(fig, path: Path) -> None:
 def sample_grid(images: np.ndarray, row_labels: list[str], path: Path, title: str | None = None) -> None:
     """One row per caption, the caption written at the row's left (the paper's Figure 4 layout)."""
     rows, n = images.shape[:2]
+    wide = n * 0.42 * images.shape[-1] / 28  # a strip of two digits is twice a digit's width
     label_width = max(map(len, row_labels), default=0) * 0.075 + 0.2
-    fig = plt.figure(figsize=(label_width + n * 0.42, rows * 0.42 + (0.35 if title else 0.05)))
-    ax = fig.add_axes(
-        [label_width / (label_width + n * 0.42), 0, 1 - label_width / (label_width + n * 0.42), 1]
-    )
+    fig = plt.figure(figsize=(label_width + wide, rows * 0.42 + (0.35 if title else 0.05)))
+    ax = fig.add_axes([label_width / (label_width + wide), 0, 1 - label_width / (label_width + wide), 1])
     ax.imshow(grid_image(images), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([r * 30 + 15 for r in range(rows)], row_labels, fontsize=9)  # 30 = 28 + 2 * pad
     ax.set_xticks([])
