@@ -81,6 +81,7 @@ def test_only_the_reporting_code_opens_the_test_split():
         "src/ved/train_judge.py",  # the judge's test accuracy, after its epoch is chosen
         "experiments/length_generalisation.py",  # a report on the caption encoders, on test lengths
         "experiments/kid_real_digits.py",  # real test digits' KID: a report on the metric
+        "experiments/numbers_study.py",  # --split test: numbers past nine, after every seed is trained
     }, opened
 
 

@@ -363,7 +363,8 @@ def options_sample(sub) -> argparse.ArgumentParser:
     s.add_argument(
         "--out",
         default="samples.png",
-        help=".npy (uint8, captions x n x 28 x 28) or .png grid (default: samples.png)",
+        help=".npy (uint8, captions x n x 28 x 28; x 56 for a numbers model's strips) or .png grid "
+        "(default: samples.png)",
     )
     add_device(s)
     add_precision(s, "fp32", "fp32 draws what ved.load() draws in Python")
