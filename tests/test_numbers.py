@@ -193,14 +193,47 @@ def test_a_numbers_model_draws_strips_in_one_hand_and_digits_in_one_cell(numbers
     assert_one_line(code, err, "evaluates to 46; the result must be a number 0..45")
 
 
-def test_two_cells_need_numbers_in_the_data(tmp_path):
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (
+            ("numbers = true", "numbers = false"),
+            "[model] cells = 2 draws numbers past nine and needs [data] numbers = true",
+        ),
+        (
+            ("cells = 2", "cells = 1"),
+            "[model] cells = 2 draws numbers past nine and needs [data] numbers = true",
+        ),
+        (
+            ("numbers = true", "numbers = true\nhold_out_numbers = [5]"),
+            "allowed: a list of whole numbers from 10 to 45",
+        ),
+        (
+            ("numbers = true", "numbers = true\nhold_out_numbers = [40, 41, 42, 43, 44, 45]"),
+            "is in no training number",
+        ),
+        (
+            ("numbers = true", "numbers = false\nhold_out_numbers = [15]", "cells = 2", "cells = 1"),
+            "hold_out_numbers holds numbers past nine out",
+        ),
+        (
+            ('family = "arithmetic"', 'family = "logic"'),
+            "numbers = true needs arithmetic captions; got family = 'logic'",
+        ),
+    ],
+)
+def test_numbers_configs_are_refused_in_one_line_before_anything_is_written(tmp_path, change, fragment):
     from pathlib import Path
 
     config = (Path(__file__).parent / "configs" / "tiny-numbers.toml").read_text()
+    for old, new in zip(change[::2], change[1::2]):  # pairs of (text, its replacement)
+        assert old in config
+        config = config.replace(old, new)
     broken = tmp_path / "broken.toml"
-    broken.write_text(config.replace("numbers = true", "numbers = false"))
+    broken.write_text(config)
     code, _, err = ved_main("train", "--config", str(broken), "--out", str(tmp_path / "run"), "--quiet")
-    assert_one_line(code, err, "[model] cells = 2 draws numbers past nine and needs [data] numbers = true")
+    assert_one_line(code, err, fragment)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_http_api_and_the_page_draw_strips(numbers_run):

@@ -389,7 +389,7 @@ def number_pool(
     tens and ones digits is written in another training number; the test split is every caption of
     theirs, and theirs only (the numbers' held-out-results split).
     """
-    held = _check_held_out_numbers(hold_out_numbers, most)
+    held = check_held_out_numbers(hold_out_numbers, most)
     if split == "test":
         holdout.require("test captions")
     rng = random.Random(f"numbers:{seed}")
@@ -429,7 +429,9 @@ def _caption_reaching(number: int, operators: int, rng: random.Random) -> list[s
     return [DIGIT_WORDS[operands[0]] + "".join(f" {s} {DIGIT_WORDS[v]}" for s, v in zip(signs, operands[1:]))]
 
 
-def _check_held_out_numbers(numbers, most: int) -> set[int]:
+def check_held_out_numbers(numbers, most: int = MAX_NUMBER) -> set[int]:
+    """The held-out numbers as a set, or CaptionError in one line for one that is out of range or
+    written with a tens or ones digit that no other number writes in that place."""
     numbers = list(numbers or ())
     for n in numbers:
         if not (isinstance(n, int) and not isinstance(n, bool) and 10 <= n <= most):
@@ -554,11 +556,9 @@ def pool_for(data: dict, split: str) -> dict[int, list[str]]:
 
 def number_pool_for(data: dict, split: str) -> dict[int, list[str]]:
     """The captions of numbers past nine that a config's [data] table gives a split ({} without
-    `numbers`)."""
+    `numbers`; config.resolve checked the rest)."""
     if not data.get("numbers"):
         return {}
-    if data["family"] not in ("arithmetic", "mixed"):
-        raise CaptionError(f"numbers = true needs arithmetic captions; got family = '{data['family']}'")
     return number_pool(split, data.get("caption_seed", 0), tuple(data.get("hold_out_numbers") or ()))
 
 

@@ -50,7 +50,8 @@ class Data:
     add_primitive: str | None = one_of(None, captions.DIGIT_WORDS, optional=True)
     # a digit no training caption but its word evaluates to
     hold_out_result: int | None = field(default=None, metadata={"whole": (0, 9), "optional": True})
-    # arithmetic or mixed: numbers 10-99 too, drawn as strips of digit cells (captions.number_pool)
+    # arithmetic or mixed: numbers 10 to captions.MAX_NUMBER too, drawn as strips of digit cells by a
+    # model with [model] cells = 2 (captions.number_pool)
     numbers: bool = flag(False)
     hold_out_numbers: list | None = wholes(10, captions.MAX_NUMBER)  # no training caption makes these
     # 0: all 50,000 training images; N: the first N only, for smoke runs (ved reproduce --quick, tests)
@@ -122,9 +123,32 @@ def resolve(config: dict) -> dict:
     for table, schema in TABLES.items():
         out[table] = check_table(table, schema, config.get(table, {}))
     out["sample"] = check_sample(cls, sample)
+    check_numbers(out)
     if out["model"].get("caption_encoder") == "routed":  # recorded, so that a new default never changes it
         out["model"]["experts"] = out["model"].get("experts") or default_experts()
     return out
+
+
+def check_numbers(config: dict) -> None:
+    """[data] numbers and a model that draws strips ([model] cells = 2) go together, and held-out
+    numbers must be drawable: refused here, before MNIST loads, in one line."""
+    data, cells = config["data"], config["model"].get("cells", 1)
+    if data["numbers"] != (cells == 2):
+        raise ConfigError(
+            "[model] cells = 2 draws numbers past nine and needs [data] numbers = true, and the other "
+            f"way round; got cells = {cells}, numbers = {str(data['numbers']).lower()}"
+        )
+    if data["numbers"] and data["family"] not in ("arithmetic", "mixed"):
+        raise ConfigError(f"[data] numbers = true needs arithmetic captions; got family = '{data['family']}'")
+    if data["hold_out_numbers"]:
+        if not data["numbers"]:
+            raise ConfigError(
+                "[data] hold_out_numbers holds numbers past nine out of training; it needs numbers = true"
+            )
+        try:
+            captions.check_held_out_numbers(data["hold_out_numbers"])
+        except captions.CaptionError as e:
+            raise ConfigError(f"[data] {e}") from None
 
 
 def default_experts() -> dict[str, str]:

@@ -114,12 +114,7 @@ class ConditionalVAE(Generator):
 
     def prepare(self, train, seed, fresh, families, progress=False):
         centres = content.discover(train, self.content_classes, seed=seed)  # seeded: a resume finds the same
-        numbers = train.numbers
-        if (numbers is not None) != (self.config.cells == 2):
-            raise ConfigError(
-                "[model] cells = 2 draws numbers past nine and needs [data] numbers = true, and the "
-                f"other way round; got cells = {self.config.cells}, numbers = {numbers is not None}"
-            )
+        numbers = train.numbers  # present exactly when cells = 2 (config.check_numbers)
         if numbers is not None:
             content.discover_cells(numbers, train, centres, seed=seed)
         note = self._fit_caption_prior(train.pool, numbers, families, progress) if fresh else None
