@@ -105,19 +105,27 @@ def score(
         raise BenchError(f"split '{shown(split, 20)}': choose test or valid")
     caption_list = [str(c) for c in caption_list]
     x = check_images(images, len(caption_list))
-    if x.shape[-1] > 28:
-        return _score_strips(x, caption_list, split, judge or load_judge(device=device), device, data, cas)
-    digits = [captions.parse(c) for c in caption_list]  # CaptionError names a caption with no digit
+    wide = x.shape[-1] > 28  # strips of numbers past nine
+    # CaptionError names a caption with no digit (or number)
+    values = [(captions.number if wide else captions.parse)(c) for c in caption_list]
     judge = judge or load_judge(device=device)
     data = data or mnist.load(progress=False)
-    with _opened(split, f"{len(images)} captions' images"):
+    opened = (
+        holdout.final_report(f"{len(images)} captions' images scored by ved.bench")
+        if split == "test"
+        else contextlib.nullcontext()
+    )
+    with opened:
         reference = metrics.RealReference(judge, data, device, split=split)
-        result = metrics.score_images(x, caption_list, judge, reference)
-        if cas:
-            per_image = torch.tensor(digits).repeat_interleave(x.shape[1])
-            result.update(
-                metrics.classification_accuracy_score(x.reshape(-1, 28, 28), per_image, data, split)
-            )
+        result = (metrics.score_strips if wide else metrics.score_images)(x, caption_list, judge, reference)
+        if cas:  # a classifier trained on every drawn cell, labelled with its digit
+            cells, digits = strips.drawn_cells(x, torch.tensor(values))
+            per_image = digits.repeat_interleave(x.shape[1])
+            result.update(metrics.classification_accuracy_score(cells.flatten(0, 1), per_image, data, split))
+        if wide:  # every number past nine is an arithmetic caption
+            result["by_family"] = {"arithmetic": {k: v for k, v in result.items() if k != "by_caption"}}
+            result["split"] = split
+            return result
         families = [family_of(c) for c in caption_list]
         result["by_family"] = {
             family: metrics.score_images(
@@ -131,34 +139,7 @@ def score(
     predicted = metrics.judge_images(judge, x.reshape(-1, 28, 28), device)[1].view(x.shape[:2])
     result["by_caption"] = [
         {"caption": c, "digit": d, "accuracy": (row == d).float().mean().item()}
-        for c, d, row in zip(caption_list, digits, predicted)
+        for c, d, row in zip(caption_list, values, predicted)
     ]
-    result["split"] = split
-    return result
-
-
-def _opened(split: str, what: str):
-    return (
-        holdout.final_report(f"{what} scored by ved.bench") if split == "test" else contextlib.nullcontext()
-    )
-
-
-def _score_strips(x, caption_list, split, judge, device, data, cas) -> dict:
-    """score() for strips of numbers past nine (metrics.score_strips); with `cas`, a classifier
-    trained on their drawn cells, each labelled with its digit."""
-    for c in caption_list:
-        captions.number(c)  # CaptionError names a caption with no number
-    data = data or mnist.load(progress=False)
-    with _opened(split, f"{len(x)} captions' strips"):
-        reference = metrics.RealReference(judge, data, device, split=split)
-        result = metrics.score_strips(x, caption_list, judge, reference)
-        if cas:
-            numbers = torch.tensor([captions.number(c) for c in caption_list]).repeat_interleave(x.shape[1])
-            digits = strips.place_digits(numbers, x.shape[-1] // 28).flatten()
-            cells = strips.cells(x.flatten(0, 1)).flatten(0, 1)
-            result.update(
-                metrics.classification_accuracy_score(cells[digits >= 0], digits[digits >= 0], data, split)
-            )
-    result["by_family"] = {"arithmetic": {k: v for k, v in result.items() if k != "by_caption"}}
     result["split"] = split
     return result

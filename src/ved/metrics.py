@@ -354,14 +354,8 @@ def score_strips(images: torch.Tensor, caption_list: list[str], judge, reference
     per_caption = images.shape[1]
     right = strips.read(judge, images.flatten(0, 1), numbers.repeat_interleave(per_caption))
     right = right.view(len(caption_list), per_caption).float()
-    cells, digits = strips.cells(images), strips.place_digits(numbers, images.shape[-1] // strips.CELL)
-    shown = digits >= 0
-    per_cell = score_images(
-        cells.transpose(1, 2)[shown],  # (drawn cells, n, 28, 28)
-        [captions.DIGIT_WORDS[d] for d in digits[shown].tolist()],
-        judge,
-        reference,
-    )
+    cells, digits = strips.drawn_cells(images, numbers)
+    per_cell = score_images(cells, [captions.DIGIT_WORDS[d] for d in digits.tolist()], judge, reference)
     return {
         "accuracy": right.mean().item(),
         "cell_accuracy": per_cell["accuracy"],

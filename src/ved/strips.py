@@ -65,6 +65,14 @@ def compose(
     return cell_images.permute(0, 2, 1, 3).reshape(len(numbers), CELL, CELL * cells)
 
 
+def drawn_cells(images: torch.Tensor, numbers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cells that show a digit, (drawn cells, n, 28, 28), caption by caption and first to last,
+    and the digit each shows: strips (captions, n, 28, 28 x c) drawn for `numbers` (captions,)."""
+    digits = place_digits(numbers, images.shape[-1] // CELL)
+    shown = digits >= 0
+    return cells(images).transpose(1, 2)[shown], digits[shown]
+
+
 def one_cell(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Images drawn for one-digit captions, (..., 28, 28 x c), as one cell each: the last cell, and
     whether the strip had no first cell. A numbers model draws a one-digit caption that it reads as
