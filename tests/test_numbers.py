@@ -277,6 +277,15 @@ def test_the_http_api_and_the_page_draw_strips(numbers_run):
             json={"captions": ["nine plus nine plus nine plus nine plus nine plus nine"]},
         )
         assert refused.status_code == 400 and "evaluates to 54" in refused.json()["detail"]
+        for body in (
+            {"captions": ["four"] * 11},
+            {"captions": []},
+            {"captions": [4]},
+            {"captions": ["x" * 300]},
+        ):
+            assert httpx.post(url + "/api/same-style", json=body).status_code == 422, body
+        unknown = httpx.get(url + "/api/parse", params={"caption": "two", "model": "nope"})
+        assert unknown.status_code == 400 and "nope" in unknown.json()["detail"]
         png = httpx.post(
             url + "/api/generate?format=png", json={"caption": "seven plus eight", "n": 3, "seed": 0}
         )
